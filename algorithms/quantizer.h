@@ -1,0 +1,85 @@
+#pragma once
+// The weight-quantizer interface every algorithm implements (docs/architecture.md).
+//
+// A linear layer y = x Wᵀ has W [N out, K in]. Calibration inputs x [tokens, K] are folded into
+// InputStats (shared by the layers that read the same input: q/k/v, gate/up); a quantizer turns
+// (W, stats) into a QuantizedWeight: integer codes plus per-group scale and zero, with g_idx
+// saying which group each input column uses (act-order permutes it).
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "algorithms/spec.h"
+#include "ptq/tensor.h"
+
+namespace ptq {
+
+// Uniform integer grid. Asymmetric: q = clamp(round(w/scale) + zero, 0, 2^bits-1),
+// w' = (q - zero)*scale. Symmetric: zero = 2^(bits-1) fixed. group_size -1 = one group per row.
+struct QuantGrid {
+  int bits = 4;
+  int group_size = 128;
+  bool sym = false;
+  bool mse = false;  // search a shrunk range per group (GPTQ's `mse` option)
+  int num_groups(int k) const { return group_size <= 0 ? 1 : (k + group_size - 1) / group_size; }
+  int max_q() const { return (1 << bits) - 1; }
+};
+
+struct QuantizedWeight {
+  int rows = 0, cols = 0;  // N, K
+  QuantGrid grid;
+  std::vector<uint8_t> q;       // [N, K] codes, column order of the original W
+  Mat scales;                   // [N, G]
+  Mat zeros;                    // [N, G] integer zero points (stored as float)
+  std::vector<int32_t> g_idx;   // [K] group of each input column
+  Mat dequantize() const;       // [N, K]
+};
+
+// Second-moment statistics of a layer's inputs, accumulated streaming:
+// H = 2/n Σ x xᵀ with fp64 accumulation; also the mean |x| per channel (for AWQ-style methods).
+class InputStats {
+ public:
+  explicit InputStats(int k);
+  void add_batch(const Mat& x);  // x [tokens, K]
+  int k() const { return k_; }
+  int64_t tokens() const { return n_; }
+  MatD hessian() const;  // 2/n Σ x xᵀ, [K, K]
+  VecD mean_abs() const;
+
+ private:
+  int k_;
+  int64_t n_ = 0;
+  MatD xtx_;  // Σ x xᵀ
+  VecD abs_sum_;
+};
+
+struct QuantLog {
+  std::vector<std::string> messages;  // e.g. "Cholesky failed, damping raised to 0.1"
+  double seconds = 0;
+};
+
+class WeightQuantizer {
+ public:
+  virtual ~WeightQuantizer() = default;
+  virtual std::string spec() const = 0;  // canonical spec string, parses back to an equal object
+  virtual const QuantGrid& grid() const = 0;
+  virtual bool needs_stats() const = 0;  // false for RTN
+  virtual QuantizedWeight quantize(const Mat& w, const InputStats* stats, QuantLog* log) const = 0;
+};
+
+using QuantizerFactory = std::function<std::unique_ptr<WeightQuantizer>(const Spec&)>;
+// Registration happens in each algorithm's .cpp through a static Registrar.
+void register_quantizer(const std::string& name, QuantizerFactory f);
+std::unique_ptr<WeightQuantizer> make_quantizer(const Spec& spec);  // throws Error if unknown
+std::vector<std::string> registered_quantizers();
+
+struct QuantizerRegistrar {
+  QuantizerRegistrar(const std::string& name, QuantizerFactory f) { register_quantizer(name, f); }
+};
+
+// ||X Wᵀ − X Ŵᵀ||² / ||X Wᵀ||² computed from H (∝ XᵀX) as tr(ΔW H ΔWᵀ) / tr(W H Wᵀ).
+double relative_output_error(const Mat& w, const Mat& w_hat, const MatD& h);
+
+}  // namespace ptq
