@@ -1,0 +1,119 @@
+#include "calibration/text_data.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "ptq/error.h"
+#include "ptq/fs.h"
+
+namespace ptq {
+
+DataFormat parse_data_format(const std::string& name) {
+  if (name == "tinystories") return DataFormat::kTinyStories;
+  if (name == "wikitext2") return DataFormat::kWikiText2;
+  if (name == "text") return DataFormat::kText;
+  throw Error("unknown data format '" + name + "' (expected tinystories, wikitext2 or text)");
+}
+
+const char* data_format_name(DataFormat f) {
+  switch (f) {
+    case DataFormat::kTinyStories: return "tinystories";
+    case DataFormat::kWikiText2: return "wikitext2";
+    case DataFormat::kText: return "text";
+  }
+  return "?";
+}
+
+static std::string strip(const std::string& s) {
+  const char* ws = " \t\r\n\f\v";
+  size_t b = s.find_first_not_of(ws);
+  if (b == std::string::npos) return "";
+  size_t e = s.find_last_not_of(ws);
+  return s.substr(b, e - b + 1);
+}
+
+std::vector<std::string> split_documents(const std::string& text) {
+  static const std::string kSep = "<|endoftext|>";
+  std::vector<std::string> docs;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t next = text.find(kSep, pos);
+    std::string doc = strip(text.substr(pos, next == std::string::npos ? std::string::npos : next - pos));
+    if (!doc.empty()) docs.push_back(std::move(doc));
+    if (next == std::string::npos) break;
+    pos = next + kSep.size();
+  }
+  return docs;
+}
+
+std::vector<int32_t> parse_token_line(const std::string& line, const std::string& where) {
+  std::vector<int32_t> ids;
+  std::istringstream in(line);
+  std::string word;
+  while (in >> word) {
+    char* end = nullptr;
+    long v = std::strtol(word.c_str(), &end, 10);
+    if (*end != '\0' || v < 0 || v > INT32_MAX)
+      throw Error(where + ": expected a non-negative token id, found '" + word + "'");
+    ids.push_back(int32_t(v));
+  }
+  return ids;
+}
+
+static TokenSeqs read_token_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot open token file");
+  TokenSeqs docs;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    auto ids = parse_token_line(line, path + ":" + std::to_string(n));
+    if (!ids.empty()) docs.push_back(std::move(ids));
+  }
+  return docs;
+}
+
+TokenSeqs tokenize_documents(const std::string& path, DataFormat fmt, const Tokenizer* tok,
+                             bool token_file) {
+  if (token_file) return read_token_file(path);
+  PTQ_ASSERT(tok != nullptr, "text data needs a tokenizer");
+  std::string text = read_text_file(path);
+  TokenSeqs docs;
+  if (fmt == DataFormat::kTinyStories) {
+    for (const auto& d : split_documents(text)) docs.push_back(tok->encode(d, true));
+  } else {
+    docs.push_back(tok->encode(text, true));
+  }
+  return docs;
+}
+
+std::string find_model_tokenizer(const std::string& model_path, const std::string& override_path) {
+  if (!override_path.empty()) return override_path;
+  namespace fs = std::filesystem;
+  fs::path dir = fs::is_directory(model_path) ? fs::path(model_path) : fs::path(model_path).parent_path();
+  for (const char* name : {"tokenizer.model", "tokenizer.bin"})
+    if (fs::exists(dir / name)) return (dir / name).string();
+  return "";
+}
+
+TokenSeqs eval_sequences(const TokenSeqs& docs, DataFormat fmt, int seq_len, int max_samples) {
+  PTQ_ASSERT(seq_len >= 2);
+  const size_t limit = max_samples > 0 ? size_t(max_samples) : SIZE_MAX;
+  TokenSeqs out;
+  if (fmt == DataFormat::kTinyStories) {
+    for (const auto& d : docs) {
+      if (out.size() == limit) break;
+      if (d.size() < 2) continue;
+      out.emplace_back(d.begin(), d.begin() + std::min(d.size(), size_t(seq_len)));
+    }
+    return out;
+  }
+  std::vector<int32_t> stream;
+  for (const auto& d : docs) stream.insert(stream.end(), d.begin(), d.end());
+  for (size_t b = 0; b + size_t(seq_len) <= stream.size() && out.size() < limit; b += seq_len)
+    out.emplace_back(stream.begin() + b, stream.begin() + b + seq_len);
+  return out;
+}
+
+}  // namespace ptq

@@ -1,0 +1,42 @@
+#pragma once
+// Turning text files into token sequences under the evaluation and calibration protocols
+// (docs/protocols.md):
+//  - tinystories: documents separated by <|endoftext|>, each stripped and encoded with BOS,
+//    truncated to seq_len, scored as one sequence.
+//  - wikitext2 / text: the whole file encoded once with a single BOS at its start, cut into
+//    consecutive non-overlapping windows of seq_len tokens, remainder dropped; a window's first
+//    token is context only.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "calibration/tokenizer.h"
+
+namespace ptq {
+
+enum class DataFormat { kTinyStories, kWikiText2, kText };
+DataFormat parse_data_format(const std::string& name);  // throws Error listing the choices
+const char* data_format_name(DataFormat f);
+
+using TokenSeqs = std::vector<std::vector<int32_t>>;
+
+// Splits on <|endoftext|>, strips whitespace, drops empty documents.
+std::vector<std::string> split_documents(const std::string& text);
+
+// Documents of `path` as token ids: one per document (tinystories), or one for the whole file.
+// `token_file` reads pre-tokenized ids instead (one whitespace-separated list per line, each a
+// document; BOS is not added).
+TokenSeqs tokenize_documents(const std::string& path, DataFormat fmt, const Tokenizer* tok,
+                             bool token_file);
+
+// Evaluation sequences under the protocol. max_samples <= 0 keeps all.
+TokenSeqs eval_sequences(const TokenSeqs& docs, DataFormat fmt, int seq_len, int max_samples);
+
+// The tokenizer file for a model: `override_path` when given, else tokenizer.model or
+// tokenizer.bin in the model's directory (or beside a .bin checkpoint); "" when none.
+std::string find_model_tokenizer(const std::string& model_path, const std::string& override_path);
+
+// Parses one line of whitespace-separated ids; throws Error naming `where` on a bad token.
+std::vector<int32_t> parse_token_line(const std::string& line, const std::string& where);
+
+}  // namespace ptq

@@ -1,0 +1,84 @@
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "calibration/text_data.h"
+#include "cli/common.h"
+#include "ptq/error.h"
+#include "ptq/eval.h"
+#include "ptq/forward.h"
+#include "ptq/parallel.h"
+#include "ptq/progress.h"
+#include "ptq/inference.h"
+
+namespace ptq::cli {
+namespace {
+
+struct EvalOptions {
+  std::string model, data, format = "text";
+  int seq_len = 0, max_samples = 0, threads = 0;
+  bool json = false, quiet = false;
+  TextInputOptions text;
+};
+
+int run_eval(const EvalOptions& o) {
+  set_num_threads(o.threads);
+  LoadedModel lm = load_model_for_inference(o.model);
+  DataFormat fmt = parse_data_format(o.format);
+  std::unique_ptr<Tokenizer> tok;
+  if (o.text.tokens_file.empty()) tok = open_tokenizer(lm.model, o.text.tokenizer);
+  const std::string& path = o.text.tokens_file.empty() ? o.data : o.text.tokens_file;
+  TokenSeqs docs = tokenize_documents(path, fmt, tok.get(), !o.text.tokens_file.empty());
+  int seq_len = o.seq_len > 0 ? o.seq_len : lm.model.config().max_position_embeddings;
+  TokenSeqs seqs = eval_sequences(docs, fmt, seq_len, o.max_samples);
+  if (seqs.empty()) throw ptq::Error(path + ": no sequence of at least 2 tokens to evaluate");
+  Progress bar("eval", seqs.size(), o.quiet || o.json);
+  EvalResult r = evaluate_perplexity(
+      [&](const std::vector<int32_t>& ids) { return lm.forward->logits(ids); }, seqs,
+      [&](size_t d, size_t) { bar.update(d); });
+  bar.finish();
+  if (o.json) {
+    nlohmann::json j = {{"model", o.model},       {"data", path},
+                        {"format", o.format},     {"seq_len", seq_len},
+                        {"sequences", r.sequences}, {"tokens", r.tokens},
+                        {"mean_nll", r.mean_nll}, {"ppl", r.ppl},
+                        {"seconds", r.seconds},   {"tokens_per_second", r.tokens_per_second},
+                        {"threads", num_threads()}};
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("model      %s\ndata       %s (%s, seq_len %d)\nsequences  %lld\n", o.model.c_str(),
+                path.c_str(), o.format.c_str(), seq_len, (long long)r.sequences);
+    std::printf("tokens     %lld\nmean_nll   %.6f\nppl        %.4f\ntokens/s   %.0f\n",
+                (long long)r.tokens, r.mean_nll, r.ppl, r.tokens_per_second);
+  }
+  return 0;
+}
+
+CommandRegistrar reg("eval", "Perplexity of a model (fp or quantized) on a text file",
+                     [](CLI::App* sub) {
+  auto o = std::make_shared<EvalOptions>();
+  sub->add_option("model", o->model, "HF directory, llama2.c .bin, or ptq output directory")
+      ->required();
+  sub->add_option("--data", o->data, "Text file to evaluate on");
+  sub->add_option("--data-format", o->format,
+                  "Protocol: tinystories (per story with BOS), wikitext2 or text (one stream, "
+                  "non-overlapping windows)")
+      ->default_val("text")
+      ->check(CLI::IsMember({"tinystories", "wikitext2", "text"}));
+  sub->add_option("--seq-len", o->seq_len,
+                  "Window length / truncation (0: the model's max_position_embeddings)")
+      ->default_val(0);
+  sub->add_option("--max-samples", o->max_samples, "Sequences to score (0: all)")->default_val(0);
+  sub->add_flag("--json", o->json, "Print one JSON object on stdout");
+  sub->add_flag("--quiet", o->quiet, "No progress on stderr");
+  add_threads_option(sub, &o->threads);
+  o->text.add_to(sub);
+  return [o]() {
+    if (o->data.empty() && o->text.tokens_file.empty())
+      throw ptq::Error("eval: pass --data FILE or --tokens FILE");
+    return run_eval(*o);
+  };
+});
+
+}  // namespace
+}  // namespace ptq::cli

@@ -1,0 +1,46 @@
+#include "formats/fake_quant.h"
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "formats/metadata.h"
+#include "formats/safetensors.h"
+#include "ptq/error.h"
+#include "ptq/fs.h"
+
+namespace fs = std::filesystem;
+
+namespace ptq {
+
+std::string output_config_json(const Model& model, const std::string& extra_key,
+                               const std::string& extra_json) {
+  nlohmann::json cfg;
+  fs::path src = fs::path(model.path()) / "config.json";
+  if (fs::is_directory(model.path()) && fs::exists(src))
+    cfg = nlohmann::json::parse(read_text_file(src.string()));
+  else
+    cfg = model.config().to_json();
+  if (!extra_key.empty()) cfg[extra_key] = nlohmann::json::parse(extra_json);
+  return cfg.dump(2) + "\n";
+}
+
+void write_fake_quant(const Model& model, const std::map<std::string, Mat>& dequantized,
+                      const CheckpointMetadata& meta, const OutputDir& out) {
+  SafetensorsWriter writer;
+  const TensorSource& src = model.tensors();
+  for (const auto& name : src.names()) {
+    const TensorInfo* info = src.find(name);
+    std::string module = name.size() > 7 ? name.substr(0, name.size() - 7) : name;  // - ".weight"
+    auto it = dequantized.find(module);
+    if (name.ends_with(".weight") && it != dequantized.end())
+      writer.add_f32(name, it->second, info->shape);
+    else
+      writer.add(name, info->dtype, info->shape, src.load_raw(name));
+  }
+  for (const auto& [k, v] : meta.to_strings()) writer.set_metadata(k, v);
+  writer.write(out.path_of("model.safetensors"));
+  out.write_text("config.json", output_config_json(model, "", ""));
+}
+
+}  // namespace ptq

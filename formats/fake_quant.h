@@ -1,0 +1,25 @@
+#pragma once
+// The fake-quant output: an HF directory whose quantized linear weights hold their dequantized
+// values (F32); every other tensor is copied in its stored dtype. `ptq eval` and any HF loader
+// read it as an ordinary model. The safetensors __metadata__ carries the provenance
+// (formats/metadata.h).
+#include <map>
+#include <string>
+
+#include "formats/output_dir.h"
+#include "ptq/model.h"
+#include "ptq/tensor.h"
+
+namespace ptq {
+
+struct CheckpointMetadata;
+
+void write_fake_quant(const Model& model, const std::map<std::string, Mat>& dequantized,
+                      const CheckpointMetadata& meta, const OutputDir& out);
+
+// config.json for the output: the source's own config.json (when it has one) with `extra`
+// merged in at the top level, else the parsed ModelConfig.
+std::string output_config_json(const Model& model, const std::string& extra_key,
+                               const std::string& extra_json);
+
+}  // namespace ptq

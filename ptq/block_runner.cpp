@@ -1,0 +1,45 @@
+#include "ptq/block_runner.h"
+
+#include <algorithm>
+
+#include "ptq/parallel.h"
+
+namespace ptq {
+
+// Windows run in chunks of this many: each chunk's captures are buffered, then handed to the
+// sink in order. A fixed size (not the thread count) keeps results independent of threads.
+static constexpr size_t kChunk = 8;
+
+BlockActivations::BlockActivations(const ModelConfig& cfg, const HeadWeights& head,
+                                   const std::vector<std::vector<int32_t>>& windows)
+    : cfg_(cfg), rope_(cfg.head_dim, cfg.rope_theta, cfg.max_position_embeddings) {
+  hidden_.reserve(windows.size());
+  for (const auto& w : windows) hidden_.push_back(embed_tokens(head, w));
+}
+
+int64_t BlockActivations::num_tokens() const {
+  int64_t n = 0;
+  for (const auto& h : hidden_) n += h.rows();
+  return n;
+}
+
+void BlockActivations::run(const BlockWeights& w, const std::array<bool, kNumLinearInputs>& want,
+                           const CaptureSink& sink, bool advance) {
+  for (size_t begin = 0; begin < hidden_.size(); begin += kChunk) {
+    const size_t end = std::min(hidden_.size(), begin + kChunk);
+    std::vector<std::array<Mat, kNumLinearInputs>> captured(end - begin);
+    parallel_for_each(end - begin, [&](size_t i) {
+      Mat x = hidden_[begin + i];
+      block_forward(cfg_, w, rope_, x, [&](LinearInput g, const Mat& in) {
+        if (want[int(g)]) captured[i][int(g)] = in;
+      });
+      if (advance) hidden_[begin + i] = std::move(x);
+    });
+    if (!sink) continue;
+    for (size_t i = 0; i < captured.size(); ++i)
+      for (int g = 0; g < kNumLinearInputs; ++g)
+        if (want[g]) sink(LinearInput(g), begin + i, captured[i][g]);
+  }
+}
+
+}  // namespace ptq

@@ -1,0 +1,225 @@
+#include "ptq/forward.h"
+
+#include <cmath>
+
+#include "ptq/error.h"
+
+namespace ptq {
+
+const char* linear_input_name(LinearInput g) {
+  static const char* kNames[] = {"qkv", "o", "gate_up", "down"};
+  return kNames[int(g)];
+}
+
+std::vector<std::string> linear_consumers(int layer, LinearInput g) {
+  const std::string p = layer_prefix(layer);
+  switch (g) {
+    case LinearInput::kQKV:
+      return {p + "self_attn.q_proj", p + "self_attn.k_proj", p + "self_attn.v_proj"};
+    case LinearInput::kO: return {p + "self_attn.o_proj"};
+    case LinearInput::kGateUp: return {p + "mlp.gate_proj", p + "mlp.up_proj"};
+    case LinearInput::kDown: return {p + "mlp.down_proj"};
+  }
+  return {};
+}
+
+static Vec load_vec(const Model& m, const std::string& name) {
+  Mat t = m.weight(name);
+  return Eigen::Map<const Vec>(t.data(), t.size());
+}
+
+BlockWeights BlockWeights::load(const Model& model, int layer) {
+  const std::string p = layer_prefix(layer);
+  BlockWeights w;
+  w.attn_norm = load_vec(model, p + "input_layernorm.weight");
+  w.ffn_norm = load_vec(model, p + "post_attention_layernorm.weight");
+  w.wq = model.weight(p + "self_attn.q_proj.weight");
+  w.wk = model.weight(p + "self_attn.k_proj.weight");
+  w.wv = model.weight(p + "self_attn.v_proj.weight");
+  w.wo = model.weight(p + "self_attn.o_proj.weight");
+  w.w_gate = model.weight(p + "mlp.gate_proj.weight");
+  w.w_up = model.weight(p + "mlp.up_proj.weight");
+  w.w_down = model.weight(p + "mlp.down_proj.weight");
+  if (model.config().attention_bias) {
+    w.bq = load_vec(model, p + "self_attn.q_proj.bias");
+    w.bk = load_vec(model, p + "self_attn.k_proj.bias");
+    w.bv = load_vec(model, p + "self_attn.v_proj.bias");
+  }
+  return w;
+}
+
+Mat* BlockWeights::linear(const std::string& n) {
+  if (n == "q_proj") return &wq;
+  if (n == "k_proj") return &wk;
+  if (n == "v_proj") return &wv;
+  if (n == "o_proj") return &wo;
+  if (n == "gate_proj") return &w_gate;
+  if (n == "up_proj") return &w_up;
+  if (n == "down_proj") return &w_down;
+  return nullptr;
+}
+
+HeadWeights HeadWeights::load(const Model& model) {
+  HeadWeights h;
+  h.embed = model.weight("model.embed_tokens.weight");
+  h.final_norm = load_vec(model, "model.norm.weight");
+  h.lm_head = model.config().tie_word_embeddings ? h.embed : model.weight("lm_head.weight");
+  return h;
+}
+
+RopeTable::RopeTable(int head_dim, double theta, int max_positions)
+    : half_(head_dim / 2), max_pos_(max_positions) {
+  cos_.resize(size_t(max_pos_) * half_);
+  sin_.resize(cos_.size());
+  for (int p = 0; p < max_pos_; ++p) {
+    for (int i = 0; i < half_; ++i) {
+      // Angles in fp64 so long positions do not lose precision before the cast.
+      double inv_freq = std::pow(theta, -2.0 * i / head_dim);
+      double a = double(p) * inv_freq;
+      cos_[size_t(p) * half_ + i] = float(std::cos(a));
+      sin_[size_t(p) * half_ + i] = float(std::sin(a));
+    }
+  }
+}
+
+void RopeTable::apply(Mat& x, int num_heads) const {
+  const int hd = 2 * half_;
+  if (x.rows() > max_pos_)
+    throw Error("sequence of " + std::to_string(x.rows()) + " tokens is longer than the model's " +
+                std::to_string(max_pos_) + " positions");
+  for (Eigen::Index t = 0; t < x.rows(); ++t) {
+    const float* c = &cos_[size_t(t) * half_];
+    const float* s = &sin_[size_t(t) * half_];
+    float* row = x.row(t).data();
+    for (int h = 0; h < num_heads; ++h) {
+      float* v = row + h * hd;
+      for (int i = 0; i < half_; ++i) {
+        float x1 = v[i], x2 = v[i + half_];
+        v[i] = x1 * c[i] - x2 * s[i];
+        v[i + half_] = x2 * c[i] + x1 * s[i];
+      }
+    }
+  }
+}
+
+void rms_norm_rows(const Mat& x, const Vec& gain, double eps, Mat& out) {
+  out.resize(x.rows(), x.cols());
+  for (Eigen::Index t = 0; t < x.rows(); ++t) {
+    double ss = 0;
+    for (Eigen::Index i = 0; i < x.cols(); ++i) ss += double(x(t, i)) * x(t, i);
+    float inv = float(1.0 / std::sqrt(ss / double(x.cols()) + eps));
+    out.row(t) = (x.row(t) * inv).cwiseProduct(gain.transpose());
+  }
+}
+
+Mat embed_tokens(const HeadWeights& head, const std::vector<int32_t>& ids) {
+  Mat x(ids.size(), head.embed.cols());
+  for (size_t t = 0; t < ids.size(); ++t) {
+    if (ids[t] < 0 || ids[t] >= head.embed.rows())
+      throw Error("token id " + std::to_string(ids[t]) + " is outside the vocabulary of " +
+                  std::to_string(head.embed.rows()));
+    x.row(t) = head.embed.row(ids[t]);
+  }
+  return x;
+}
+
+static Mat linear(const Mat& x, const Mat& w, const Vec& bias) {
+  Mat y = x * w.transpose();
+  if (bias.size()) y.rowwise() += bias.transpose();
+  return y;
+}
+
+// Causal grouped-query attention; q [T, H*hd], k/v [T, KV*hd] -> [T, H*hd].
+static Mat attention(const ModelConfig& cfg, const Mat& q, const Mat& k, const Mat& v) {
+  const int T = int(q.rows()), hd = cfg.head_dim, group = cfg.num_heads / cfg.num_kv_heads;
+  const float scale = 1.0f / std::sqrt(float(hd));
+  Mat out(T, Eigen::Index(cfg.num_heads) * hd);
+  Mat scores(T, T);
+  for (int h = 0; h < cfg.num_heads; ++h) {
+    const int kvh = h / group;
+    auto qh = q.middleCols(h * hd, hd);
+    auto kh = k.middleCols(kvh * hd, hd);
+    auto vh = v.middleCols(kvh * hd, hd);
+    scores.noalias() = (qh * kh.transpose()) * scale;
+    for (int t = 0; t < T; ++t) {
+      float mx = scores.row(t).head(t + 1).maxCoeff();
+      double sum = 0;
+      for (int s = 0; s <= t; ++s) {
+        float e = std::exp(scores(t, s) - mx);
+        scores(t, s) = e;
+        sum += e;
+      }
+      float inv = float(1.0 / sum);
+      for (int s = 0; s <= t; ++s) scores(t, s) *= inv;
+      for (int s = t + 1; s < T; ++s) scores(t, s) = 0.0f;
+    }
+    out.middleCols(h * hd, hd).noalias() = scores * vh;
+  }
+  return out;
+}
+
+void block_forward(const ModelConfig& cfg, const BlockWeights& w, const RopeTable& rope, Mat& x,
+                   const CaptureFn& capture) {
+  Mat n;
+  rms_norm_rows(x, w.attn_norm, cfg.rms_norm_eps, n);
+  if (capture) capture(LinearInput::kQKV, n);
+  Mat q = linear(n, w.wq, w.bq);
+  Mat k = linear(n, w.wk, w.bk);
+  Mat v = linear(n, w.wv, w.bv);
+  rope.apply(q, cfg.num_heads);
+  rope.apply(k, cfg.num_kv_heads);
+  Mat a = attention(cfg, q, k, v);
+  if (capture) capture(LinearInput::kO, a);
+  x.noalias() += a * w.wo.transpose();
+
+  rms_norm_rows(x, w.ffn_norm, cfg.rms_norm_eps, n);
+  if (capture) capture(LinearInput::kGateUp, n);
+  Mat g = n * w.w_gate.transpose();
+  Mat u = n * w.w_up.transpose();
+  // SwiGLU: silu(g) * u, with silu(g) = g / (1 + e^-g).
+  Mat m = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();
+  if (capture) capture(LinearInput::kDown, m);
+  x.noalias() += m * w.w_down.transpose();
+}
+
+Mat final_logits(const ModelConfig& cfg, const HeadWeights& head, const Mat& x) {
+  Mat n;
+  rms_norm_rows(x, head.final_norm, cfg.rms_norm_eps, n);
+  return n * head.lm_head.transpose();
+}
+
+static std::vector<BlockWeights> load_blocks(const Model& model) {
+  std::vector<BlockWeights> blocks;
+  for (int l = 0; l < model.config().num_layers; ++l) blocks.push_back(BlockWeights::load(model, l));
+  return blocks;
+}
+
+LlamaModel::LlamaModel(const Model& model)
+    : LlamaModel(model.config(), HeadWeights::load(model), load_blocks(model)) {}
+
+LlamaModel::LlamaModel(ModelConfig cfg, HeadWeights head, std::vector<BlockWeights> blocks)
+    : cfg_(std::move(cfg)),
+      head_(std::move(head)),
+      blocks_(std::move(blocks)),
+      rope_(cfg_.head_dim, cfg_.rope_theta, cfg_.max_position_embeddings) {}
+
+Mat LlamaModel::logits(const std::vector<int32_t>& ids) const {
+  Mat x = embed_tokens(head_, ids);
+  for (const auto& b : blocks_) block_forward(cfg_, b, rope_, x);
+  return final_logits(cfg_, head_, x);
+}
+
+double sequence_nll(const Mat& logits, const std::vector<int32_t>& ids, int first_scored) {
+  PTQ_ASSERT(logits.rows() == Eigen::Index(ids.size()));
+  double nll = 0;
+  for (size_t t = size_t(std::max(first_scored, 1)); t < ids.size(); ++t) {
+    auto row = logits.row(Eigen::Index(t) - 1);
+    double mx = row.maxCoeff();
+    double sum = 0;
+    for (Eigen::Index j = 0; j < row.size(); ++j) sum += std::exp(double(row(j)) - mx);
+    nll += (mx + std::log(sum)) - double(row(ids[t]));
+  }
+  return nll;
+}
+
+}  // namespace ptq

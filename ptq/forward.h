@@ -1,0 +1,83 @@
+#pragma once
+// Llama-family forward pass in fp32 on the CPU, organised block by block so the pipeline can run
+// block l on given inputs, capture what each linear layer reads, and swap in quantized weights.
+//
+//   x = embed[ids]
+//   per block:  h = x + o_proj(attn(rope(q_proj(n1)), rope(k_proj(n1)), v_proj(n1)))  n1 = rms(x)
+//               x = h + down_proj(silu(gate_proj(n2)) * up_proj(n2))                   n2 = rms(h)
+//   logits = lm_head(rms(x))
+// RoPE uses HF's rotate_half layout (pairs i and i + head_dim/2). Attention is causal and
+// grouped-query (head h reads kv head h / (heads / kv_heads)).
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ptq/model.h"
+#include "ptq/tensor.h"
+
+namespace ptq {
+
+// The four places inside a block where linear layers read an input: q/k/v share one, o has its
+// own, gate/up share one, down has its own.
+enum class LinearInput { kQKV = 0, kO = 1, kGateUp = 2, kDown = 3 };
+inline constexpr int kNumLinearInputs = 4;
+const char* linear_input_name(LinearInput g);  // "qkv", "o", "gate_up", "down"
+// HF module names that read `g` in `layer`, e.g. model.layers.0.self_attn.q_proj.
+std::vector<std::string> linear_consumers(int layer, LinearInput g);
+
+struct BlockWeights {
+  Vec attn_norm, ffn_norm;
+  Mat wq, wk, wv, wo, w_gate, w_up, w_down;  // [out, in]
+  Vec bq, bk, bv;                            // empty unless attention_bias
+  static BlockWeights load(const Model& model, int layer);
+  Mat* linear(const std::string& short_name);  // "q_proj", ..., "down_proj"; nullptr if unknown
+};
+
+struct HeadWeights {
+  Mat embed;       // [vocab, hidden]
+  Vec final_norm;  // [hidden]
+  Mat lm_head;     // [vocab, hidden]; a copy of embed when tied
+  static HeadWeights load(const Model& model);
+};
+
+// Called with the input a linear group reads: x [tokens, features].
+using CaptureFn = std::function<void(LinearInput, const Mat& x)>;
+
+class RopeTable {
+ public:
+  RopeTable(int head_dim, double theta, int max_positions);
+  void apply(Mat& x, int num_heads) const;  // x [T, num_heads*head_dim], positions 0..T-1
+  int max_positions() const { return max_pos_; }
+
+ private:
+  int half_, max_pos_;
+  std::vector<float> cos_, sin_;  // [max_pos, half]
+};
+
+Mat embed_tokens(const HeadWeights& head, const std::vector<int32_t>& ids);
+// Runs one block in place on x [T, hidden]. `capture` may be empty.
+void block_forward(const ModelConfig& cfg, const BlockWeights& w, const RopeTable& rope, Mat& x,
+                   const CaptureFn& capture = {});
+Mat final_logits(const ModelConfig& cfg, const HeadWeights& head, const Mat& x);  // [T, vocab]
+void rms_norm_rows(const Mat& x, const Vec& gain, double eps, Mat& out);
+
+// A whole model held in memory for evaluation and generation.
+class LlamaModel {
+ public:
+  explicit LlamaModel(const Model& model);
+  LlamaModel(ModelConfig cfg, HeadWeights head, std::vector<BlockWeights> blocks);
+  const ModelConfig& config() const { return cfg_; }
+  Mat logits(const std::vector<int32_t>& ids) const;  // [T, vocab]
+  std::vector<BlockWeights>& blocks() { return blocks_; }
+
+ private:
+  ModelConfig cfg_;
+  HeadWeights head_;
+  std::vector<BlockWeights> blocks_;
+  RopeTable rope_;
+};
+
+// Σ −log p(ids[t+1] | ids[..t]) over t = first_scored-1 .. T-2, in fp64.
+double sequence_nll(const Mat& logits, const std::vector<int32_t>& ids, int first_scored = 1);
+
+}  // namespace ptq

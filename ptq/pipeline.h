@@ -1,0 +1,64 @@
+#pragma once
+// The layer-by-layer quantization pipeline (docs/pipeline.md).
+//
+// Sequential mode (the GPTQ paper's protocol): block l's calibration inputs come from blocks
+// 0..l-1 already quantized. Within a block, true-sequential order quantizes q/k/v, then o (its
+// inputs recomputed with quantized q/k/v), then gate/up, then down. Memory holds one block's
+// activations and the Hessians of the group being quantized.
+//
+// Independent mode: each linear layer is quantized from its weights and its inputs read from a
+// calibration HDF5 file, without running the model.
+//
+// The pipeline names no algorithm: the recipe's quantizer stage is built through the registry.
+#include <functional>
+#include <optional>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "algorithms/quantizer.h"
+#include "algorithms/spec.h"
+#include "calibration/activation_file.h"
+#include "calibration/calibration_set.h"
+#include "ptq/model.h"
+
+namespace ptq {
+
+// Matched against the full tensor name without ".weight", e.g. model.layers.3.mlp.down_proj.
+struct LayerOverride {
+  std::string pattern;  // ECMAScript regex, searched (not anchored)
+  std::optional<int> bits, group_size;
+  bool skip = false;
+};
+
+struct PipelineOptions {
+  std::vector<Spec> recipe;  // the last stage is the weight quantizer
+  bool true_sequential = true;
+  std::vector<LayerOverride> overrides;
+  bool quiet = false;
+};
+
+struct LayerResult {
+  std::string name;  // HF module name, e.g. model.layers.0.self_attn.q_proj
+  int layer = 0;
+  int rows = 0, cols = 0;
+  std::string spec;        // the quantizer spec used for this layer (after overrides)
+  bool skipped = false;
+  double rel_error = 0;    // ||XWᵀ − XŴᵀ||² / ||XWᵀ||² on the calibration inputs
+  double seconds = 0;
+  double bits_per_weight = 0;  // codes plus fp16 scale and zero per group
+  std::vector<std::string> log;
+};
+
+// Receives each quantized linear layer as soon as it is done (in model order).
+using LayerSink = std::function<void(const LayerResult&, const QuantizedWeight*)>;
+
+std::vector<LayerResult> quantize_sequential(const Model& model, const CalibrationSet& calib,
+                                             const PipelineOptions& options, const LayerSink& sink);
+std::vector<LayerResult> quantize_independent(const Model& model, const ActivationFile& acts,
+                                              const PipelineOptions& options, const LayerSink& sink);
+
+// Every quantizable linear layer of the model, in order (HF module names without ".weight").
+std::vector<std::string> linear_layer_names(const ModelConfig& cfg);
+
+}  // namespace ptq
