@@ -1,0 +1,97 @@
+// stories260K against values from an independent float64 reference forward (../shared/golden).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "calibration/text_data.h"
+#include "calibration/tokenizer.h"
+#include "ptq/eval.h"
+#include "ptq/inference.h"
+#include "ptq/parallel.h"
+#include "support/h5_read.h"
+#include "support/shared_data.h"
+
+namespace ptq {
+namespace {
+
+constexpr double kLogitTolerance = 1e-4;  // max abs vs the float64 reference (issue #3)
+
+class GoldenTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(GoldenTest, PromptLogitsMatchReference) {
+  PTQ_REQUIRE_SHARED("golden/stories260K.h5", golden);
+  PTQ_REQUIRE_SHARED(GetParam(), model_path);
+  PTQ_REQUIRE_SHARED("models/stories260K/tok512.bin", tok_path);
+  LoadedModel lm = load_model_for_inference(model_path);
+  auto tok = load_tokenizer(tok_path);
+  std::vector<int32_t> ids = tok->encode("Once upon a time", true);
+  auto ref_ids = test::read_h5(golden, "prompt/ids");
+  ASSERT_EQ(ids.size(), ref_ids.values.size());
+  for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(ids[i], int32_t(ref_ids.values[i]));
+  Mat logits = lm.forward->logits(ids);
+  auto ref = test::read_h5(golden, "prompt/logits");
+  ASSERT_EQ(ref.dims[0], uint64_t(logits.rows()));
+  ASSERT_EQ(ref.dims[1], uint64_t(logits.cols()));
+  double max_abs = 0;
+  for (Eigen::Index t = 0; t < logits.rows(); ++t)
+    for (Eigen::Index j = 0; j < logits.cols(); ++j)
+      max_abs = std::max(max_abs, std::abs(double(logits(t, j)) - ref.values[t * logits.cols() + j]));
+  EXPECT_LT(max_abs, kLogitTolerance);
+  std::printf("max |logit - reference| = %.3g\n", max_abs);
+}
+
+TEST_P(GoldenTest, GreedyGenerationMatchesReference) {
+  PTQ_REQUIRE_SHARED("golden/stories260K.h5", golden);
+  PTQ_REQUIRE_SHARED(GetParam(), model_path);
+  LoadedModel lm = load_model_for_inference(model_path);
+  auto ref = test::read_h5(golden, "greedy/ids");
+  SamplingOptions o;
+  o.max_tokens = int(ref.values.size()) - 1;
+  o.stop_at_eos = false;
+  std::vector<int32_t> ids = generate(*lm.forward, {1}, o, 2);
+  ASSERT_EQ(ids.size(), ref.values.size());
+  for (size_t i = 0; i < ids.size(); ++i) ASSERT_EQ(ids[i], int32_t(ref.values[i])) << "at " << i;
+}
+
+TEST_P(GoldenTest, TinyStoriesPerplexityMatchesReference) {
+  PTQ_REQUIRE_SHARED("golden/stories260K.h5", golden);
+  PTQ_REQUIRE_SHARED(GetParam(), model_path);
+  PTQ_REQUIRE_SHARED("models/stories260K/tok512.bin", tok_path);
+  PTQ_REQUIRE_SHARED("data/tinystories/validation_100.txt", data);
+  LoadedModel lm = load_model_for_inference(model_path);
+  auto tok = load_tokenizer(tok_path);
+  TokenSeqs docs = tokenize_documents(data, DataFormat::kTinyStories, tok.get(), false);
+  TokenSeqs seqs = eval_sequences(docs, DataFormat::kTinyStories, 512, 20);
+  EvalResult r = evaluate_perplexity([&](const auto& ids) { return lm.forward->logits(ids); }, seqs);
+  EXPECT_EQ(r.tokens, 7372);
+  EXPECT_NEAR(r.ppl, 4.1840, 0.0005);
+  auto ref_nll = test::read_h5(golden, "tinystories_val20/nll_sum");
+  ASSERT_EQ(ref_nll.values.size(), r.seq_nll.size());
+  for (size_t i = 0; i < r.seq_nll.size(); ++i) EXPECT_NEAR(r.seq_nll[i], ref_nll.values[i], 1e-2);
+}
+
+INSTANTIATE_TEST_SUITE_P(BothLayouts, GoldenTest,
+                         ::testing::Values("models/stories260K/hf",
+                                           "models/stories260K/stories260K.bin"));
+
+TEST(EvalDeterminism, SameNumberAtOneAndTwoThreads) {
+  PTQ_REQUIRE_SHARED("models/stories260K/hf", model_path);
+  PTQ_REQUIRE_SHARED("models/stories260K/tok512.bin", tok_path);
+  PTQ_REQUIRE_SHARED("data/tinystories/validation_100.txt", data);
+  LoadedModel lm = load_model_for_inference(model_path);
+  auto tok = load_tokenizer(tok_path);
+  TokenSeqs seqs = eval_sequences(tokenize_documents(data, DataFormat::kTinyStories, tok.get(), false),
+                                  DataFormat::kTinyStories, 512, 10);
+  auto fn = [&](const auto& ids) { return lm.forward->logits(ids); };
+  set_num_threads(1);
+  EvalResult one = evaluate_perplexity(fn, seqs);
+  set_num_threads(2);
+  EvalResult two = evaluate_perplexity(fn, seqs);
+  EXPECT_EQ(one.nll_sum, two.nll_sum);  // bit-identical, not merely close
+  EXPECT_EQ(one.ppl, two.ppl);
+}
+
+}  // namespace
+}  // namespace ptq
