@@ -43,6 +43,7 @@ struct ModelConfig {
   static ModelConfig from_json(const nlohmann::json& j, const std::string& path);
   static ModelConfig from_file(const std::string& path);
   nlohmann::json to_json() const;
+  bool operator==(const ModelConfig&) const = default;
 };
 
 struct TensorInfo {

@@ -1,0 +1,28 @@
+#pragma once
+// The two on-disk checkpoint layouts behind Model::open.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ptq/model.h"
+
+namespace ptq {
+
+struct OpenedSource {
+  ModelConfig config;
+  std::shared_ptr<TensorSource> tensors;
+  std::vector<std::string> files;  // hashed by Model::checksum(), config first
+};
+
+// An HF directory: config.json plus model.safetensors or a sharded model.safetensors.index.json.
+std::shared_ptr<TensorSource> open_hf_tensors(const std::string& dir,
+                                              std::vector<std::string>* weight_files);
+OpenedSource open_hf_dir(const std::string& dir);
+
+// A llama2.c v0 checkpoint; q/k rows come back permuted into HF's rotate_half layout.
+OpenedSource open_llama2c(const std::string& path);
+
+// Converts `n` elements of `dtype` at `src` into f32.
+void convert_to_f32(DType dtype, const uint8_t* src, size_t n, float* dst);
+
+}  // namespace ptq
