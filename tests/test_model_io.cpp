@@ -1,0 +1,165 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "formats/safetensors.h"
+#include "ptq/error.h"
+#include "ptq/fs.h"
+#include "ptq/model.h"
+#include "support/shared_data.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Runs Model::open expecting a ptq::Error whose message contains every fragment.
+void expect_open_error(const std::string& path, std::initializer_list<std::string> fragments) {
+  try {
+    ptq::Model::open(path);
+    FAIL() << "expected ptq::Error opening " << path;
+  } catch (const ptq::Error& e) {
+    const std::string msg = e.what();
+    for (const auto& f : fragments) EXPECT_NE(msg.find(f), std::string::npos) << "'" << f << "' not in: " << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+}
+
+// A copy of an HF directory whose config.json is replaced and/or whose tensors are filtered.
+std::string hf_copy(const std::string& src, const std::string& name, const std::string& config_text,
+                    const std::string& drop_tensor = "") {
+  const std::string dir = ptq::test::temp_dir(name);
+  ptq::write_file_atomic(dir + "/config.json", config_text);
+  ptq::SafetensorsFile in(src + "/model.safetensors");
+  ptq::SafetensorsWriter out;
+  for (const auto& [n, info] : in.tensors()) {
+    if (n == drop_tensor) continue;
+    const uint8_t* p = in.data(n);
+    out.add(n, info.dtype, info.shape, std::vector<uint8_t>(p, p + info.nbytes));
+  }
+  out.write(dir + "/model.safetensors");
+  return dir;
+}
+
+}  // namespace
+
+TEST(ModelIO, Stories260KHfAndLlama2cAgree) {
+  PTQ_REQUIRE_SHARED("models/stories260K/hf", hf_dir);
+  PTQ_REQUIRE_SHARED("models/stories260K/stories260K.bin", bin);
+  const ptq::Model hf = ptq::Model::open(hf_dir);
+  const ptq::Model l2c = ptq::Model::open(bin);
+  EXPECT_EQ(hf.config(), l2c.config());
+  EXPECT_EQ(l2c.config().num_layers, 5);
+  EXPECT_EQ(l2c.config().num_kv_heads, 4);
+  EXPECT_TRUE(l2c.config().tie_word_embeddings);
+  ASSERT_EQ(hf.tensors().names(), l2c.tensors().names());
+  for (const auto& name : hf.tensors().names()) {
+    const ptq::Mat a = hf.weight(name), b = l2c.weight(name);
+    ASSERT_EQ(a.rows(), b.rows()) << name;
+    ASSERT_EQ(a.cols(), b.cols()) << name;
+    int64_t differing = 0;  // a loop, not Eigen's AVX-512 maxCoeff, which GCC 12 -Werror rejects
+    for (int64_t i = 0; i < a.size(); ++i) differing += a.data()[i] != b.data()[i];
+    EXPECT_EQ(differing, 0) << name;
+    EXPECT_EQ(hf.tensors().find(name)->shape, l2c.tensors().find(name)->shape) << name;
+  }
+  EXPECT_EQ(hf.parameter_count(), l2c.parameter_count());
+  EXPECT_EQ(l2c.tensors().load_raw("model.layers.0.self_attn.q_proj.weight"),
+            hf.tensors().load_raw("model.layers.0.self_attn.q_proj.weight"));
+  EXPECT_EQ(hf.checksum().size(), 64u);
+  EXPECT_NE(hf.checksum(), l2c.checksum());
+  EXPECT_EQ(hf.checksum(), ptq::Model::open(hf_dir).checksum());
+}
+
+TEST(ModelIO, ConfigJsonRoundTrips) {
+  PTQ_REQUIRE_SHARED("models/stories260K/hf/config.json", cfg_path);
+  const ptq::ModelConfig c = ptq::ModelConfig::from_file(cfg_path);
+  EXPECT_EQ(ptq::ModelConfig::from_json(c.to_json(), "roundtrip"), c);
+  EXPECT_EQ(c.head_dim, 8);
+  EXPECT_DOUBLE_EQ(c.rms_norm_eps, 1e-5);
+}
+
+TEST(ModelIO, ConfigDefaultsAndQwenBias) {
+  nlohmann::json j = {{"architectures", {"Qwen2ForCausalLM"}}, {"hidden_size", 64}, {"intermediate_size", 128},
+                      {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"vocab_size", 100}};
+  const ptq::ModelConfig c = ptq::ModelConfig::from_json(j, "q.json");
+  EXPECT_EQ(c.head_dim, 16);
+  EXPECT_EQ(c.num_kv_heads, 4);
+  EXPECT_TRUE(c.attention_bias);
+  EXPECT_EQ(c.model_type, "qwen2");
+  j["num_key_value_heads"] = 3;
+  EXPECT_THROW(ptq::ModelConfig::from_json(j, "q.json"), ptq::Error);
+  j["num_key_value_heads"] = 2;
+  j["hidden_size"] = -64;
+  EXPECT_THROW(ptq::ModelConfig::from_json(j, "q.json"), ptq::Error);
+  j.erase("hidden_size");
+  try {
+    ptq::ModelConfig::from_json(j, "q.json");
+    FAIL();
+  } catch (const ptq::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("hidden_size"), std::string::npos);
+  }
+}
+
+TEST(ModelIO, Pydoc4MOpensUntied) {
+  PTQ_REQUIRE_SHARED("models/pydoc4M", dir);
+  const ptq::Model m = ptq::Model::open(dir);
+  EXPECT_FALSE(m.config().tie_word_embeddings);
+  ASSERT_NE(m.tensors().find("lm_head.weight"), nullptr);
+  EXPECT_EQ(m.weight("lm_head.weight").rows(), m.config().vocab_size);
+  EXPECT_EQ(m.weight("model.norm.weight").cols(), m.config().hidden_size);
+}
+
+TEST(ModelIOErrors, MissingPath) {
+  expect_open_error("/no/such/model_dir", {"/no/such/model_dir", "cannot open"});
+}
+
+TEST(ModelIOErrors, MissingTensor) {
+  PTQ_REQUIRE_SHARED("models/stories260K/hf", src);
+  const std::string dir = hf_copy(src, "model_missing_tensor", ptq::read_text_file(src + "/config.json"),
+                                  "model.layers.3.mlp.up_proj.weight");
+  expect_open_error(dir, {dir + ": missing tensor 'model.layers.3.mlp.up_proj.weight' needed by LlamaForCausalLM"});
+}
+
+TEST(ModelIOErrors, WrongShape) {
+  PTQ_REQUIRE_SHARED("models/stories260K/hf", src);
+  auto cfg = nlohmann::json::parse(ptq::read_text_file(src + "/config.json"));
+  cfg["intermediate_size"] = 170;
+  const std::string dir = hf_copy(src, "model_wrong_shape", cfg.dump());
+  expect_open_error(dir, {"model.layers.0.mlp.gate_proj.weight' has shape [172, 64], expected [170, 64]"});
+}
+
+TEST(ModelIOErrors, UnsupportedArchitecture) {
+  PTQ_REQUIRE_SHARED("models/stories260K/hf", src);
+  auto cfg = nlohmann::json::parse(ptq::read_text_file(src + "/config.json"));
+  cfg["architectures"] = {"GPT2LMHeadModel"};
+  const std::string dir = hf_copy(src, "model_bad_arch", cfg.dump());
+  expect_open_error(dir, {"unsupported architecture 'GPT2LMHeadModel'", dir + "/config.json",
+                          "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM"});
+}
+
+TEST(ModelIOErrors, MalformedConfig) {
+  PTQ_REQUIRE_SHARED("models/stories260K/hf", src);
+  const std::string dir = hf_copy(src, "model_bad_config", "{\"architectures\": [\"LlamaForCausalLM\",\n");
+  expect_open_error(dir, {dir + "/config.json", "malformed JSON"});
+}
+
+TEST(ModelIOErrors, MissingConfig) {
+  PTQ_REQUIRE_SHARED("models/stories260K/hf", src);
+  const std::string dir = hf_copy(src, "model_no_config", "{}");
+  fs::remove(dir + "/config.json");
+  expect_open_error(dir, {dir + "/config.json"});
+}
+
+TEST(ModelIOErrors, Llama2cSizeMismatch) {
+  PTQ_REQUIRE_SHARED("models/stories260K/stories260K.bin", bin);
+  const std::string dir = ptq::test::temp_dir("model_l2c_trunc");
+  const std::string path = dir + "/stories260K.bin";
+  fs::copy_file(bin, path);
+  fs::resize_file(path, fs::file_size(bin) - 4);
+  expect_open_error(path, {path + ": llama2.c header (dim=64, hidden_dim=172, n_layers=5, n_heads=8, "
+                                  "n_kv_heads=4, vocab_size=512, seq_len=512) implies 1056540 bytes but "
+                                  "the file has 1056536"});
+  fs::resize_file(path, 10);
+  expect_open_error(path, {path, "truncated"});
+}
