@@ -20,7 +20,9 @@ struct Spec {
   std::string name;
   std::vector<SpecArg> args;
   std::string to_string() const;
-  bool operator==(const Spec&) const = default;
+  // Equality is on the text (name and args); which args were read is bookkeeping, so a spec
+  // that has been queried still equals a freshly parsed one.
+  bool operator==(const Spec& o) const { return name == o.name && args == o.args; }
 
   // Typed accessors; each marks the arg used. `check_all_used` throws Error naming any
   // argument the algorithm did not understand.
@@ -29,8 +31,11 @@ struct Spec {
   int int_value(const std::string& key, int def) const;
   double double_value(const std::string& key, double def) const;
   void check_all_used() const;
+  bool has(const std::string& key) const;  // present at all (does not mark it used)
 
  private:
+  int find(const std::string& key) const;  // index into args, -1 when absent; marks it used
+
   mutable std::vector<bool> used_;
 };
 

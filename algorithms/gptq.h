@@ -1,0 +1,23 @@
+#pragma once
+// GPTQ (Frantar et al. 2022), following the reference `fasterquant` of IST-DASLab/gptq.
+// Registered as `gptq(w4,g128[,sym][,mse][,act_order][,static_groups][,damp=0.01][,block=128])`.
+// The entry point below takes the Hessian directly so that tests can hand it matrices
+// InputStats could never produce (indefinite ones, for the Cholesky retry path).
+#include "algorithms/quantizer.h"
+
+namespace ptq {
+
+struct GptqOptions {
+  QuantGrid grid;
+  bool act_order = false;
+  bool static_groups = false;
+  double damp = 0.01;  // fraction of mean(diag H) added to the diagonal
+  int block = 128;     // lazy-batch width
+  int max_retries = 5; // Cholesky failures tolerated, each raising damp tenfold
+};
+
+// h: [K, K] symmetric (2/n Σ x xᵀ, any positive scale works). Throws ptq::Error when the
+// Cholesky still fails after the retries, naming the layer shape.
+QuantizedWeight gptq_quantize(const Mat& w, const MatD& h, const GptqOptions& opt, QuantLog* log);
+
+}  // namespace ptq

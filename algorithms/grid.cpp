@@ -1,0 +1,113 @@
+// GCC 12 reports a false -Wrestrict in std::string concatenation (GCC bug 105329).
+#pragma GCC diagnostic ignored "-Wrestrict"
+#include "algorithms/grid.h"
+
+#include <limits>
+
+#include "ptq/error.h"
+
+namespace ptq::grid {
+namespace {
+
+constexpr int kShrinkSteps = 80;    // reference maxshrink 0.8 × grid 100
+constexpr float kShrinkGrid = 100.0f;
+constexpr float kMseNorm = 2.4f;
+
+Params params_for_range(float lo, float hi, const QuantGrid& g) {
+  Params p;
+  p.scale = (hi - lo) / static_cast<float>(g.max_q());
+  p.zero = g.sym ? static_cast<float>((g.max_q() + 1) / 2) : std::nearbyint(-lo / p.scale);
+  return p;
+}
+
+double group_error(const float* x, int n, Params p, int maxq) {
+  double err = 0;
+  for (int i = 0; i < n; ++i) err += std::pow(std::fabs(fake_quantize(x[i], p, maxq) - x[i]), kMseNorm);
+  return err;
+}
+
+}  // namespace
+
+Params find_params(const float* x, int n, const QuantGrid& g) {
+  float lo = 0.0f, hi = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    lo = std::min(lo, x[i]);
+    hi = std::max(hi, x[i]);
+  }
+  if (g.sym) {
+    hi = std::max(-lo, hi);
+    if (lo < 0) lo = -hi;
+  }
+  // A zero-width range (or one that underflows to a zero scale) would divide by zero.
+  if (!((hi - lo) / static_cast<float>(g.max_q()) > 0.0f)) {
+    lo = -1.0f;
+    hi = 1.0f;
+  }
+  Params best = params_for_range(lo, hi, g);
+  if (!g.mse) return best;
+  double best_err = std::numeric_limits<double>::infinity();
+  for (int i = 0; i < kShrinkSteps; ++i) {
+    float shrink = 1.0f - static_cast<float>(i) / kShrinkGrid;
+    Params p = params_for_range(shrink * lo, shrink * hi, g);
+    if (!(p.scale > 0.0f)) continue;
+    double err = group_error(x, n, p, g.max_q());
+    if (err < best_err) {
+      best_err = err;
+      best = p;
+    }
+  }
+  return best;
+}
+
+QuantizedWeight quantize_rtn(const Mat& w, const QuantGrid& g) {
+  QuantizedWeight out;
+  out.rows = static_cast<int>(w.rows());
+  out.cols = static_cast<int>(w.cols());
+  out.grid = g;
+  const int k = out.cols, groups = g.num_groups(k), maxq = g.max_q();
+  out.q.assign(static_cast<size_t>(out.rows) * k, 0);
+  out.scales.resize(out.rows, groups);
+  out.zeros.resize(out.rows, groups);
+  out.g_idx.resize(k);
+  for (int c = 0; c < k; ++c) out.g_idx[c] = g.group_size <= 0 ? 0 : c / g.group_size;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < out.rows; ++r) {
+    for (int gi = 0; gi < groups; ++gi) {
+      const int c0 = group_begin(g, gi), n = group_width(g, k, gi);
+      Params p = find_params(&w(r, c0), n, g);
+      out.scales(r, gi) = p.scale;
+      out.zeros(r, gi) = p.zero;
+      for (int c = c0; c < c0 + n; ++c)
+        out.q[static_cast<size_t>(r) * k + c] = static_cast<uint8_t>(quantize_code(w(r, c), p, maxq));
+    }
+  }
+  return out;
+}
+
+void validate(const QuantGrid& g, const std::string& who) {
+  if (g.bits < 2 || g.bits > 8)
+    throw Error(who + ": bits must be 2..8, got w" + std::to_string(g.bits));
+  if (g.group_size == 0 || g.group_size < -1)
+    throw Error(who + ": group size must be positive, or g0 for per-channel, got " +
+                std::to_string(g.group_size));
+}
+
+QuantGrid grid_from_spec(const Spec& spec) {
+  QuantGrid g;
+  g.bits = spec.int_value("w", 4);
+  g.group_size = spec.int_value("g", 128);
+  if (g.group_size == 0) g.group_size = -1;
+  g.sym = spec.flag("sym");
+  g.mse = spec.flag("mse");
+  validate(g, "spec '" + spec.to_string() + "'");
+  return g;
+}
+
+std::string grid_spec_args(const QuantGrid& g) {
+  std::string s = "w" + std::to_string(g.bits) + ",g" + std::to_string(std::max(g.group_size, 0));
+  if (g.sym) s += ",sym";
+  if (g.mse) s += ",mse";
+  return s;
+}
+
+}  // namespace ptq::grid

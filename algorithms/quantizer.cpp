@@ -1,0 +1,127 @@
+// GCC 12 reports false -Wmaybe-uninitialized inside Eigen's AVX-512 kernels and a false
+// -Wrestrict in std::string concatenation (GCC bug 105329).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wrestrict"
+#include "algorithms/quantizer.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+
+#include "ptq/error.h"
+
+namespace ptq {
+
+Mat QuantizedWeight::dequantize() const {
+  PTQ_ASSERT(static_cast<int>(g_idx.size()) == cols && q.size() == size_t(rows) * cols);
+  Mat w(rows, cols);
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) {
+      const int g = g_idx[c];
+      w(r, c) = scales(r, g) * (static_cast<float>(q[size_t(r) * cols + c]) - zeros(r, g));
+    }
+  return w;
+}
+
+// ---- InputStats -----------------------------------------------------------------------------
+// Precision: each chunk of at most kChunkTokens tokens is folded with one fp32 SSYRK (fast,
+// BLAS-threaded), and the fp32 partial sum is added into an fp64 accumulator. The fp32 error is
+// therefore bounded by the chunk length (~sqrt(2048)·2^-24 relative per entry) rather than by
+// the total token count, while the bulk of the flops stay in fp32. Results can differ in the
+// last bits with OpenBLAS's own thread count (OPENBLAS_NUM_THREADS), not with OpenMP's.
+namespace {
+constexpr int kChunkTokens = 2048;
+}
+
+InputStats::InputStats(int k) : k_(k), xtx_(MatD::Zero(k, k)), abs_sum_(VecD::Zero(k)) {
+  PTQ_ASSERT(k > 0);
+}
+
+void InputStats::add_batch(const Mat& x) {
+  if (x.cols() != k_)
+    throw Error("InputStats: batch has " + std::to_string(x.cols()) + " features, expected " +
+                std::to_string(k_));
+  Mat partial(k_, k_);
+  for (Eigen::Index t0 = 0; t0 < x.rows(); t0 += kChunkTokens) {
+    const int t = static_cast<int>(std::min<Eigen::Index>(kChunkTokens, x.rows() - t0));
+    // Row-major X [t, K]: C = Xᵀ X, upper triangle of the row-major C.
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, k_, t, 1.0f, x.data() + t0 * k_, k_, 0.0f,
+                partial.data(), k_);
+    for (int i = 0; i < k_; ++i)
+      for (int j = i; j < k_; ++j) xtx_(i, j) += partial(i, j);
+  }
+  abs_sum_ += x.cast<double>().cwiseAbs().colwise().sum().transpose();
+  n_ += x.rows();
+}
+
+MatD InputStats::hessian() const {
+  MatD h = xtx_.triangularView<Eigen::Upper>();
+  h.triangularView<Eigen::StrictlyLower>() = xtx_.transpose();
+  if (n_ > 0) h *= 2.0 / static_cast<double>(n_);
+  return h;
+}
+
+VecD InputStats::mean_abs() const {
+  return n_ > 0 ? VecD(abs_sum_ / static_cast<double>(n_)) : VecD::Zero(k_);
+}
+
+// ---- Registry -------------------------------------------------------------------------------
+namespace {
+std::map<std::string, QuantizerFactory>& registry() {
+  static std::map<std::string, QuantizerFactory> r;  // function-local: safe in static init
+  return r;
+}
+std::mutex& registry_mutex() {
+  static std::mutex m;
+  return m;
+}
+}  // namespace
+
+void register_quantizer(const std::string& name, QuantizerFactory f) {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  PTQ_ASSERT(!registry().count(name), "quantizer registered twice");
+  registry()[name] = std::move(f);
+}
+
+std::vector<std::string> registered_quantizers() {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  std::vector<std::string> names;
+  for (const auto& [name, f] : registry()) names.push_back(name);
+  return names;
+}
+
+std::unique_ptr<WeightQuantizer> make_quantizer(const Spec& spec) {
+  QuantizerFactory f;
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex());
+    auto it = registry().find(spec.name);
+    if (it != registry().end()) f = it->second;
+  }
+  if (!f) {
+    std::string known;
+    for (const std::string& n : registered_quantizers()) known += (known.empty() ? "" : ", ") + n;
+    throw Error("unknown algorithm '" + spec.name + "' (known: " + known + ")");
+  }
+  return f(spec);
+}
+
+// ---- Error metric ---------------------------------------------------------------------------
+double relative_output_error(const Mat& w, const Mat& w_hat, const MatD& h) {
+  PTQ_ASSERT(w.rows() == w_hat.rows() && w.cols() == w_hat.cols() && h.rows() == w.cols());
+  const int n = static_cast<int>(w.rows()), k = static_cast<int>(w.cols());
+  MatD d = (w - w_hat).cast<double>();
+  MatD wd = w.cast<double>();
+  // tr(A H Aᵀ) = Σ (A H) ⊙ A; the GEMM goes to BLAS because N·K² is large for real layers.
+  auto quad = [&](const MatD& a) {
+    MatD ah(n, k);
+    cblas_dsymm(CblasRowMajor, CblasRight, CblasUpper, n, k, 1.0, h.data(), k, a.data(), k, 0.0,
+                ah.data(), k);
+    return ah.cwiseProduct(a).sum();
+  };
+  const double den = quad(wd);
+  return den > 0 ? quad(d) / den : 0.0;
+}
+
+}  // namespace ptq

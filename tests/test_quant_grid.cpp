@@ -1,0 +1,164 @@
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wrestrict"
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "algorithms/grid.h"
+#include "algorithms/synthetic_layer.h"
+#include "ptq/error.h"
+
+namespace ptq {
+namespace {
+
+Mat heavy_tailed(int n, int k, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::student_t_distribution<float> t(3.0f);
+  Mat m(n, k);
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = 0.02f * t(rng);
+  return m;
+}
+
+QuantGrid make_grid(int bits, int group, bool sym, bool mse = false) {
+  QuantGrid g;
+  g.bits = bits;
+  g.group_size = group;
+  g.sym = sym;
+  g.mse = mse;
+  return g;
+}
+
+double pow_error(const float* x, int n, grid::Params p, int maxq, double norm) {
+  double e = 0;
+  for (int i = 0; i < n; ++i) e += std::pow(std::fabs(grid::fake_quantize(x[i], p, maxq) - x[i]), norm);
+  return e;
+}
+
+TEST(Grid, CodesInRangeAndErrorWithinHalfScale) {
+  Mat w = heavy_tailed(16, 200, 1);
+  for (int bits = 2; bits <= 8; ++bits)
+    for (bool sym : {false, true})
+      for (int group : {-1, 32, 64}) {
+        QuantGrid g = make_grid(bits, group, sym);
+        QuantizedWeight q = grid::quantize_rtn(w, g);
+        Mat wq = q.dequantize();
+        for (int r = 0; r < w.rows(); ++r)
+          for (int c = 0; c < w.cols(); ++c) {
+            ASSERT_LE(q.q[size_t(r) * w.cols() + c], g.max_q());
+            const float scale = q.scales(r, q.g_idx[c]), zero = q.zeros(r, q.g_idx[c]);
+            const float lo = -zero * scale, hi = (g.max_q() - zero) * scale;
+            if (w(r, c) < lo || w(r, c) > hi) continue;  // outside the representable range
+            EXPECT_LE(std::fabs(wq(r, c) - w(r, c)), 0.5f * scale * (1 + 1e-5f))
+                << "bits " << bits << " sym " << sym << " group " << group;
+          }
+      }
+}
+
+TEST(Grid, AsymmetricCoversTheWholeGroup) {
+  // With lo <= 0 <= hi and a rounded zero, every value of the group is within scale/2.
+  Mat w = heavy_tailed(8, 128, 2);
+  for (int bits = 2; bits <= 8; ++bits) {
+    QuantGrid g = make_grid(bits, 32, false);
+    QuantizedWeight q = grid::quantize_rtn(w, g);
+    Mat wq = q.dequantize();
+    for (int r = 0; r < w.rows(); ++r)
+      for (int c = 0; c < w.cols(); ++c)
+        EXPECT_LE(std::fabs(wq(r, c) - w(r, c)), 0.5f * q.scales(r, c / 32) * (1 + 1e-5f));
+  }
+}
+
+TEST(Grid, PartialLastGroup) {
+  Mat w = heavy_tailed(5, 172, 3);
+  QuantGrid g = make_grid(4, 32, false);
+  QuantizedWeight q = grid::quantize_rtn(w, g);
+  ASSERT_EQ(g.num_groups(172), 6);
+  ASSERT_EQ(q.scales.cols(), 6);
+  EXPECT_EQ(q.g_idx[159], 4);
+  EXPECT_EQ(q.g_idx[160], 5);
+  EXPECT_EQ(q.g_idx[171], 5);
+  EXPECT_EQ(grid::group_width(g, 172, 5), 12);
+  for (int r = 0; r < 5; ++r) {
+    grid::Params p = grid::find_params(&w(r, 160), 12, g);  // only the 12 real columns
+    EXPECT_EQ(q.scales(r, 5), p.scale);
+    EXPECT_EQ(q.zeros(r, 5), p.zero);
+  }
+}
+
+TEST(Grid, SymmetricZeroIsFixed) {
+  Mat w = heavy_tailed(6, 96, 4);
+  for (int bits = 2; bits <= 8; ++bits)
+    for (bool mse : {false, true}) {
+      QuantizedWeight q = grid::quantize_rtn(w, make_grid(bits, 32, true, mse));
+      EXPECT_TRUE((q.zeros.array() == float((1 << bits) / 2)).all()) << bits;
+    }
+}
+
+TEST(Grid, MseSearchNeverWorseThanPlain) {
+  Mat w = heavy_tailed(32, 256, 5);
+  double plain_sq = 0, mse_sq = 0;
+  for (int bits : {2, 3, 4})
+    for (bool sym : {false, true})
+      for (int r = 0; r < w.rows(); ++r)
+        for (int c0 = 0; c0 < 256; c0 += 64) {
+          const float* x = &w(r, c0);
+          grid::Params plain = grid::find_params(x, 64, make_grid(bits, 64, sym, false));
+          grid::Params best = grid::find_params(x, 64, make_grid(bits, 64, sym, true));
+          const int maxq = (1 << bits) - 1;
+          // The search objective (norm 2.4) can only improve: p = 1 is among the candidates.
+          EXPECT_LE(pow_error(x, 64, best, maxq, 2.4), pow_error(x, 64, plain, maxq, 2.4));
+          plain_sq += pow_error(x, 64, plain, maxq, 2.0);
+          mse_sq += pow_error(x, 64, best, maxq, 2.0);
+        }
+  EXPECT_LT(mse_sq, plain_sq);  // and on heavy tails the squared error drops overall
+}
+
+TEST(Grid, RoundHalfToEvenAndClamp) {
+  grid::Params p{1.0f, 0.0f};
+  EXPECT_EQ(grid::quantize_code(2.5f, p, 15), 2.0f);
+  EXPECT_EQ(grid::quantize_code(3.5f, p, 15), 4.0f);
+  EXPECT_EQ(grid::quantize_code(-0.5f, p, 15), 0.0f);
+  EXPECT_EQ(grid::quantize_code(99.0f, p, 15), 15.0f);
+  EXPECT_EQ(grid::quantize_code(-7.0f, p, 15), 0.0f);
+  grid::Params z{0.5f, 8.0f};
+  EXPECT_EQ(grid::dequantize_code(grid::quantize_code(0.0f, z, 15), z), 0.0f);
+}
+
+TEST(Grid, AllZeroGroupHasNonZeroScale) {
+  std::vector<float> zeros(32, 0.0f);
+  for (bool sym : {false, true}) {
+    grid::Params p = grid::find_params(zeros.data(), 32, make_grid(4, 32, sym, true));
+    EXPECT_GT(p.scale, 0.0f);
+    EXPECT_EQ(grid::fake_quantize(0.0f, p, 15), 0.0f);
+  }
+}
+
+TEST(Grid, ValidateBitsAndGroups) {
+  EXPECT_THROW(grid::validate(make_grid(1, 32, false), "t"), Error);
+  EXPECT_THROW(grid::validate(make_grid(9, 32, false), "t"), Error);
+  EXPECT_THROW(grid::validate(make_grid(4, -5, false), "t"), Error);
+  EXPECT_NO_THROW(grid::validate(make_grid(4, -1, false), "t"));
+}
+
+TEST(Rtn, CanonicalSpecAndPerChannel) {
+  EXPECT_EQ(make_quantizer(parse_spec("rtn"))->spec(), "rtn(w4,g128)");
+  EXPECT_EQ(make_quantizer(parse_spec("rtn(g-1,w3,sym)"))->spec(), "rtn(w3,g0,sym)");
+  EXPECT_EQ(make_quantizer(parse_spec("rtn(w2,g0,mse)"))->spec(), "rtn(w2,g0,mse)");
+  EXPECT_THROW(make_quantizer(parse_spec("rtn(act_order)")), Error);
+  auto q = make_quantizer(parse_spec("rtn(w4,g0)"));
+  EXPECT_EQ(q->grid().group_size, -1);
+  Mat w = heavy_tailed(4, 100, 6);
+  QuantizedWeight out = q->quantize(w, nullptr, nullptr);
+  EXPECT_EQ(out.scales.cols(), 1);
+  for (int32_t g : out.g_idx) EXPECT_EQ(g, 0);
+}
+
+TEST(Rtn, MatchesGridDirectly) {
+  Mat w = heavy_tailed(7, 90, 7);
+  QuantizedWeight a = make_quantizer(parse_spec("rtn(w3,g32,sym)"))->quantize(w, nullptr, nullptr);
+  QuantizedWeight b = grid::quantize_rtn(w, make_grid(3, 32, true));
+  EXPECT_EQ(a.q, b.q);
+  EXPECT_TRUE(a.dequantize() == b.dequantize());
+}
+
+}  // namespace
+}  // namespace ptq
