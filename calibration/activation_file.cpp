@@ -51,7 +51,8 @@ bool read_string_attr(hid_t obj, const char* name, std::string* out) {
       }
       H5Tclose(mem);
     } else {
-      size_t n = H5Tget_size(type);
+      // One byte more than stored: the memory type is null-terminated, the file's may be padded.
+      size_t n = H5Tget_size(type) + 1;
       std::string buf(n, '\0');
       hid_t mem = H5Tcopy(H5T_C_S1);
       H5Tset_size(mem, n);

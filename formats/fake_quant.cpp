@@ -1,9 +1,11 @@
 #include "formats/fake_quant.h"
 
 #include <filesystem>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
+#include "formats/checkpoint_writer.h"
 #include "formats/metadata.h"
 #include "formats/safetensors.h"
 #include "ptq/error.h"
@@ -25,6 +27,8 @@ std::string output_config_json(const Model& model, const std::string& extra_key,
   return cfg.dump(2) + "\n";
 }
 
+namespace {
+
 void write_fake_quant(const Model& model, const std::map<std::string, Mat>& dequantized,
                       const CheckpointMetadata& meta, const OutputDir& out) {
   SafetensorsWriter writer;
@@ -42,5 +46,22 @@ void write_fake_quant(const Model& model, const std::map<std::string, Mat>& dequ
   writer.write(out.path_of("model.safetensors"));
   out.write_text("config.json", output_config_json(model, "", ""));
 }
+
+class FakeQuantWriter final : public CheckpointWriter {
+ public:
+  void add_layer(const LayerResult& r, const QuantizedWeight* q) override {
+    if (q) dequantized_[r.name] = q->dequantize();
+  }
+  void finish(const Model& model, const CheckpointMetadata& meta, const OutputDir& out) override {
+    write_fake_quant(model, dequantized_, meta, out);
+  }
+
+ private:
+  std::map<std::string, Mat> dequantized_;
+};
+
+const CheckpointFormatRegistrar kRegister("fake", [] { return std::make_unique<FakeQuantWriter>(); });
+
+}  // namespace
 
 }  // namespace ptq

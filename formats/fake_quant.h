@@ -3,7 +3,6 @@
 // values (F32); every other tensor is copied in its stored dtype. `ptq eval` and any HF loader
 // read it as an ordinary model. The safetensors __metadata__ carries the provenance
 // (formats/metadata.h).
-#include <map>
 #include <string>
 
 #include "formats/output_dir.h"
@@ -12,10 +11,7 @@
 
 namespace ptq {
 
-struct CheckpointMetadata;
-
-void write_fake_quant(const Model& model, const std::map<std::string, Mat>& dequantized,
-                      const CheckpointMetadata& meta, const OutputDir& out);
+// Registered as format "fake" (formats/checkpoint_writer.h).
 
 // config.json for the output: the source's own config.json (when it has one) with `extra`
 // merged in at the top level, else the parsed ModelConfig.

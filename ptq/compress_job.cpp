@@ -1,11 +1,10 @@
 #include "ptq/compress_job.h"
 
 #include <chrono>
-#include <map>
 
 #include "calibration/text_data.h"
 #include "calibration/tokenizer.h"
-#include "formats/fake_quant.h"
+#include "formats/checkpoint_writer.h"
 #include "formats/metadata.h"
 #include "formats/output_dir.h"
 #include "ptq/error.h"
@@ -35,14 +34,25 @@ CalibrationSet load_calibration(const Model& model, const CompressJob& job,
   return build_calibration_set(model, tok.get(), job.calib_request);
 }
 
+// Every layer's grid must fit the output format; find out before hours of work, not after.
+void validate_layers(const Model& model, const PipelineOptions& o, const CheckpointWriter& writer) {
+  for (const auto& name : linear_layer_names(model.config())) {
+    auto quantizer = layer_quantizer(name, o);
+    if (!quantizer) continue;
+    const TensorInfo* info = model.tensors().find(name + ".weight");
+    PTQ_ASSERT(info != nullptr, "Model::open checks every linear weight exists");
+    writer.validate(name, int(info->shape[0]), int(info->shape[1]), quantizer->grid());
+  }
+}
+
 }  // namespace
 
 CompressResult run_compress(const CompressJob& job) {
   auto t0 = std::chrono::steady_clock::now();
-  if (job.format != "fake")
-    throw Error("output format '" + job.format + "' is not available (supported: fake)");
+  std::unique_ptr<CheckpointWriter> writer = make_checkpoint_writer(job.format);
   if (job.pipeline.recipe.empty()) throw Error("the recipe has no quantizer stage");
   Model model = Model::open(job.model_path);
+  validate_layers(model, job.pipeline, *writer);
   OutputDir out(job.out_dir);  // fails early, before the long work, if OUT is unwritable
 
   std::unique_ptr<ActivationFile> file;
@@ -59,10 +69,7 @@ CompressResult run_compress(const CompressJob& job) {
     calib.windows = {{model.config().bos_token_id, model.config().bos_token_id}};
   }
 
-  std::map<std::string, Mat> dequantized;
-  LayerSink sink = [&](const LayerResult& r, const QuantizedWeight* q) {
-    if (q) dequantized[r.name] = q->dequantize();
-  };
+  LayerSink sink = [&](const LayerResult& r, const QuantizedWeight* q) { writer->add_layer(r, q); };
   CompressResult result;
   result.layers = job.independent ? quantize_independent(model, *file, job.pipeline, sink)
                                   : quantize_sequential(model, calib, job.pipeline, sink);
@@ -71,7 +78,7 @@ CompressResult run_compress(const CompressJob& job) {
   result.recipe = recipe_to_string(job.pipeline.recipe);
 
   CheckpointMetadata meta{result.recipe, has_calib, calib.info, result.layers};
-  write_fake_quant(model, dequantized, meta, out);
+  writer->finish(model, meta, out);
   std::string tok = find_model_tokenizer(model.path(), job.tokenizer);
   if (!tok.empty()) {
     bool spm = load_tokenizer(tok)->kind() == "sentencepiece";

@@ -11,16 +11,19 @@ const char* linear_input_name(LinearInput g) {
   return kNames[int(g)];
 }
 
+const std::vector<std::string>& linear_short_names(LinearInput g) {
+  static const std::vector<std::string> kNames[kNumLinearInputs] = {
+      {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"},
+      {"self_attn.o_proj"},
+      {"mlp.gate_proj", "mlp.up_proj"},
+      {"mlp.down_proj"}};
+  return kNames[int(g)];
+}
+
 std::vector<std::string> linear_consumers(int layer, LinearInput g) {
-  const std::string p = layer_prefix(layer);
-  switch (g) {
-    case LinearInput::kQKV:
-      return {p + "self_attn.q_proj", p + "self_attn.k_proj", p + "self_attn.v_proj"};
-    case LinearInput::kO: return {p + "self_attn.o_proj"};
-    case LinearInput::kGateUp: return {p + "mlp.gate_proj", p + "mlp.up_proj"};
-    case LinearInput::kDown: return {p + "mlp.down_proj"};
-  }
-  return {};
+  std::vector<std::string> out;
+  for (const auto& n : linear_short_names(g)) out.push_back(layer_prefix(layer) + n);
+  return out;
 }
 
 static Vec load_vec(const Model& m, const std::string& name) {
@@ -33,29 +36,25 @@ BlockWeights BlockWeights::load(const Model& model, int layer) {
   BlockWeights w;
   w.attn_norm = load_vec(model, p + "input_layernorm.weight");
   w.ffn_norm = load_vec(model, p + "post_attention_layernorm.weight");
-  w.wq = model.weight(p + "self_attn.q_proj.weight");
-  w.wk = model.weight(p + "self_attn.k_proj.weight");
-  w.wv = model.weight(p + "self_attn.v_proj.weight");
-  w.wo = model.weight(p + "self_attn.o_proj.weight");
-  w.w_gate = model.weight(p + "mlp.gate_proj.weight");
-  w.w_up = model.weight(p + "mlp.up_proj.weight");
-  w.w_down = model.weight(p + "mlp.down_proj.weight");
-  if (model.config().attention_bias) {
-    w.bq = load_vec(model, p + "self_attn.q_proj.bias");
-    w.bk = load_vec(model, p + "self_attn.k_proj.bias");
-    w.bv = load_vec(model, p + "self_attn.v_proj.bias");
+  for (int g = 0; g < kNumLinearInputs; ++g) {
+    for (const auto& name : linear_short_names(LinearInput(g))) {
+      Linear* lin = w.linear(name);
+      lin->w = model.weight(p + name + ".weight");
+      if (model.config().attention_bias && g == int(LinearInput::kQKV))
+        lin->bias = load_vec(model, p + name + ".bias");
+    }
   }
   return w;
 }
 
-Mat* BlockWeights::linear(const std::string& n) {
-  if (n == "q_proj") return &wq;
-  if (n == "k_proj") return &wk;
-  if (n == "v_proj") return &wv;
-  if (n == "o_proj") return &wo;
-  if (n == "gate_proj") return &w_gate;
-  if (n == "up_proj") return &w_up;
-  if (n == "down_proj") return &w_down;
+Linear* BlockWeights::linear(const std::string& n) {
+  if (n == "self_attn.q_proj") return &q;
+  if (n == "self_attn.k_proj") return &k;
+  if (n == "self_attn.v_proj") return &v;
+  if (n == "self_attn.o_proj") return &o;
+  if (n == "mlp.gate_proj") return &gate;
+  if (n == "mlp.up_proj") return &up;
+  if (n == "mlp.down_proj") return &down;
   return nullptr;
 }
 
@@ -123,12 +122,6 @@ Mat embed_tokens(const HeadWeights& head, const std::vector<int32_t>& ids) {
   return x;
 }
 
-static Mat linear(const Mat& x, const Mat& w, const Vec& bias) {
-  Mat y = x * w.transpose();
-  if (bias.size()) y.rowwise() += bias.transpose();
-  return y;
-}
-
 // Causal grouped-query attention; q [T, H*hd], k/v [T, KV*hd] -> [T, H*hd].
 static Mat attention(const ModelConfig& cfg, const Mat& q, const Mat& k, const Mat& v) {
   const int T = int(q.rows()), hd = cfg.head_dim, group = cfg.num_heads / cfg.num_kv_heads;
@@ -163,23 +156,23 @@ void block_forward(const ModelConfig& cfg, const BlockWeights& w, const RopeTabl
   Mat n;
   rms_norm_rows(x, w.attn_norm, cfg.rms_norm_eps, n);
   if (capture) capture(LinearInput::kQKV, n);
-  Mat q = linear(n, w.wq, w.bq);
-  Mat k = linear(n, w.wk, w.bk);
-  Mat v = linear(n, w.wv, w.bv);
+  Mat q = w.q.forward(n);
+  Mat k = w.k.forward(n);
+  Mat v = w.v.forward(n);
   rope.apply(q, cfg.num_heads);
   rope.apply(k, cfg.num_kv_heads);
   Mat a = attention(cfg, q, k, v);
   if (capture) capture(LinearInput::kO, a);
-  x.noalias() += a * w.wo.transpose();
+  x += w.o.forward(a);
 
   rms_norm_rows(x, w.ffn_norm, cfg.rms_norm_eps, n);
   if (capture) capture(LinearInput::kGateUp, n);
-  Mat g = n * w.w_gate.transpose();
-  Mat u = n * w.w_up.transpose();
+  Mat g = w.gate.forward(n);
+  Mat u = w.up.forward(n);
   // SwiGLU: silu(g) * u, with silu(g) = g / (1 + e^-g).
   Mat m = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();
   if (capture) capture(LinearInput::kDown, m);
-  x.noalias() += m * w.w_down.transpose();
+  x += w.down.forward(m);
 }
 
 Mat final_logits(const ModelConfig& cfg, const HeadWeights& head, const Mat& x) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "ptq/linear.h"
 #include "ptq/model.h"
 #include "ptq/tensor.h"
 
@@ -27,11 +28,13 @@ std::vector<std::string> linear_consumers(int layer, LinearInput g);
 
 struct BlockWeights {
   Vec attn_norm, ffn_norm;
-  Mat wq, wk, wv, wo, w_gate, w_up, w_down;  // [out, in]
-  Vec bq, bk, bv;                            // empty unless attention_bias
+  Linear q, k, v, o, gate, up, down;  // q/k/v carry a bias when attention_bias
   static BlockWeights load(const Model& model, int layer);
-  Mat* linear(const std::string& short_name);  // "q_proj", ..., "down_proj"; nullptr if unknown
+  Linear* linear(const std::string& short_name);  // "q_proj", ..., "down_proj"; nullptr if unknown
 };
+
+// Short names of the linear layers reading each input, in module order.
+const std::vector<std::string>& linear_short_names(LinearInput g);
 
 struct HeadWeights {
   Mat embed;       // [vocab, hidden]

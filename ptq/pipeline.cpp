@@ -12,16 +12,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-const char* const kShortNames[kNumLinearInputs][3] = {
-    {"q_proj", "k_proj", "v_proj"}, {"o_proj", nullptr, nullptr},
-    {"gate_proj", "up_proj", nullptr}, {"down_proj", nullptr, nullptr}};
-
-// The quantizer for one layer: the recipe's last stage with the matching overrides applied.
-struct LayerPlan {
-  bool skip = false;
-  std::unique_ptr<WeightQuantizer> quantizer;
-};
-
 Spec with_arg(Spec s, const std::string& key, int value) {
   for (auto& a : s.args) {
     if (a.key == key) {
@@ -33,19 +23,6 @@ Spec with_arg(Spec s, const std::string& key, int value) {
   return s;
 }
 
-LayerPlan plan_layer(const std::string& name, const PipelineOptions& o) {
-  PTQ_ASSERT(!o.recipe.empty(), "the recipe has no stage");
-  Spec spec = o.recipe.back();
-  LayerPlan plan;
-  for (const auto& ov : o.overrides) {
-    if (!std::regex_search(name, std::regex(ov.pattern))) continue;
-    if (ov.skip) plan.skip = true;
-    if (ov.bits) spec = with_arg(spec, "w", *ov.bits);
-    if (ov.group_size) spec = with_arg(spec, "g", *ov.group_size);
-  }
-  if (!plan.skip) plan.quantizer = make_quantizer(spec);
-  return plan;
-}
 
 double bits_per_weight(const QuantizedWeight& q) {
   // Codes, plus an fp16 scale and (asymmetric) an integer zero of `bits` bits per group.
@@ -60,18 +37,18 @@ LayerResult quantize_one(const std::string& name, int layer, Mat& w, const Input
   r.layer = layer;
   r.rows = int(w.rows());
   r.cols = int(w.cols());
-  LayerPlan plan = plan_layer(name, o);
-  if (plan.skip) {
+  std::unique_ptr<WeightQuantizer> quantizer = layer_quantizer(name, o);
+  if (!quantizer) {
     r.skipped = true;
     r.spec = "skip";
     r.bits_per_weight = 32;
     sink(r, nullptr);
     return r;
   }
-  r.spec = plan.quantizer->spec();
+  r.spec = quantizer->spec();
   auto t0 = Clock::now();
   QuantLog log;
-  QuantizedWeight q = plan.quantizer->quantize(w, plan.quantizer->needs_stats() ? &stats : nullptr, &log);
+  QuantizedWeight q = quantizer->quantize(w, quantizer->needs_stats() ? &stats : nullptr, &log);
   r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   Mat w_hat = q.dequantize();
   r.rel_error = relative_output_error(w, w_hat, stats.hessian());
@@ -83,6 +60,18 @@ LayerResult quantize_one(const std::string& name, int layer, Mat& w, const Input
 }
 
 }  // namespace
+
+std::unique_ptr<WeightQuantizer> layer_quantizer(const std::string& name, const PipelineOptions& o) {
+  PTQ_ASSERT(!o.recipe.empty(), "the recipe has no stage");
+  Spec spec = o.recipe.back();
+  for (const auto& ov : o.overrides) {
+    if (!std::regex_search(name, std::regex(ov.pattern))) continue;
+    if (ov.skip) return nullptr;
+    if (ov.bits) spec = with_arg(spec, "w", *ov.bits);
+    if (ov.group_size) spec = with_arg(spec, "g", *ov.group_size);
+  }
+  return make_quantizer(spec);
+}
 
 std::vector<std::string> linear_layer_names(const ModelConfig& cfg) {
   std::vector<std::string> names;
@@ -116,10 +105,9 @@ std::vector<LayerResult> quantize_sequential(const Model& model, const Calibrati
       acts.run(w, want, [&](LinearInput g, size_t, const Mat& x) { stats.at(int(g)).add_batch(x); },
                false);
       for (int g : stage) {
-        auto consumers = linear_consumers(l, LinearInput(g));
-        for (size_t i = 0; i < consumers.size(); ++i) {
-          Mat* weight = w.linear(kShortNames[g][i]);
-          results.push_back(quantize_one(consumers[i], l, *weight, stats.at(g), o, sink));
+        for (const auto& name : linear_short_names(LinearInput(g))) {
+          Mat& weight = w.linear(name)->w;
+          results.push_back(quantize_one(layer_prefix(l) + name, l, weight, stats.at(g), o, sink));
         }
       }
     }

@@ -58,6 +58,10 @@ std::vector<LayerResult> quantize_sequential(const Model& model, const Calibrati
 std::vector<LayerResult> quantize_independent(const Model& model, const ActivationFile& acts,
                                               const PipelineOptions& options, const LayerSink& sink);
 
+// The quantizer for one layer (the recipe's last stage with matching overrides applied), or
+// nullptr when an override skips it.
+std::unique_ptr<WeightQuantizer> layer_quantizer(const std::string& name, const PipelineOptions& o);
+
 // Every quantizable linear layer of the model, in order (HF module names without ".weight").
 std::vector<std::string> linear_layer_names(const ModelConfig& cfg);
 
