@@ -29,15 +29,16 @@ std::string output_config_json(const Model& model, const std::string& extra_key,
 
 namespace {
 
-void write_fake_quant(const Model& model, const std::map<std::string, Mat>& dequantized,
+// `replaced` holds dequantized linear weights (by module name + ".weight") and transformed
+// full-precision tensors; everything else is copied from the source in its stored dtype.
+void write_fake_quant(const Model& model, const std::map<std::string, Mat>& replaced,
                       const CheckpointMetadata& meta, const OutputDir& out) {
   SafetensorsWriter writer;
   const TensorSource& src = model.tensors();
   for (const auto& name : src.names()) {
     const TensorInfo* info = src.find(name);
-    std::string module = name.size() > 7 ? name.substr(0, name.size() - 7) : name;  // - ".weight"
-    auto it = dequantized.find(module);
-    if (name.ends_with(".weight") && it != dequantized.end())
+    auto it = replaced.find(name);
+    if (it != replaced.end())
       writer.add_f32(name, it->second, info->shape);
     else
       writer.add(name, info->dtype, info->shape, src.load_raw(name));
@@ -50,14 +51,15 @@ void write_fake_quant(const Model& model, const std::map<std::string, Mat>& dequ
 class FakeQuantWriter final : public CheckpointWriter {
  public:
   void add_layer(const LayerResult& r, const QuantizedWeight* q) override {
-    if (q) dequantized_[r.name] = q->dequantize();
+    if (q) replaced_[r.name + ".weight"] = q->dequantize();
   }
+  void replace_tensor(const std::string& name, const Mat& value) override { replaced_[name] = value; }
   void finish(const Model& model, const CheckpointMetadata& meta, const OutputDir& out) override {
-    write_fake_quant(model, dequantized_, meta, out);
+    write_fake_quant(model, replaced_, meta, out);
   }
 
  private:
-  std::map<std::string, Mat> dequantized_;
+  std::map<std::string, Mat> replaced_;
 };
 
 const CheckpointFormatRegistrar kRegister("fake", [] { return std::make_unique<FakeQuantWriter>(); });

@@ -70,9 +70,10 @@ CompressResult run_compress(const CompressJob& job) {
   }
 
   LayerSink sink = [&](const LayerResult& r, const QuantizedWeight* q) { writer->add_layer(r, q); };
+  TensorSink tensor_sink = [&](const std::string& name, const Mat& v) { writer->replace_tensor(name, v); };
   CompressResult result;
-  result.layers = job.independent ? quantize_independent(model, *file, job.pipeline, sink)
-                                  : quantize_sequential(model, calib, job.pipeline, sink);
+  result.layers = job.independent ? quantize_independent(model, *file, job.pipeline, sink, tensor_sink)
+                                  : quantize_sequential(model, calib, job.pipeline, sink, tensor_sink);
   result.has_calibration = has_calib;
   result.calibration = calib.info;
   result.recipe = recipe_to_string(job.pipeline.recipe);

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <map>
 
+#include "algorithms/transform.h"
 #include "ptq/block_runner.h"
 #include "ptq/error.h"
 #include "ptq/progress.h"
@@ -81,36 +82,95 @@ std::vector<std::string> linear_layer_names(const ModelConfig& cfg) {
   return names;
 }
 
-std::vector<LayerResult> quantize_sequential(const Model& model, const CalibrationSet& calib,
-                                             const PipelineOptions& o, const LayerSink& sink) {
-  const ModelConfig& cfg = model.config();
-  BlockActivations acts(cfg, HeadWeights::load(model), calib.windows);
-  std::vector<LayerResult> results;
-  Progress bar("quantize", size_t(cfg.num_layers), o.quiet);
+namespace {
+
+using StatsMap = std::map<int, InputStats>;
+// Fills `stats` with the statistics of the inputs in `want` for the block as it is now.
+using StatsRefresh =
+    std::function<void(const BlockWeights&, const std::array<bool, kNumLinearInputs>&, StatsMap&)>;
+
+std::vector<std::unique_ptr<WeightTransform>> make_transforms(const PipelineOptions& o) {
+  std::vector<std::unique_ptr<WeightTransform>> out;
+  for (size_t i = 0; i + 1 < o.recipe.size(); ++i) out.push_back(make_transform(o.recipe[i]));
+  return out;
+}
+
+// Runs every transform stage on each linear group of block `l`, in block order, on the fp block.
+void transform_block(int l, BlockWeights& w, StatsMap& stats, const PipelineOptions& o,
+                     const std::vector<std::unique_ptr<WeightTransform>>& transforms,
+                     const TensorSink& tensor_sink) {
+  for (int g = 0; g < kNumLinearInputs; ++g) {
+    GroupContext ctx;
+    ctx.input_name = layer_prefix(l) + linear_input_name(LinearInput(g));
+    for (const auto& name : linear_short_names(LinearInput(g))) {
+      ctx.names.push_back(layer_prefix(l) + name);
+      ctx.layers.push_back(w.linear(name));
+    }
+    ctx.prev_norm = g == int(LinearInput::kQKV)      ? &w.attn_norm
+                    : g == int(LinearInput::kGateUp) ? &w.ffn_norm
+                                                     : nullptr;
+    ctx.prev_linear = g == int(LinearInput::kO)      ? &w.v
+                      : g == int(LinearInput::kDown) ? &w.up
+                                                     : nullptr;
+    ctx.stats = &stats.at(g);
+    std::unique_ptr<WeightQuantizer> quantizer = layer_quantizer(ctx.names[0], o);
+    if (!quantizer) continue;  // a skipped group stays exactly as it was
+    ctx.quantizer = quantizer.get();
+    QuantLog log;
+    for (const auto& t : transforms) t->apply(ctx, &log);
+  }
+  if (tensor_sink) {
+    tensor_sink(layer_prefix(l) + "input_layernorm.weight", w.attn_norm);
+    tensor_sink(layer_prefix(l) + "post_attention_layernorm.weight", w.ffn_norm);
+  }
+}
+
+void process_block(int l, BlockWeights& w, const StatsRefresh& refresh, const PipelineOptions& o,
+                   const LayerSink& sink, const TensorSink& tensor_sink,
+                   std::vector<LayerResult>& results) {
+  auto transforms = make_transforms(o);
+  StatsMap stats;
+  if (!transforms.empty()) {
+    refresh(w, {true, true, true, true}, stats);
+    transform_block(l, w, stats, o, transforms, tensor_sink);
+  }
   const std::vector<std::vector<int>> stages =
       o.true_sequential ? std::vector<std::vector<int>>{{0}, {1}, {2}, {3}}
                         : std::vector<std::vector<int>>{{0, 1, 2, 3}};
+  for (const auto& stage : stages) {
+    std::array<bool, kNumLinearInputs> want{};
+    for (int g : stage) want[g] = true;
+    refresh(w, want, stats);
+    for (int g : stage)
+      for (const auto& name : linear_short_names(LinearInput(g)))
+        results.push_back(quantize_one(layer_prefix(l) + name, l, w.linear(name)->w, stats.at(g), o, sink));
+  }
+}
+
+}  // namespace
+
+std::vector<LayerResult> quantize_sequential(const Model& model, const CalibrationSet& calib,
+                                             const PipelineOptions& o, const LayerSink& sink,
+                                             const TensorSink& tensor_sink) {
+  const ModelConfig& cfg = model.config();
+  BlockActivations acts(cfg, HeadWeights::load(model), calib.windows);
+  const int widths[kNumLinearInputs] = {cfg.hidden_size, cfg.num_heads * cfg.head_dim,
+                                        cfg.hidden_size, cfg.intermediate_size};
+  // Inputs come from the block as transformed and quantized so far: they are recaptured.
+  StatsRefresh refresh = [&](const BlockWeights& w, const std::array<bool, kNumLinearInputs>& want,
+                             StatsMap& stats) {
+    for (int g = 0; g < kNumLinearInputs; ++g) {
+      stats.erase(g);
+      if (want[g]) stats.emplace(g, InputStats(widths[g]));
+    }
+    acts.run(w, want, [&](LinearInput g, size_t, const Mat& x) { stats.at(int(g)).add_batch(x); },
+             false);
+  };
+  std::vector<LayerResult> results;
+  Progress bar("quantize", size_t(cfg.num_layers), o.quiet);
   for (int l = 0; l < cfg.num_layers; ++l) {
     BlockWeights w = BlockWeights::load(model, l);
-    for (const auto& stage : stages) {
-      std::array<bool, kNumLinearInputs> want{};
-      std::map<int, InputStats> stats;
-      const int widths[kNumLinearInputs] = {cfg.hidden_size, cfg.num_heads * cfg.head_dim,
-                                            cfg.hidden_size, cfg.intermediate_size};
-      for (int g : stage) {
-        want[g] = true;
-        stats.emplace(g, InputStats(widths[g]));
-      }
-      // Inputs come from the block as quantized so far (earlier stages already replaced).
-      acts.run(w, want, [&](LinearInput g, size_t, const Mat& x) { stats.at(int(g)).add_batch(x); },
-               false);
-      for (int g : stage) {
-        for (const auto& name : linear_short_names(LinearInput(g))) {
-          Mat& weight = w.linear(name)->w;
-          results.push_back(quantize_one(layer_prefix(l) + name, l, weight, stats.at(g), o, sink));
-        }
-      }
-    }
+    process_block(l, w, refresh, o, sink, tensor_sink, results);
     acts.run(w, {}, {}, true);
     bar.update(size_t(l) + 1);
   }
@@ -118,31 +178,33 @@ std::vector<LayerResult> quantize_sequential(const Model& model, const Calibrati
 }
 
 std::vector<LayerResult> quantize_independent(const Model& model, const ActivationFile& acts,
-                                              const PipelineOptions& o, const LayerSink& sink) {
+                                              const PipelineOptions& o, const LayerSink& sink,
+                                              const TensorSink& tensor_sink) {
   const ModelConfig& cfg = model.config();
   acts.check_fits(cfg);
   std::vector<LayerResult> results;
   Progress bar("quantize", size_t(cfg.num_layers), o.quiet);
   for (int l = 0; l < cfg.num_layers; ++l) {
-    // Layers that read the same dataset (q/k/v, gate/up) share one InputStats.
-    std::map<std::string, InputStats> stats;
-    for (int g = 0; g < kNumLinearInputs; ++g) {
-      for (const auto& name : linear_consumers(l, LinearInput(g))) {
-        std::string ds = acts.find_input(name);
+    // The file's inputs do not change as layers are quantized: each group's statistics are read
+    // once (from its first consumer's dataset) and only transforms update them.
+    StatsRefresh refresh = [&](const BlockWeights&, const std::array<bool, kNumLinearInputs>& want,
+                               StatsMap& stats) {
+      for (int g = 0; g < kNumLinearInputs; ++g) {
+        if (!want[g] || stats.count(g)) continue;
+        const std::string module = linear_consumers(l, LinearInput(g)).front();
+        const std::string ds = acts.find_input(module);
         if (ds.empty())
-          throw Error("activation file has no input for '" + name +
+          throw Error("activation file has no input for '" + module +
                       "' (no dataset lists it in its `consumers` attribute)");
-        auto it = stats.find(ds);
-        if (it == stats.end()) {
-          it = stats.emplace(ds, InputStats(int(acts.cols(ds)))).first;
-          const int64_t rows = acts.rows(ds), chunk = 4096;
-          for (int64_t b = 0; b < rows; b += chunk)
-            it->second.add_batch(acts.read_rows(ds, b, std::min(chunk, rows - b)));
-        }
-        Mat w = model.weight(name + ".weight");
-        results.push_back(quantize_one(name, l, w, it->second, o, sink));
+        InputStats st(int(acts.cols(ds)));
+        const int64_t rows = acts.rows(ds), chunk = 4096;
+        for (int64_t b = 0; b < rows; b += chunk)
+          st.add_batch(acts.read_rows(ds, b, std::min(chunk, rows - b)));
+        stats.emplace(g, std::move(st));
       }
-    }
+    };
+    BlockWeights w = BlockWeights::load(model, l);
+    process_block(l, w, refresh, o, sink, tensor_sink, results);
     bar.update(size_t(l) + 1);
   }
   return results;

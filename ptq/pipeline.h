@@ -32,7 +32,7 @@ struct LayerOverride {
 };
 
 struct PipelineOptions {
-  std::vector<Spec> recipe;  // the last stage is the weight quantizer
+  std::vector<Spec> recipe;  // transform stages, then the weight quantizer as the last stage
   bool true_sequential = true;
   std::vector<LayerOverride> overrides;
   bool quiet = false;
@@ -53,10 +53,16 @@ struct LayerResult {
 // Receives each quantized linear layer as soon as it is done (in model order).
 using LayerSink = std::function<void(const LayerResult&, const QuantizedWeight*)>;
 
+// Receives full-precision tensors that transforms changed (e.g. RMSNorm gains with AWQ scales
+// folded in); the output must store these instead of the source's.
+using TensorSink = std::function<void(const std::string& name, const Mat& value)>;
+
 std::vector<LayerResult> quantize_sequential(const Model& model, const CalibrationSet& calib,
-                                             const PipelineOptions& options, const LayerSink& sink);
+                                             const PipelineOptions& options, const LayerSink& sink,
+                                             const TensorSink& tensor_sink = {});
 std::vector<LayerResult> quantize_independent(const Model& model, const ActivationFile& acts,
-                                              const PipelineOptions& options, const LayerSink& sink);
+                                              const PipelineOptions& options, const LayerSink& sink,
+                                              const TensorSink& tensor_sink = {});
 
 // The quantizer for one layer (the recipe's last stage with matching overrides applied), or
 // nullptr when an override skips it.
