@@ -25,6 +25,10 @@ int64_t BlockActivations::num_tokens() const {
 
 void BlockActivations::run(const BlockWeights& w, const std::array<bool, kNumLinearInputs>& want,
                            const CaptureSink& sink, bool advance) {
+  std::optional<LinearInput> last_wanted;
+  for (int g = 0; g < kNumLinearInputs; ++g)
+    if (want[g]) last_wanted = LinearInput(g);
+  if (!advance && !last_wanted) return;  // nothing to capture, nothing to keep
   for (size_t begin = 0; begin < hidden_.size(); begin += kChunk) {
     const size_t end = std::min(hidden_.size(), begin + kChunk);
     std::vector<std::array<Mat, kNumLinearInputs>> captured(end - begin);
@@ -32,7 +36,7 @@ void BlockActivations::run(const BlockWeights& w, const std::array<bool, kNumLin
       Mat x = hidden_[begin + i];
       block_forward(cfg_, w, rope_, x, [&](LinearInput g, const Mat& in) {
         if (want[int(g)]) captured[i][int(g)] = in;
-      });
+      }, advance ? std::nullopt : last_wanted);
       if (advance) hidden_[begin + i] = std::move(x);
     });
     if (!sink) continue;

@@ -1,5 +1,7 @@
 #include "ptq/forward.h"
 
+#include <omp.h>
+
 #include <cmath>
 
 #include "ptq/error.h"
@@ -122,56 +124,62 @@ Mat embed_tokens(const HeadWeights& head, const std::vector<int32_t>& ids) {
   return x;
 }
 
-// Causal grouped-query attention; q [T, H*hd], k/v [T, KV*hd] -> [T, H*hd].
-static Mat attention(const ModelConfig& cfg, const Mat& q, const Mat& k, const Mat& v) {
-  const int T = int(q.rows()), hd = cfg.head_dim, group = cfg.num_heads / cfg.num_kv_heads;
-  const float scale = 1.0f / std::sqrt(float(hd));
-  Mat out(T, Eigen::Index(cfg.num_heads) * hd);
+// One head of causal attention: softmax(q kᵀ / sqrt(hd)) v over positions <= t.
+static void attention_head(const Eigen::Ref<const Mat>& qh, const Eigen::Ref<const Mat>& kh,
+                           const Eigen::Ref<const Mat>& vh, float scale, Eigen::Ref<Mat> out) {
+  const Eigen::Index T = qh.rows();
   Mat scores(T, T);
+  scores.triangularView<Eigen::Lower>() = (qh * kh.transpose()) * scale;
+  for (Eigen::Index t = 0; t < T; ++t) {
+    auto row = scores.row(t).head(t + 1).array();
+    const float mx = row.maxCoeff();
+    row = (row - mx).exp();  // vectorised; masked positions are never computed
+    row /= row.sum();
+  }
+  out.noalias() = scores.triangularView<Eigen::Lower>() * vh;
+}
+
+// Causal grouped-query attention; q [T, H*hd], k/v [T, KV*hd] -> [T, H*hd]. Heads run in
+// parallel when the caller is not already parallel (generation); each head's result does not
+// depend on the thread that computes it.
+static Mat attention(const ModelConfig& cfg, const Mat& q, const Mat& k, const Mat& v) {
+  const int hd = cfg.head_dim, group = cfg.num_heads / cfg.num_kv_heads;
+  const float scale = 1.0f / std::sqrt(float(hd));
+  Mat out(q.rows(), Eigen::Index(cfg.num_heads) * hd);
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && q.rows() >= 64)
   for (int h = 0; h < cfg.num_heads; ++h) {
     const int kvh = h / group;
-    auto qh = q.middleCols(h * hd, hd);
-    auto kh = k.middleCols(kvh * hd, hd);
-    auto vh = v.middleCols(kvh * hd, hd);
-    scores.noalias() = (qh * kh.transpose()) * scale;
-    for (int t = 0; t < T; ++t) {
-      float mx = scores.row(t).head(t + 1).maxCoeff();
-      double sum = 0;
-      for (int s = 0; s <= t; ++s) {
-        float e = std::exp(scores(t, s) - mx);
-        scores(t, s) = e;
-        sum += e;
-      }
-      float inv = float(1.0 / sum);
-      for (int s = 0; s <= t; ++s) scores(t, s) *= inv;
-      for (int s = t + 1; s < T; ++s) scores(t, s) = 0.0f;
-    }
-    out.middleCols(h * hd, hd).noalias() = scores * vh;
+    attention_head(q.middleCols(h * hd, hd), k.middleCols(kvh * hd, hd),
+                   v.middleCols(kvh * hd, hd), scale, out.middleCols(h * hd, hd));
   }
   return out;
 }
 
 void block_forward(const ModelConfig& cfg, const BlockWeights& w, const RopeTable& rope, Mat& x,
-                   const CaptureFn& capture) {
+                   const CaptureFn& capture, std::optional<LinearInput> stop_after) {
+  auto emit = [&](LinearInput g, const Mat& in) {
+    if (capture) capture(g, in);
+    return stop_after == g;
+  };
   Mat n;
   rms_norm_rows(x, w.attn_norm, cfg.rms_norm_eps, n);
-  if (capture) capture(LinearInput::kQKV, n);
+  if (emit(LinearInput::kQKV, n)) return;
   Mat q = w.q.forward(n);
   Mat k = w.k.forward(n);
   Mat v = w.v.forward(n);
   rope.apply(q, cfg.num_heads);
   rope.apply(k, cfg.num_kv_heads);
   Mat a = attention(cfg, q, k, v);
-  if (capture) capture(LinearInput::kO, a);
+  if (emit(LinearInput::kO, a)) return;
   x += w.o.forward(a);
 
   rms_norm_rows(x, w.ffn_norm, cfg.rms_norm_eps, n);
-  if (capture) capture(LinearInput::kGateUp, n);
+  if (emit(LinearInput::kGateUp, n)) return;
   Mat g = w.gate.forward(n);
   Mat u = w.up.forward(n);
   // SwiGLU: silu(g) * u, with silu(g) = g / (1 + e^-g).
   Mat m = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();
-  if (capture) capture(LinearInput::kDown, m);
+  if (emit(LinearInput::kDown, m)) return;
   x += w.down.forward(m);
 }
 

@@ -9,6 +9,7 @@
 // RoPE uses HF's rotate_half layout (pairs i and i + head_dim/2). Attention is causal and
 // grouped-query (head h reads kv head h / (heads / kv_heads)).
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,9 +59,12 @@ class RopeTable {
 };
 
 Mat embed_tokens(const HeadWeights& head, const std::vector<int32_t>& ids);
-// Runs one block in place on x [T, hidden]. `capture` may be empty.
+// Runs one block in place on x [T, hidden]. `capture` may be empty. With `stop_after` set, the
+// block returns right after capturing that input and x is left unspecified: a capture-only
+// pass then skips the rest of the block.
 void block_forward(const ModelConfig& cfg, const BlockWeights& w, const RopeTable& rope, Mat& x,
-                   const CaptureFn& capture = {});
+                   const CaptureFn& capture = {},
+                   std::optional<LinearInput> stop_after = std::nullopt);
 Mat final_logits(const ModelConfig& cfg, const HeadWeights& head, const Mat& x);  // [T, vocab]
 void rms_norm_rows(const Mat& x, const Vec& gain, double eps, Mat& out);
 

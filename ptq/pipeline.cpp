@@ -197,7 +197,8 @@ std::vector<LayerResult> quantize_independent(const Model& model, const Activati
           throw Error("activation file has no input for '" + module +
                       "' (no dataset lists it in its `consumers` attribute)");
         InputStats st(int(acts.cols(ds)));
-        const int64_t rows = acts.rows(ds), chunk = 4096;
+        // One window per batch, as the sequential mode feeds them, so both modes form the same H.
+        const int64_t rows = acts.rows(ds), chunk = acts.info().seq_len > 0 ? acts.info().seq_len : 4096;
         for (int64_t b = 0; b < rows; b += chunk)
           st.add_batch(acts.read_rows(ds, b, std::min(chunk, rows - b)));
         stats.emplace(g, std::move(st));
