@@ -86,7 +86,7 @@ CommandRegistrar reg("compress", "Quantize a model in one shot (fake-quant HF ou
       ->check(CLI::IsMember({"sequential", "independent"}));
   sub->add_flag("--no-true-sequential", o->no_true_sequential,
                 "Quantize all of a block's layers on the block's fp inputs");
-  sub->add_option("--format", o->format, "Output format")->default_val("fake");
+  sub->add_option("--format", o->format, "Output format: gptq, awq or fake")->default_val("gptq");
   sub->add_option("--out", o->out, "Output directory")->required();
   sub->add_flag("--quiet", o->quiet, "No progress on stderr");
   add_threads_option(sub, &o->threads);

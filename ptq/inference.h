@@ -16,6 +16,8 @@ struct LoadedModel {
   std::shared_ptr<const LlamaModel> forward;
 };
 
+// A packed directory (config.json quantization_config naming gptq or awq) runs its packed layers
+// on make_packed_linear; embeddings, norms and lm_head load as usual.
 LoadedModel load_model_for_inference(const std::string& path);
 
 struct SamplingOptions {

@@ -175,6 +175,7 @@ Model Model::open(const std::string& path) {
   Model m(std::move(src.config), std::move(src.tensors), path, std::move(src.files));
   for (const auto& [name, shape] : m.required_tensors()) {
     const TensorInfo* info = m.tensors().find(name);
+    if (!info && m.is_packed_weight(name)) continue;
     if (!info)
       throw Error(path + ": missing tensor '" + name + "' needed by " + m.config().architecture);
     if (info->shape != shape)
@@ -210,6 +211,12 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> Model::required_tensor
   out.push_back({"model.norm.weight", {h}});
   if (!c.tie_word_embeddings) out.push_back({"lm_head.weight", {v, h}});
   return out;
+}
+
+bool Model::is_packed_weight(const std::string& weight_name) const {
+  const std::string suffix = ".weight";
+  if (!weight_name.ends_with(suffix)) return false;
+  return tensors_->find(weight_name.substr(0, weight_name.size() - suffix.size()) + ".qweight") != nullptr;
 }
 
 int64_t Model::parameter_count() const {

@@ -79,6 +79,9 @@ class Model {
   Mat weight(const std::string& name) const { return tensors_->load_f32(name); }
   // Every tensor name the architecture needs, in layer order, with its expected shape.
   std::vector<std::pair<std::string, std::vector<int64_t>>> required_tensors() const;
+  // True when a linear weight (`<module>.weight`) is stored packed as `<module>.qweight` (GPTQ/AWQ
+  // checkpoints, formats/packed_checkpoint.h); its shape is checked by the packed reader.
+  bool is_packed_weight(const std::string& weight_name) const;
   int64_t parameter_count() const;  // sum over all stored tensors
   // SHA-256 over the checkpoint's files (config and weights), hex; computed once, cached.
   const std::string& checksum() const;

@@ -1,0 +1,152 @@
+// GPTQ v1 packed layout ("gptq" checkpoint_format of AutoGPTQ / GPTQModel, read by transformers,
+// optimum and vLLM), registered as output format "gptq". Per quantized linear layer with
+// W [N out, K in], b bits, G = ceil(K / group_size) groups (1 when per-channel):
+//
+//   <module>.qweight  I32 [Kp·b/32, N]  bytes 4·(Kp·b/32)·N   Kp = K rounded up to V(b)
+//   <module>.qzeros   I32 [G, Np·b/32]  bytes 4·G·(Np·b/32)   Np = N rounded up to V(b)
+//   <module>.scales   F16 [G, N]        bytes 2·G·N
+//   <module>.g_idx    I32 [K]           bytes 4·K
+//
+// V(b) = 32 / gcd(32, b) values fill whole words: 16, 32, 8, 4 for b = 2, 3, 4, 8.
+// qweight: column n of qweight is one little-endian bit stream over its words (row 0 first);
+// code of input k sits at stream bits [k·b, k·b + b), least significant bit first. For b = 3 a
+// value may straddle two words (values 10 and 21 of every 32), which is exactly what AutoGPTQ's
+// packer produces (3 words hold 32 values). Padded inputs k ≥ K hold code 0.
+// qzeros: row g is one bit stream over its words in the same way, entry n = (zero − 1) mod 2^b
+// (the v1 convention); padded entries n ≥ N hold 0. Readers add 1; v1 readers outside ptq do not
+// wrap, so an asymmetric zero point of 0 (stored 2^b − 1) reads back as 2^b there — the writer
+// reports every layer where that happens.
+// scales[g, n] = fp16 of the quantizer's fp32 scale; g_idx[k] = group of input k (act-order
+// permutes it). w[n, k] = scales[g, n] · (code[n, k] − zero[g, n]) with g = g_idx[k].
+#include <numeric>
+
+#include "formats/checkpoint_writer.h"
+#include "formats/packed_checkpoint.h"
+#include "formats/packed_layout.h"
+#include "ptq/error.h"
+
+namespace ptq {
+namespace {
+
+using packed::round_up;
+using packed::values_per_word_block;
+
+class GptqLayout final : public PackedLayout {
+ public:
+  std::string name() const override { return "gptq"; }
+
+  void validate(const std::string& layer, int, int, const QuantGrid& g) const override {
+    if (g.bits != 2 && g.bits != 3 && g.bits != 4 && g.bits != 8)
+      throw Error(layer + ": the gptq format packs 2, 3, 4 or 8-bit weights, not " + std::to_string(g.bits) +
+                  "-bit");
+  }
+
+  PackedLayer pack(const QuantizedWeight& q) const override {
+    const int b = q.grid.bits, n = q.rows, k = q.cols, groups = int(q.scales.cols());
+    const int64_t vb = values_per_word_block(b);
+    const int64_t w_rows = round_up(k, vb) * b / 32, z_cols = round_up(n, vb) * b / 32;
+    const uint32_t mask = (1u << b) - 1;
+    std::vector<uint32_t> qweight(size_t(w_rows) * n, 0), qzeros(size_t(groups) * z_cols, 0);
+    for (int r = 0; r < n; ++r)
+      for (int c = 0; c < k; ++c) packed::put_bits(&qweight[r], n, w_rows, c, b, q.q[size_t(r) * k + c]);
+    std::vector<float> scales(size_t(groups) * n);
+    for (int g = 0; g < groups; ++g) {
+      for (int r = 0; r < n; ++r) {
+        const uint32_t zero = uint32_t(q.zeros(r, g));
+        PTQ_ASSERT(float(zero) == q.zeros(r, g) && zero <= mask, "zero points are integers on the grid");
+        packed::put_bits(&qzeros[size_t(g) * z_cols], 1, z_cols, r, b, (zero - 1) & mask);
+        scales[size_t(g) * n + r] = q.scales(r, g);
+      }
+    }
+    std::vector<uint32_t> g_idx(q.g_idx.begin(), q.g_idx.end());
+    PackedLayer out;
+    out["qweight"] = {DType::I32, {w_rows, n}, packed::i32_bytes(qweight)};
+    out["qzeros"] = {DType::I32, {groups, z_cols}, packed::i32_bytes(qzeros)};
+    out["scales"] = packed::f16_buffer(scales, {groups, n});
+    out["g_idx"] = {DType::I32, {k}, packed::i32_bytes(g_idx)};
+    return out;
+  }
+
+  QuantizedWeight unpack(const std::string& where, const PackedLayer& layer, int n, int k,
+                         const QuantGrid& grid) const override {
+    validate(where, n, k, grid);
+    const int b = grid.bits, groups = grid.num_groups(k);
+    const int64_t vb = values_per_word_block(b);
+    const int64_t w_rows = round_up(k, vb) * b / 32, z_cols = round_up(n, vb) * b / 32;
+    const uint32_t mask = (1u << b) - 1;
+    auto qweight = packed::words_of(packed::expect(where, layer, "qweight", DType::I32, {w_rows, n}));
+    auto qzeros = packed::words_of(packed::expect(where, layer, "qzeros", DType::I32, {groups, z_cols}));
+    auto scales = packed::f16_values(packed::expect(where, layer, "scales", DType::F16, {groups, n}));
+    QuantizedWeight q;
+    q.rows = n;
+    q.cols = k;
+    q.grid = grid;
+    q.g_idx.resize(k);
+    if (layer.count("g_idx")) {
+      auto g_idx = packed::words_of(packed::expect(where, layer, "g_idx", DType::I32, {k}));
+      for (int c = 0; c < k; ++c) {
+        if (int32_t(g_idx[c]) < 0 || int32_t(g_idx[c]) >= groups)
+          throw Error(where + ".g_idx: entry " + std::to_string(c) + " is " + std::to_string(int32_t(g_idx[c])) +
+                      ", expected a group in [0, " + std::to_string(groups) + ")");
+        q.g_idx[c] = int32_t(g_idx[c]);
+      }
+    } else {  // older AutoGPTQ files without act-order may omit g_idx
+      for (int c = 0; c < k; ++c) q.g_idx[c] = grid.group_size <= 0 ? 0 : c / grid.group_size;
+    }
+    q.q.resize(size_t(n) * k);
+    for (int r = 0; r < n; ++r)
+      for (int c = 0; c < k; ++c) q.q[size_t(r) * k + c] = uint8_t(packed::get_bits(&qweight[r], n, w_rows, c, b));
+    q.scales.resize(n, groups);
+    q.zeros.resize(n, groups);
+    for (int g = 0; g < groups; ++g) {
+      for (int r = 0; r < n; ++r) {
+        const uint32_t stored = packed::get_bits(&qzeros[size_t(g) * z_cols], 1, z_cols, r, b);
+        q.zeros(r, g) = float((stored + 1) & mask);
+        q.scales(r, g) = scales[size_t(g) * n + r];
+      }
+    }
+    return q;
+  }
+
+  nlohmann::json quantization_config(const QuantGrid& g, bool desc_act) const override {
+    return {{"quant_method", "gptq"}, {"checkpoint_format", "gptq"}, {"bits", g.bits},
+            {"group_size", g.group_size <= 0 ? -1 : g.group_size}, {"desc_act", desc_act},
+            {"sym", g.sym}, {"static_groups", false}, {"lm_head", false}};
+  }
+
+  // vLLM's GPTQ linear method (gptq.py create_weights) raises unless K % group_size == 0 and
+  // N % (32 / gcd(32, b)) == 0; padded buffers never match the shapes an engine derives from
+  // config.json, so every padded layer is refused too.
+  std::vector<std::string> engine_refusals(const QuantizedWeight& q) const override {
+    const int n = q.rows, k = q.cols;
+    const QuantGrid& g = q.grid;
+    std::vector<std::string> why;
+    const int64_t vb = values_per_word_block(g.bits);
+    if (g.group_size > 0 && k % g.group_size != 0)
+      why.push_back("vLLM gptq: in_features " + std::to_string(k) + " not divisible by group_size " +
+                    std::to_string(g.group_size));
+    if (k % vb != 0)
+      why.push_back("qweight padded: in_features " + std::to_string(k) + " not a multiple of " +
+                    std::to_string(vb) + " (" + std::to_string(g.bits) + "-bit values per whole words)");
+    if (n % vb != 0)
+      why.push_back("vLLM gptq: out_features " + std::to_string(n) + " not divisible by " + std::to_string(vb) +
+                    " (qzeros padded)");
+    int zero_wraps = 0;
+    for (Eigen::Index i = 0; i < q.zeros.size(); ++i) zero_wraps += q.zeros.data()[i] == 0.0f;
+    if (zero_wraps)
+      why.push_back(std::to_string(zero_wraps) + " zero points are 0, stored as " + std::to_string(g.max_q()) +
+                    "; v1 readers outside ptq add 1 without wrapping and read " + std::to_string(g.max_q() + 1));
+    return why;
+  }
+};
+
+const CheckpointFormatRegistrar kRegister("gptq", [] { return make_packed_writer(gptq_layout()); });
+
+}  // namespace
+
+const PackedLayout& gptq_layout() {
+  static const GptqLayout layout;
+  return layout;
+}
+
+}  // namespace ptq

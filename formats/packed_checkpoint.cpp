@@ -1,0 +1,207 @@
+#include "formats/packed_checkpoint.h"
+
+#include <cstdio>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "formats/fake_quant.h"
+#include "formats/safetensors.h"
+#include "ptq/error.h"
+#include "ptq/fs.h"
+#include "ptq/pipeline.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace ptq {
+namespace {
+
+bool same_grid(const QuantGrid& a, const QuantGrid& b) {
+  return a.bits == b.bits && a.group_size == b.group_size && a.sym == b.sym;
+}
+
+struct PackedEntry {
+  PackedLayer buffers;
+  QuantGrid grid;
+  int rows = 0, cols = 0;
+  bool desc_act = false;
+};
+
+size_t packed_bytes(const PackedLayer& layer) {
+  size_t n = 0;
+  for (const auto& [suffix, b] : layer) n += b.bytes.size();
+  return n;
+}
+
+// Packs each layer as the pipeline hands it over, so only packed bytes are held.
+class PackedCheckpointWriter final : public CheckpointWriter {
+ public:
+  explicit PackedCheckpointWriter(const PackedLayout& layout) : layout_(layout) {}
+
+  void validate(const std::string& layer, int rows, int cols, const QuantGrid& grid) const override {
+    layout_.validate(layer, rows, cols, grid);
+  }
+
+  void add_layer(const LayerResult& r, const QuantizedWeight* q) override {
+    if (!q) return;  // stays in full precision: its .weight is copied in finish()
+    layout_.validate(r.name, q->rows, q->cols, q->grid);
+    layout_.validate_g_idx(r.name, *q);
+    // One line per layer that serving engines with alignment rules would refuse or misread.
+    std::string why;
+    for (const auto& w : layout_.engine_refusals(*q)) why += (why.empty() ? "" : "; ") + w;
+    if (!why.empty()) std::fprintf(stderr, "%s: %s: %s\n", layout_.name().c_str(), r.name.c_str(), why.c_str());
+    layers_[r.name] = {layout_.pack(*q), q->grid, q->rows, q->cols, !natural_g_idx(*q)};
+  }
+
+  void replace_tensor(const std::string& name, const Mat& value) override { replaced_[name] = value; }
+
+  void finish(const Model& model, const CheckpointMetadata& meta, const OutputDir& out) override {
+    SafetensorsWriter writer;
+    add_unpacked_tensors(model, writer);
+    json shapes = json::object();
+    size_t bytes = 0, weights = 0;
+    for (const auto& [module, e] : layers_) {
+      for (const auto& [suffix, b] : e.buffers) writer.add(module + "." + suffix, b.dtype, b.shape, b.bytes);
+      shapes[module] = {e.rows, e.cols};
+      bytes += packed_bytes(e.buffers);
+      weights += size_t(e.rows) * e.cols;
+    }
+    for (const auto& [k, v] : meta.to_strings()) writer.set_metadata(k, v);
+    writer.set_metadata("ptq.format", layout_.name());
+    writer.set_metadata("ptq.shapes", shapes.dump());
+    writer.write(out.path_of("model.safetensors"));
+    out.write_text("config.json", output_config_json(model, "quantization_config", config(meta).dump()));
+    const auto file_bytes = fs::file_size(out.path_of("model.safetensors"));
+    std::fprintf(stderr,
+                 "%s: model.safetensors %llu bytes; %.3f bits per quantized weight (codes, scales, zeros%s "
+                 "over %zu weights in %zu layers)\n",
+                 layout_.name().c_str(), static_cast<unsigned long long>(file_bytes),
+                 weights ? 8.0 * double(bytes) / double(weights) : 0.0,
+                 layout_.name() == "gptq" ? ", g_idx" : "", weights, layers_.size());
+  }
+
+ private:
+  void add_unpacked_tensors(const Model& model, SafetensorsWriter& writer) const {
+    const TensorSource& src = model.tensors();
+    for (const auto& name : src.names()) {
+      const std::string suffix = ".weight";
+      if (name.size() > suffix.size() && name.ends_with(suffix) &&
+          layers_.count(name.substr(0, name.size() - suffix.size())))
+        continue;
+      const TensorInfo* info = src.find(name);
+      auto it = replaced_.find(name);
+      if (it != replaced_.end())
+        writer.add_f32(name, it->second, info->shape);
+      else
+        writer.add(name, info->dtype, info->shape, src.load_raw(name));
+    }
+  }
+
+  json config(const CheckpointMetadata& meta) const {
+    QuantGrid first;
+    bool desc_act = false, mixed = false;
+    json per_layer = json::object();
+    for (const auto& [module, e] : layers_) {
+      if (per_layer.empty()) first = e.grid;
+      mixed = mixed || !same_grid(first, e.grid);
+      desc_act = desc_act || e.desc_act;
+      per_layer[module] = {{"rows", e.rows}, {"cols", e.cols}, {"bits", e.grid.bits},
+                           {"group_size", e.grid.group_size <= 0 ? -1 : e.grid.group_size},
+                           {"sym", e.grid.sym}, {"desc_act", e.desc_act}};
+    }
+    if (mixed)
+      std::fprintf(stderr, "%s: layers use different grids; quantization_config holds the first layer's, "
+                           "so loaders outside ptq will misread the others\n", layout_.name().c_str());
+    json qc = layout_.quantization_config(first, desc_act);
+    qc["ptq"] = {{"format", layout_.name()}, {"recipe", meta.recipe}, {"layers", per_layer}};
+    return qc;
+  }
+
+  const PackedLayout& layout_;
+  std::map<std::string, PackedEntry> layers_;
+  std::map<std::string, Mat> replaced_;
+};
+
+json read_config_json(const std::string& path) {
+  try {
+    return json::parse(read_text_file(path));
+  } catch (const json::parse_error& e) {
+    throw Error(path + ": malformed JSON: " + std::string(e.what()));
+  }
+}
+
+int int_field(const json& j, const char* key, const std::string& where) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number_integer())
+    throw Error(where + ": quantization_config field '" + key + "' must be an integer");
+  return it->get<int>();
+}
+
+QuantGrid grid_from(const json& j, const QuantGrid& fallback, const std::string& where) {
+  QuantGrid g = fallback;
+  if (j.contains("bits")) g.bits = int_field(j, "bits", where);
+  if (j.contains("group_size")) g.group_size = int_field(j, "group_size", where);
+  if (g.group_size <= 0) g.group_size = -1;
+  if (j.contains("sym") && j["sym"].is_boolean()) g.sym = j["sym"].get<bool>();
+  return g;
+}
+
+}  // namespace
+
+std::unique_ptr<CheckpointWriter> make_packed_writer(const PackedLayout& layout) {
+  return std::make_unique<PackedCheckpointWriter>(layout);
+}
+
+const PackedLayout* packed_layout_of(const std::string& dir) {
+  std::error_code ec;
+  const fs::path cfg = fs::path(dir) / "config.json";
+  if (!fs::is_directory(dir, ec) || !fs::exists(cfg, ec)) return nullptr;
+  const json j = read_config_json(cfg.string());
+  if (!j.is_object() || !j.contains("quantization_config")) return nullptr;
+  return layout_for_config(j["quantization_config"], cfg.string());
+}
+
+std::map<std::string, QuantizedWeight> read_packed_layers(const Model& model) {
+  const PackedLayout* layout = packed_layout_of(model.path());
+  const std::string cfg_path = (fs::path(model.path()) / "config.json").string();
+  if (!layout)
+    throw Error(model.path() + ": not a packed checkpoint (config.json has no gptq or awq quantization_config)");
+  const json qc = read_config_json(cfg_path)["quantization_config"];
+  const QuantGrid global = grid_from(qc, QuantGrid{}, cfg_path);
+  const json ptq_layers = qc.contains("ptq") ? qc["ptq"].value("layers", json::object()) : json::object();
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto& [name, shape] : model.required_tensors()) shapes[name] = shape;
+
+  std::map<std::string, QuantizedWeight> out;
+  const TensorSource& src = model.tensors();
+  for (const auto& module : linear_layer_names(model.config())) {
+    const TensorInfo* qweight = src.find(module + ".qweight");
+    if (!qweight) continue;  // a layer kept in full precision
+    const auto& shape = shapes.at(module + ".weight");
+    const int rows = int(shape[0]), cols = int(shape[1]);
+    const std::string where = qweight->file + ": " + module;
+    QuantGrid grid = global;
+    if (ptq_layers.contains(module)) {
+      const json& e = ptq_layers[module];
+      grid = grid_from(e, global, cfg_path);
+      if (e.value("rows", -1) != rows || e.value("cols", -1) != cols)
+        throw Error(cfg_path + ": quantization_config.ptq.layers entry of " + module + " is " + e.dump() +
+                    " but the architecture needs rows " + std::to_string(rows) + ", cols " + std::to_string(cols));
+    }
+    PackedLayer buffers;
+    for (const char* suffix : {"qweight", "qzeros", "scales", "g_idx"}) {
+      const std::string name = module + "." + suffix;
+      if (const TensorInfo* info = src.find(name)) buffers[suffix] = {info->dtype, info->shape, src.load_raw(name)};
+    }
+    out[module] = layout->unpack(where, buffers, rows, cols, grid);
+  }
+  if (out.empty()) throw Error(model.path() + ": config.json names a packed format but no layer has a qweight");
+  return out;
+}
+
+std::map<std::string, QuantizedWeight> read_packed_checkpoint(const std::string& dir) {
+  return read_packed_layers(Model::open(dir));
+}
+
+}  // namespace ptq

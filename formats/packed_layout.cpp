@@ -1,0 +1,117 @@
+#include "formats/packed_layout.h"
+
+#include <bit>
+#include <cctype>
+#include <cstring>
+#include <numeric>
+
+#include "ptq/error.h"
+
+namespace ptq {
+
+static_assert(std::endian::native == std::endian::little,
+              "packed buffers are copied as little-endian words");
+
+bool natural_g_idx(const QuantizedWeight& q) {
+  for (int c = 0; c < q.cols; ++c) {
+    const int want = q.grid.group_size <= 0 ? 0 : c / q.grid.group_size;
+    if (q.g_idx[c] != want) return false;
+  }
+  return true;
+}
+
+const PackedLayout* layout_for_config(const nlohmann::json& qc, const std::string& where) {
+  if (!qc.is_object()) return nullptr;
+  const std::string method = qc.value("quant_method", std::string());
+  if (method == "gptq") {
+    const std::string fmt = qc.value("checkpoint_format", std::string("gptq"));
+    if (fmt != "gptq")
+      throw Error(where + ": GPTQ checkpoint_format '" + fmt + "' is not supported (ptq reads 'gptq', v1)");
+    return &gptq_layout();
+  }
+  if (method == "awq") {
+    std::string version = qc.value("version", std::string("gemm"));
+    for (auto& ch : version) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+    if (version != "gemm")
+      throw Error(where + ": AWQ version '" + version + "' is not supported (ptq reads 'gemm')");
+    return &awq_layout();
+  }
+  return nullptr;
+}
+
+namespace packed {
+
+int64_t values_per_word_block(int bits) { return 32 / std::gcd(32, bits); }
+
+std::vector<uint8_t> i32_bytes(const std::vector<uint32_t>& words) {
+  std::vector<uint8_t> out(words.size() * 4);
+  if (!words.empty()) std::memcpy(out.data(), words.data(), out.size());
+  return out;
+}
+
+std::vector<uint32_t> words_of(const PackedBuffer& b) {
+  PTQ_ASSERT(b.bytes.size() % 4 == 0, "int32 buffer has whole words");
+  std::vector<uint32_t> w(b.bytes.size() / 4);
+  if (!w.empty()) std::memcpy(w.data(), b.bytes.data(), b.bytes.size());
+  return w;
+}
+
+PackedBuffer f16_buffer(const std::vector<float>& values, std::vector<int64_t> shape) {
+  PackedBuffer b{DType::F16, std::move(shape), std::vector<uint8_t>(values.size() * 2)};
+  for (size_t i = 0; i < values.size(); ++i) {
+    const uint16_t h = f32_to_f16(values[i]);
+    std::memcpy(&b.bytes[2 * i], &h, 2);
+  }
+  return b;
+}
+
+std::vector<float> f16_values(const PackedBuffer& b) {
+  std::vector<float> v(b.bytes.size() / 2);
+  for (size_t i = 0; i < v.size(); ++i) {
+    uint16_t h;
+    std::memcpy(&h, &b.bytes[2 * i], 2);
+    v[i] = f16_to_f32(h);
+  }
+  return v;
+}
+
+static std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+const PackedBuffer& expect(const std::string& where, const PackedLayer& layer, const std::string& suffix,
+                           DType dtype, const std::vector<int64_t>& shape) {
+  auto it = layer.find(suffix);
+  if (it == layer.end()) throw Error(where + ": missing tensor '" + suffix + "'");
+  const PackedBuffer& b = it->second;
+  if (b.dtype != dtype || b.shape != shape)
+    throw Error(where + "." + suffix + ": expected " + dtype_name(dtype) + " " + shape_str(shape) +
+                ", found " + dtype_name(b.dtype) + " " + shape_str(b.shape));
+  return b;
+}
+
+uint32_t get_bits(const uint32_t* words, int64_t stride, int64_t count, int64_t index, int bits) {
+  const int64_t bit = index * bits, w = bit / 32;
+  const int off = int(bit % 32);
+  PTQ_ASSERT(w < count, "bit stream read past its last word");
+  uint64_t both = words[w * stride];
+  if (w + 1 < count) both |= uint64_t(words[(w + 1) * stride]) << 32;
+  return uint32_t(both >> off) & ((1u << bits) - 1);
+}
+
+void put_bits(uint32_t* words, int64_t stride, int64_t count, int64_t index, int bits, uint32_t v) {
+  const int64_t bit = index * bits, w = bit / 32;
+  const int off = int(bit % 32);
+  PTQ_ASSERT(w < count && v < (1u << bits), "bit stream write out of range");
+  const uint64_t shifted = uint64_t(v) << off;
+  words[w * stride] |= uint32_t(shifted);
+  if (shifted >> 32) {
+    PTQ_ASSERT(w + 1 < count, "value straddles past the last word");
+    words[(w + 1) * stride] |= uint32_t(shifted >> 32);
+  }
+}
+
+}  // namespace packed
+}  // namespace ptq

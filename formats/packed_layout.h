@@ -1,0 +1,69 @@
+#pragma once
+// What a packed checkpoint layout (GPTQ v1, AWQ GEMM) provides: turning one QuantizedWeight into
+// its named int32/fp16 buffers and back, the HF `quantization_config`, and the alignment rules
+// that serving engines apply. docs/formats.md describes each layout byte by byte.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "algorithms/quantizer.h"
+#include "ptq/tensor.h"
+
+namespace ptq {
+
+// One tensor of a packed layer, e.g. suffix "qweight" for `<module>.qweight`.
+struct PackedBuffer {
+  DType dtype = DType::I32;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;  // little-endian, row-major
+};
+using PackedLayer = std::map<std::string, PackedBuffer>;  // by suffix
+
+class PackedLayout {
+ public:
+  virtual ~PackedLayout() = default;
+  virtual std::string name() const = 0;  // the output format name: "gptq", "awq"
+  // Throws Error naming `layer` when the layout cannot hold this grid / g_idx.
+  virtual void validate(const std::string& layer, int rows, int cols, const QuantGrid& g) const = 0;
+  virtual void validate_g_idx(const std::string& layer, const QuantizedWeight& q) const {}
+  virtual PackedLayer pack(const QuantizedWeight& q) const = 0;
+  // `where` names the file and module in errors. rows/cols are the true [N, K].
+  virtual QuantizedWeight unpack(const std::string& where, const PackedLayer& layer, int rows, int cols,
+                                 const QuantGrid& g) const = 0;
+  // The HF quantization_config for layers quantized with `g` (desc_act: any g_idx permuted).
+  virtual nlohmann::json quantization_config(const QuantGrid& g, bool desc_act) const = 0;
+  // Why serving engines would refuse or misread this layer (empty when none would).
+  virtual std::vector<std::string> engine_refusals(const QuantizedWeight& q) const = 0;
+};
+
+const PackedLayout& gptq_layout();
+const PackedLayout& awq_layout();
+// The layout a config.json's quantization_config names; nullptr when it names none ptq reads.
+// Throws Error (naming `where`) for a quant_method ptq knows but a variant it does not read.
+const PackedLayout* layout_for_config(const nlohmann::json& quant_config, const std::string& where);
+
+// True when g_idx[c] == c / group_size for every column (no act-order permutation).
+bool natural_g_idx(const QuantizedWeight& q);
+
+// Helpers shared by the layouts.
+namespace packed {
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+// How many values of `bits` fill a whole number of 32-bit words: 16, 32, 8, 4 for 2, 3, 4, 8.
+int64_t values_per_word_block(int bits);
+std::vector<uint8_t> i32_bytes(const std::vector<uint32_t>& words);
+std::vector<uint32_t> words_of(const PackedBuffer& b);
+PackedBuffer f16_buffer(const std::vector<float>& values, std::vector<int64_t> shape);
+std::vector<float> f16_values(const PackedBuffer& b);
+// Throws Error naming `where` + suffix unless the buffer exists with this dtype and shape.
+const PackedBuffer& expect(const std::string& where, const PackedLayer& layer, const std::string& suffix,
+                           DType dtype, const std::vector<int64_t>& shape);
+// Value `index` of `bits` in an LSB-first bit stream laid over words[0], words[stride], ...
+// (`count` words in the stream); a value may straddle two words.
+uint32_t get_bits(const uint32_t* words, int64_t stride, int64_t count, int64_t index, int bits);
+void put_bits(uint32_t* words, int64_t stride, int64_t count, int64_t index, int bits, uint32_t v);
+}  // namespace packed
+
+}  // namespace ptq
