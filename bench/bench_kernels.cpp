@@ -1,10 +1,11 @@
 // Packed GEMV / small-batch GEMM (formats/kernels) against fp32 Eigen on the same shape, at 1
 // and 2 threads, plus a 1 GiB read in the same run so that effective bandwidth can be stated as
 // a fraction of what the machine streams. The GB counter is a rate (GB/s) of the bytes a call
-// must read: packed codes
-// + group scales/zeros (PackedMatrix::weight_bytes), or N·K·4 for fp32. Weights are random
-// codes with g128 groups (timing does not depend on their values).
-//   ./bench_kernels --benchmark_filter='Gemv' --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+// must read: packed codes + group scales/zeros (PackedMatrix::weight_bytes), or N·K·4 for fp32.
+// Weights are random codes with g128 groups (timing does not depend on their values). path:
+// 0 ref, 1 avx2, 2 avx512.
+//   ./bench_kernels --benchmark_filter='tokens:1/threads:1' --benchmark_repetitions=5
+//       --benchmark_report_aggregates_only=true --benchmark_min_time=0.2
 // "Warm" benchmarks reuse one matrix (4-bit 4096² = 9.0 MB stays in this CPU's 32 MB L3);
 // BM_PackedGemvCold cycles through 8 copies (72 MB) so each call streams from DRAM.
 #include <benchmark/benchmark.h>

@@ -10,7 +10,9 @@ namespace kernels {
 namespace {
 
 // Tiles per OpenMP task. Every output row is produced by exactly one kernel call whatever the
-// split, so the chunking affects speed only, never the bits of y.
+// split, so the chunking and which thread runs a task affect speed only, never the bits of y.
+// Dynamic scheduling lets a running thread take the tasks of one that the OS has descheduled
+// (the 2 cores here are shared).
 constexpr int kTilesPerTask = 4;
 // Below this many block-tiles (16 rows × 32 columns each) a call is too small to share.
 constexpr long kMinParallelBlockTiles = 2048;
@@ -18,7 +20,7 @@ constexpr long kMinParallelBlockTiles = 2048;
 void run_tiles(TileKernel kernel, const PackedMatrix& m, const ActivationBlocks& a, float* y) {
   const int tasks = (m.tiles + kTilesPerTask - 1) / kTilesPerTask;
   const bool parallel = long(m.tiles) * m.blocks * a.tokens >= kMinParallelBlockTiles && tasks > 1;
-#pragma omp parallel for schedule(static) if (parallel)
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
   for (int task = 0; task < tasks; ++task)
     kernel(m, a, task * kTilesPerTask, std::min(m.tiles, (task + 1) * kTilesPerTask), y);
 }
