@@ -1,40 +1,64 @@
 #include "formats/kernels/packed_matmul.h"
 
+#include <algorithm>
+
+#include "formats/kernels/kernels.h"
+
 namespace ptq {
+namespace kernels {
+
 namespace {
 
-// Scalar reference: dequantizes each weight on the fly from the codes, scales, zeros and g_idx
-// exactly as QuantizedWeight::dequantize does, so its products equal x · dequantize()ᵀ up to
-// summation order.
-class ScalarPackedLinear final : public PackedLinear {
+// Tiles per OpenMP task. Every output row is produced by exactly one kernel call whatever the
+// split, so the chunking and which thread runs a task affect speed only, never the bits of y.
+// Dynamic scheduling lets a running thread take the tasks of one that the OS has descheduled
+// (the 2 cores here are shared).
+constexpr int kTilesPerTask = 4;
+// Below this many block-tiles (16 rows × 32 columns each) a call is too small to share.
+constexpr long kMinParallelBlockTiles = 2048;
+
+void run_tiles(TileKernel kernel, const PackedMatrix& m, const ActivationBlocks& a, float* y) {
+  const int tasks = (m.tiles + kTilesPerTask - 1) / kTilesPerTask;
+  const bool parallel = long(m.tiles) * m.blocks * a.tokens >= kMinParallelBlockTiles && tasks > 1;
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+  for (int task = 0; task < tasks; ++task)
+    kernel(m, a, task * kTilesPerTask, std::min(m.tiles, (task + 1) * kTilesPerTask), y);
+}
+
+}  // namespace
+
+void packed_matmul(const PackedMatrix& m, const float* x, int tokens, float* y, KernelPath path) {
+  for (int t0 = 0; t0 < tokens; t0 += kMaxGemmTokens) {
+    const int n = std::min(kMaxGemmTokens, tokens - t0);
+    const ActivationBlocks a = quantize_activations(m, x + size_t(t0) * m.cols, n);
+    run_tiles(n == 1 ? gemv_kernel(path) : gemm_kernel(path), m, a, y + size_t(t0) * m.rows);
+  }
+}
+
+}  // namespace kernels
+
+namespace {
+
+// The kernel-side layout behind PackedLinear; the path is chosen per call so that tests can
+// force one (kernels::force_kernel_path or $PTQ_KERNEL).
+class KernelPackedLinear final : public PackedLinear {
  public:
-  explicit ScalarPackedLinear(QuantizedWeight q) : q_(std::move(q)) {}
-  int rows() const override { return q_.rows; }
-  int cols() const override { return q_.cols; }
-  Mat dequantize() const override { return q_.dequantize(); }
+  explicit KernelPackedLinear(kernels::PackedMatrix m) : m_(std::move(m)) {}
+  int rows() const override { return m_.rows; }
+  int cols() const override { return m_.cols; }
+  Mat dequantize() const override { return kernels::dequantize(m_); }
   void matmul(const float* x, int tokens, float* y) const override {
-    const int n = q_.rows, k = q_.cols;
-    for (int t = 0; t < tokens; ++t) {
-      for (int r = 0; r < n; ++r) {
-        float acc = 0.0f;
-        for (int c = 0; c < k; ++c) {
-          const int g = q_.g_idx[c];
-          const float w = (float(q_.q[size_t(r) * k + c]) - q_.zeros(r, g)) * q_.scales(r, g);
-          acc += x[size_t(t) * k + c] * w;
-        }
-        y[size_t(t) * n + r] = acc;
-      }
-    }
+    kernels::packed_matmul(m_, x, tokens, y, kernels::active_kernel_path());
   }
 
  private:
-  QuantizedWeight q_;
+  kernels::PackedMatrix m_;
 };
 
 }  // namespace
 
 std::shared_ptr<const PackedLinear> make_packed_linear(const QuantizedWeight& q) {
-  return std::make_shared<ScalarPackedLinear>(q);
+  return std::make_shared<KernelPackedLinear>(kernels::pack_matrix(q));
 }
 
 }  // namespace ptq

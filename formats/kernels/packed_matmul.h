@@ -1,7 +1,9 @@
 #pragma once
 // Packed quantized weight x fp32 activation products: the kernels that run packed checkpoints.
-// make_packed_linear builds the kernel-side representation of a quantized matrix once (act-order
-// columns regrouped at load, not per call) and returns it behind ptq::PackedLinear.
+// make_packed_linear validates a quantized matrix (throws ptq::Error), builds the kernel-side
+// layout once (formats/kernels/packed_layout.h: act-order columns regrouped at load, not per
+// call) and returns it behind ptq::PackedLinear; matmul runs the best SIMD path the CPU has
+// (formats/kernels/kernels.h, docs/kernels.md).
 #include <memory>
 
 #include "algorithms/quantizer.h"

@@ -1,0 +1,67 @@
+#include <algorithm>
+#include <cmath>
+
+#include "formats/kernels/kernels.h"
+#include "ptq/error.h"
+
+namespace ptq::kernels {
+
+namespace {
+
+// One token: gather into packed order, then int8-quantize each block around its max |x|.
+// nearbyint rounds half to even under the default rounding mode; the result does not depend
+// on the kernel path, so every path multiplies the same x̂.
+void quantize_token(const PackedMatrix& m, const float* x, int8_t* q, float* scale, float* group_sum) {
+  float gathered[kBlockCols];
+  for (int g = 0; g < m.groups; ++g) {
+    float gsum = 0.0f;
+    for (int b = m.group_first_block[g]; b < m.group_first_block[g + 1]; ++b) {
+      float amax = 0.0f;
+      for (int i = 0; i < kBlockCols; ++i) {
+        const int c = m.source_col[size_t(b) * kBlockCols + i];
+        gathered[i] = c < 0 ? 0.0f : x[c];
+        amax = std::max(amax, std::fabs(gathered[i]));
+      }
+      const float d = amax / 127.0f;
+      const float inv = d > 0.0f ? 1.0f / d : 0.0f;
+      int isum = 0;
+      for (int i = 0; i < kBlockCols; ++i) {
+        const int v = int(std::nearbyint(gathered[i] * inv));
+        q[size_t(b) * kBlockCols + i] = int8_t(std::clamp(v, -127, 127));
+        isum += q[size_t(b) * kBlockCols + i];
+      }
+      scale[b] = d;
+      gsum = std::fma(d, float(isum), gsum);
+    }
+    group_sum[g] = gsum;
+  }
+}
+
+}  // namespace
+
+ActivationBlocks quantize_activations(const PackedMatrix& m, const float* x, int tokens) {
+  PTQ_ASSERT(tokens >= 0);
+  ActivationBlocks a;
+  a.tokens = tokens;
+  a.blocks = m.blocks;
+  a.groups = m.groups;
+  a.q.assign(size_t(tokens) * m.blocks * kBlockCols, 0);
+  a.scale.assign(size_t(tokens) * m.blocks, 0.0f);
+  a.group_sum.assign(size_t(tokens) * m.groups, 0.0f);
+  for (int t = 0; t < tokens; ++t)
+    quantize_token(m, x + size_t(t) * m.cols, a.q.data() + size_t(t) * m.blocks * kBlockCols,
+                   a.scale.data() + size_t(t) * m.blocks, a.group_sum.data() + size_t(t) * m.groups);
+  return a;
+}
+
+std::vector<float> dequantize_activations(const PackedMatrix& m, const ActivationBlocks& a) {
+  std::vector<float> x(size_t(a.tokens) * m.cols, 0.0f);
+  for (int t = 0; t < a.tokens; ++t)
+    for (int p = 0; p < m.blocks * kBlockCols; ++p) {
+      const int c = m.source_col[p];
+      if (c >= 0) x[size_t(t) * m.cols + c] = a.token_scale(t)[p / kBlockCols] * float(a.token_q(t)[p]);
+    }
+  return x;
+}
+
+}  // namespace ptq::kernels

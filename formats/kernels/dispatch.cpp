@@ -1,0 +1,76 @@
+#include <cstdlib>
+#include <string>
+
+#include "formats/kernels/kernels.h"
+#include "ptq/error.h"
+
+namespace ptq::kernels {
+
+namespace {
+
+std::optional<KernelPath> g_forced;
+
+KernelPath parse_path(const std::string& s) {
+  if (s == "ref") return KernelPath::ref;
+  if (s == "avx2") return KernelPath::avx2;
+  if (s == "avx512") return KernelPath::avx512;
+  throw Error("PTQ_KERNEL: expected ref, avx2 or avx512, got '" + s + "'");
+}
+
+KernelPath checked(KernelPath p, const char* source) {
+  if (!cpu_supports(p))
+    throw Error(std::string(source) + ": this CPU cannot run the " + path_name(p) + " kernels");
+  return p;
+}
+
+}  // namespace
+
+std::string path_name(KernelPath p) {
+  switch (p) {
+    case KernelPath::ref: return "ref";
+    case KernelPath::avx2: return "avx2";
+    case KernelPath::avx512: return "avx512";
+  }
+  return "?";
+}
+
+bool cpu_supports(KernelPath p) {
+  switch (p) {
+    case KernelPath::ref: return true;
+    case KernelPath::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case KernelPath::avx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  }
+  return false;
+}
+
+KernelPath active_kernel_path() {
+  if (g_forced) return checked(*g_forced, "forced kernel path");
+  if (const char* env = std::getenv("PTQ_KERNEL"); env && *env) return checked(parse_path(env), "PTQ_KERNEL");
+  if (cpu_supports(KernelPath::avx512)) return KernelPath::avx512;
+  if (cpu_supports(KernelPath::avx2)) return KernelPath::avx2;
+  return KernelPath::ref;
+}
+
+void force_kernel_path(std::optional<KernelPath> p) { g_forced = p; }
+
+TileKernel gemv_kernel(KernelPath p) {
+  switch (p) {
+    case KernelPath::ref: return gemv_ref;
+    case KernelPath::avx2: return gemv_avx2;
+    case KernelPath::avx512: return gemv_avx512;
+  }
+  return gemv_ref;
+}
+
+TileKernel gemm_kernel(KernelPath p) {
+  switch (p) {
+    case KernelPath::ref: return gemm_ref;
+    case KernelPath::avx2: return gemm_avx2;
+    case KernelPath::avx512: return gemm_avx512;
+  }
+  return gemm_ref;
+}
+
+}  // namespace ptq::kernels

@@ -1,0 +1,165 @@
+// AVX2 + FMA kernels: each 64-byte quad vector is two 32-byte halves of 8 rows. vpmaddubsw
+// multiplies u8 codes by s8 activations and adds byte pairs into int16; with codes ≤ 15 and
+// |x̂| ≤ 127 the 8 quads of a block sum to at most 8·2·15·127 = 30480 < 2^15, so a block is
+// accumulated in int16 and widened once (vpmaddwd by ones). 8-bit codes are split into
+// nibbles to stay inside that bound. Selected at run time (dispatch.cpp).
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "formats/kernels/kernels.h"
+
+#define PTQ_AVX2 __attribute__((target("avx2,fma")))
+
+namespace ptq::kernels {
+
+namespace {
+
+constexpr int kHalfRows = kTileRows / 2;
+
+PTQ_AVX2 inline __m256i load_half(const uint8_t* block, int v, int h) {
+  return _mm256_load_si256((const __m256i*)(block + v * kQuadBytes + 32 * h));
+}
+
+// Unpacks half h (rows 8h..8h+7) of one block into its 8 quad vectors of u8 codes.
+template <int Bits>
+PTQ_AVX2 inline void decode_half(const uint8_t* block, int h, __m256i quad[kQuadsPerBlock]) {
+  if constexpr (Bits == 8) {
+    for (int j = 0; j < 8; ++j) quad[j] = load_half(block, j, h);
+  } else if constexpr (Bits == 4) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    for (int v = 0; v < 4; ++v) {
+      const __m256i c = load_half(block, v, h);
+      quad[2 * v] = _mm256_and_si256(c, low4);
+      quad[2 * v + 1] = _mm256_and_si256(_mm256_srli_epi16(c, 4), low4);
+    }
+  } else {
+    static_assert(Bits == 2 || Bits == 3);
+    const __m256i low2 = _mm256_set1_epi8(0x03);
+    for (int v = 0; v < 2; ++v) {
+      const __m256i c = load_half(block, v, h);
+      quad[4 * v] = _mm256_and_si256(c, low2);
+      quad[4 * v + 1] = _mm256_and_si256(_mm256_srli_epi16(c, 2), low2);
+      quad[4 * v + 2] = _mm256_and_si256(_mm256_srli_epi16(c, 4), low2);
+      quad[4 * v + 3] = _mm256_and_si256(_mm256_srli_epi16(c, 6), low2);
+    }
+    if constexpr (Bits == 3) {
+      const __m256i hb = load_half(block, 2, h);
+      const __m256i bit2 = _mm256_set1_epi8(0x04);
+      quad[0] = _mm256_or_si256(quad[0], _mm256_and_si256(_mm256_slli_epi16(hb, 2), bit2));
+      quad[1] = _mm256_or_si256(quad[1], _mm256_and_si256(_mm256_slli_epi16(hb, 1), bit2));
+      quad[2] = _mm256_or_si256(quad[2], _mm256_and_si256(hb, bit2));
+      quad[3] = _mm256_or_si256(quad[3], _mm256_and_si256(_mm256_srli_epi16(hb, 1), bit2));
+      quad[4] = _mm256_or_si256(quad[4], _mm256_and_si256(_mm256_srli_epi16(hb, 2), bit2));
+      quad[5] = _mm256_or_si256(quad[5], _mm256_and_si256(_mm256_srli_epi16(hb, 3), bit2));
+      quad[6] = _mm256_or_si256(quad[6], _mm256_and_si256(_mm256_srli_epi16(hb, 4), bit2));
+      quad[7] = _mm256_or_si256(quad[7], _mm256_and_si256(_mm256_srli_epi16(hb, 5), bit2));
+    }
+  }
+}
+
+PTQ_AVX2 inline __m256i broadcast4(const int8_t* x) {
+  int32_t v;
+  std::memcpy(&v, x, sizeof v);
+  return _mm256_set1_epi32(v);
+}
+
+// Σ over the block of code·x̂ for 8 rows, as int32.
+template <int Bits>
+PTQ_AVX2 inline __m256i block_dot(const __m256i quad[kQuadsPerBlock], const int8_t* xq) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  if constexpr (Bits == 8) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+    for (int j = 0; j < kQuadsPerBlock; ++j) {
+      const __m256i x = broadcast4(xq + kQuadCols * j);
+      lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(_mm256_and_si256(quad[j], low4), x));
+      hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(quad[j], 4), low4), x));
+    }
+    return _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(hi, ones), 4), _mm256_madd_epi16(lo, ones));
+  } else {
+    __m256i sum = _mm256_setzero_si256();
+    for (int j = 0; j < kQuadsPerBlock; ++j)
+      sum = _mm256_add_epi16(sum, _mm256_maddubs_epi16(quad[j], broadcast4(xq + kQuadCols * j)));
+    return _mm256_madd_epi16(sum, ones);
+  }
+}
+
+PTQ_AVX2 inline void store_rows(float* dst, __m256 v, int valid) {
+  if (valid >= kHalfRows) {
+    _mm256_storeu_ps(dst, v);
+  } else if (valid > 0) {
+    float tmp[kHalfRows];
+    _mm256_storeu_ps(tmp, v);
+    std::memcpy(dst, tmp, sizeof(float) * valid);
+  }
+}
+
+// Half h of one tile for tokens [t0, t0 + TB).
+template <int Bits, int TB>
+PTQ_AVX2 void half_tile_tokens(const PackedMatrix& m, const ActivationBlocks& a, int tile, int h, int t0, float* y) {
+  const int first_row = tile * kTileRows + h * kHalfRows;
+  if (first_row >= m.rows) return;
+  const uint8_t* codes = m.tile_codes(tile);
+  const GroupParams* params = m.tile_params(tile);
+  __m256 yacc[TB];
+  for (int t = 0; t < TB; ++t) yacc[t] = _mm256_setzero_ps();
+  for (int g = 0; g < m.groups; ++g) {
+    __m256 gacc[TB];
+    for (int t = 0; t < TB; ++t) gacc[t] = _mm256_setzero_ps();
+    for (int b = m.group_first_block[g]; b < m.group_first_block[g + 1]; ++b) {
+      __m256i quad[kQuadsPerBlock];
+      decode_half<Bits>(codes + size_t(b) * sizeof(Block<Bits>), h, quad);
+      for (int t = 0; t < TB; ++t) {
+        const __m256i dot = block_dot<Bits>(quad, a.token_q(t0 + t) + size_t(b) * kBlockCols);
+        gacc[t] = _mm256_fmadd_ps(_mm256_set1_ps(a.token_scale(t0 + t)[b]), _mm256_cvtepi32_ps(dot), gacc[t]);
+      }
+    }
+    const __m256 scale = _mm256_loadu_ps(params[g].scale + h * kHalfRows);
+    const __m256 zero =
+        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(params[g].zero + h * kHalfRows))));
+    for (int t = 0; t < TB; ++t) {
+      const __m256 centered = _mm256_fnmadd_ps(zero, _mm256_set1_ps(a.token_group_sum(t0 + t)[g]), gacc[t]);
+      yacc[t] = _mm256_fmadd_ps(scale, centered, yacc[t]);
+    }
+  }
+  for (int t = 0; t < TB; ++t) store_rows(y + size_t(t0 + t) * m.rows + first_row, yacc[t], m.rows - first_row);
+}
+
+template <int Bits>
+PTQ_AVX2 void tiles_gemm(const PackedMatrix& m, const ActivationBlocks& a, int tile_begin, int tile_end, float* y) {
+  for (int tile = tile_begin; tile < tile_end; ++tile)
+    for (int h = 0; h < 2; ++h) {
+      int t0 = 0;
+      for (; t0 + 2 <= a.tokens; t0 += 2) half_tile_tokens<Bits, 2>(m, a, tile, h, t0, y);
+      if (t0 < a.tokens) half_tile_tokens<Bits, 1>(m, a, tile, h, t0, y);
+    }
+}
+
+template <int Bits>
+PTQ_AVX2 void tiles_gemv(const PackedMatrix& m, const ActivationBlocks& a, int tile_begin, int tile_end, float* y) {
+  for (int tile = tile_begin; tile < tile_end; ++tile)
+    for (int h = 0; h < 2; ++h) half_tile_tokens<Bits, 1>(m, a, tile, h, 0, y);
+}
+
+}  // namespace
+
+void gemv_avx2(const PackedMatrix& m, const ActivationBlocks& a, int tile_begin, int tile_end, float* y) {
+  switch (m.bits) {
+    case 2: return tiles_gemv<2>(m, a, tile_begin, tile_end, y);
+    case 3: return tiles_gemv<3>(m, a, tile_begin, tile_end, y);
+    case 4: return tiles_gemv<4>(m, a, tile_begin, tile_end, y);
+    case 8: return tiles_gemv<8>(m, a, tile_begin, tile_end, y);
+  }
+}
+
+void gemm_avx2(const PackedMatrix& m, const ActivationBlocks& a, int tile_begin, int tile_end, float* y) {
+  switch (m.bits) {
+    case 2: return tiles_gemm<2>(m, a, tile_begin, tile_end, y);
+    case 3: return tiles_gemm<3>(m, a, tile_begin, tile_end, y);
+    case 4: return tiles_gemm<4>(m, a, tile_begin, tile_end, y);
+    case 8: return tiles_gemm<8>(m, a, tile_begin, tile_end, y);
+  }
+}
+
+}  // namespace ptq::kernels

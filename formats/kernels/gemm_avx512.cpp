@@ -1,0 +1,144 @@
+// AVX-512 VNNI kernels: one 64-byte quad vector (16 rows × 4 columns of codes) times four
+// int8 activations broadcast to every lane is one vpdpbusd, so each 512-bit load of 4-bit
+// codes feeds 2 × 16 rows × 4 columns = 128 multiply-adds. Compiled with a target attribute so
+// the library builds without -march=native; selected at run time (dispatch.cpp).
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "formats/kernels/kernels.h"
+
+#define PTQ_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+
+namespace ptq::kernels {
+
+namespace {
+
+// Unpacks one block into its 8 quad vectors of u8 codes (layout in packed_layout.h).
+template <int Bits>
+PTQ_AVX512 inline void decode_block(const uint8_t* block, __m512i quad[kQuadsPerBlock]) {
+  if constexpr (Bits == 8) {
+    for (int j = 0; j < 8; ++j) quad[j] = _mm512_load_si512(block + j * kQuadBytes);
+  } else if constexpr (Bits == 4) {
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    for (int v = 0; v < 4; ++v) {
+      const __m512i c = _mm512_load_si512(block + v * kQuadBytes);
+      quad[2 * v] = _mm512_and_si512(c, low4);
+      quad[2 * v + 1] = _mm512_and_si512(_mm512_srli_epi16(c, 4), low4);
+    }
+  } else {
+    static_assert(Bits == 2 || Bits == 3);
+    const __m512i low2 = _mm512_set1_epi8(0x03);
+    for (int v = 0; v < 2; ++v) {
+      const __m512i c = _mm512_load_si512(block + v * kQuadBytes);
+      quad[4 * v] = _mm512_and_si512(c, low2);
+      quad[4 * v + 1] = _mm512_and_si512(_mm512_srli_epi16(c, 2), low2);
+      quad[4 * v + 2] = _mm512_and_si512(_mm512_srli_epi16(c, 4), low2);
+      quad[4 * v + 3] = _mm512_and_si512(_mm512_srli_epi16(c, 6), low2);
+    }
+    if constexpr (Bits == 3) {
+      // Bit j of each high byte is bit 2 of quad j: shift it to bit 2 (16-bit shifts by at most
+      // 5 never move another byte's bits into bit 2) and mask.
+      const __m512i h = _mm512_load_si512(block + 2 * kQuadBytes);
+      const __m512i bit2 = _mm512_set1_epi8(0x04);
+      quad[0] = _mm512_or_si512(quad[0], _mm512_and_si512(_mm512_slli_epi16(h, 2), bit2));
+      quad[1] = _mm512_or_si512(quad[1], _mm512_and_si512(_mm512_slli_epi16(h, 1), bit2));
+      quad[2] = _mm512_or_si512(quad[2], _mm512_and_si512(h, bit2));
+      quad[3] = _mm512_or_si512(quad[3], _mm512_and_si512(_mm512_srli_epi16(h, 1), bit2));
+      quad[4] = _mm512_or_si512(quad[4], _mm512_and_si512(_mm512_srli_epi16(h, 2), bit2));
+      quad[5] = _mm512_or_si512(quad[5], _mm512_and_si512(_mm512_srli_epi16(h, 3), bit2));
+      quad[6] = _mm512_or_si512(quad[6], _mm512_and_si512(_mm512_srli_epi16(h, 4), bit2));
+      quad[7] = _mm512_or_si512(quad[7], _mm512_and_si512(_mm512_srli_epi16(h, 5), bit2));
+    }
+  }
+}
+
+PTQ_AVX512 inline __m512i broadcast4(const int8_t* x) {
+  int32_t v;
+  std::memcpy(&v, x, sizeof v);
+  return _mm512_set1_epi32(v);
+}
+
+// Σ over the block of code·x̂ for 16 rows; two accumulators halve the vpdpbusd dependency chain.
+PTQ_AVX512 inline __m512i block_dot(const __m512i quad[kQuadsPerBlock], const int8_t* xq) {
+  __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
+  for (int j = 0; j < kQuadsPerBlock; j += 2) {
+    even = _mm512_dpbusd_epi32(even, quad[j], broadcast4(xq + kQuadCols * j));
+    odd = _mm512_dpbusd_epi32(odd, quad[j + 1], broadcast4(xq + kQuadCols * (j + 1)));
+  }
+  return _mm512_add_epi32(even, odd);
+}
+
+// One tile for tokens [t0, t0 + TB): the tile's codes are decoded once per block and reused by
+// every token in registers.
+template <int Bits, int TB>
+PTQ_AVX512 void tile_tokens(const PackedMatrix& m, const ActivationBlocks& a, int tile, int t0, float* y) {
+  const uint8_t* codes = m.tile_codes(tile);
+  const GroupParams* params = m.tile_params(tile);
+  __m512 yacc[TB];
+  for (int t = 0; t < TB; ++t) yacc[t] = _mm512_setzero_ps();
+  for (int g = 0; g < m.groups; ++g) {
+    __m512 gacc[TB];
+    for (int t = 0; t < TB; ++t) gacc[t] = _mm512_setzero_ps();
+    for (int b = m.group_first_block[g]; b < m.group_first_block[g + 1]; ++b) {
+      __m512i quad[kQuadsPerBlock];
+      decode_block<Bits>(codes + size_t(b) * sizeof(Block<Bits>), quad);
+      for (int t = 0; t < TB; ++t) {
+        const __m512i dot = block_dot(quad, a.token_q(t0 + t) + size_t(b) * kBlockCols);
+        gacc[t] = _mm512_fmadd_ps(_mm512_set1_ps(a.token_scale(t0 + t)[b]), _mm512_cvtepi32_ps(dot), gacc[t]);
+      }
+    }
+    const __m512 scale = _mm512_loadu_ps(params[g].scale);
+    const __m512 zero = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)params[g].zero)));
+    for (int t = 0; t < TB; ++t) {
+      const __m512 centered = _mm512_fnmadd_ps(zero, _mm512_set1_ps(a.token_group_sum(t0 + t)[g]), gacc[t]);
+      yacc[t] = _mm512_fmadd_ps(scale, centered, yacc[t]);
+    }
+  }
+  const int valid = m.rows - tile * kTileRows < kTileRows ? m.rows - tile * kTileRows : kTileRows;
+  const __mmask16 mask = __mmask16((1u << valid) - 1u);
+  for (int t = 0; t < TB; ++t) _mm512_mask_storeu_ps(y + size_t(t0 + t) * m.rows + tile * kTileRows, mask, yacc[t]);
+}
+
+// Tokens in register-resident chunks of 4 (4 × (2 int + 1 fp) accumulators + 8 quads fit the
+// 32 zmm registers), then the remainder.
+template <int Bits>
+PTQ_AVX512 void tiles_gemm(const PackedMatrix& m, const ActivationBlocks& a, int tile_begin, int tile_end, float* y) {
+  for (int tile = tile_begin; tile < tile_end; ++tile) {
+    int t0 = 0;
+    for (; t0 + 4 <= a.tokens; t0 += 4) tile_tokens<Bits, 4>(m, a, tile, t0, y);
+    switch (a.tokens - t0) {
+      case 3: tile_tokens<Bits, 3>(m, a, tile, t0, y); break;
+      case 2: tile_tokens<Bits, 2>(m, a, tile, t0, y); break;
+      case 1: tile_tokens<Bits, 1>(m, a, tile, t0, y); break;
+      default: break;
+    }
+  }
+}
+
+template <int Bits>
+PTQ_AVX512 void tiles_gemv(const PackedMatrix& m, const ActivationBlocks& a, int tile_begin, int tile_end, float* y) {
+  for (int tile = tile_begin; tile < tile_end; ++tile) tile_tokens<Bits, 1>(m, a, tile, 0, y);
+}
+
+}  // namespace
+
+void gemv_avx512(const PackedMatrix& m, const ActivationBlocks& a, int tile_begin, int tile_end, float* y) {
+  switch (m.bits) {
+    case 2: return tiles_gemv<2>(m, a, tile_begin, tile_end, y);
+    case 3: return tiles_gemv<3>(m, a, tile_begin, tile_end, y);
+    case 4: return tiles_gemv<4>(m, a, tile_begin, tile_end, y);
+    case 8: return tiles_gemv<8>(m, a, tile_begin, tile_end, y);
+  }
+}
+
+void gemm_avx512(const PackedMatrix& m, const ActivationBlocks& a, int tile_begin, int tile_end, float* y) {
+  switch (m.bits) {
+    case 2: return tiles_gemm<2>(m, a, tile_begin, tile_end, y);
+    case 3: return tiles_gemm<3>(m, a, tile_begin, tile_end, y);
+    case 4: return tiles_gemm<4>(m, a, tile_begin, tile_end, y);
+    case 8: return tiles_gemm<8>(m, a, tile_begin, tile_end, y);
+  }
+}
+
+}  // namespace ptq::kernels

@@ -1,0 +1,265 @@
+// Packed matmul kernels (formats/kernels): every path against x · dequantize()ᵀ computed in
+// double, SIMD against the scalar reference bit for bit, and 1 vs 2 threads bit for bit.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "formats/kernels/kernels.h"
+#include "formats/kernels/packed_matmul.h"
+#include "ptq/error.h"
+#include "ptq/parallel.h"
+
+namespace ptq::kernels {
+namespace {
+
+// |y − x̂·Wᵀ| ≤ kRoundingTolerance · Σ|x̂·w|: the kernels multiply exactly the int8-quantized
+// activations x̂ = d·q (dequantize_activations), so only fp32 rounding separates them.
+constexpr double kRoundingTolerance = 1e-5;
+// |y − x·Wᵀ| ≤ kActivationTolerance · Σ|x·w| for Gaussian activations: the int8 block
+// quantization of x (≤ max|x_b|/254 per element) dominates.
+constexpr double kActivationTolerance = 1e-2;
+
+struct Case {
+  int rows, cols, bits, group_size;
+  bool act_order;
+  std::string name() const {
+    return std::to_string(rows) + "x" + std::to_string(cols) + " b" + std::to_string(bits) + " g" +
+           std::to_string(group_size) + (act_order ? " act-order" : "");
+  }
+};
+
+// Random codes, scales and integer zeros; act-order assigns groups along a random column
+// permutation as GPTQ does (each group group_size columns of the permuted order).
+QuantizedWeight random_weight(const Case& c, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  QuantizedWeight q;
+  q.rows = c.rows;
+  q.cols = c.cols;
+  q.grid.bits = c.bits;
+  q.grid.group_size = c.group_size;
+  const int groups = q.grid.num_groups(c.cols);
+  const int max_q = q.grid.max_q();
+  q.q.resize(size_t(c.rows) * c.cols);
+  for (auto& v : q.q) v = uint8_t(rng() % (max_q + 1));
+  q.scales.resize(c.rows, groups);
+  q.zeros.resize(c.rows, groups);
+  for (int r = 0; r < c.rows; ++r)
+    for (int g = 0; g < groups; ++g) {
+      q.scales(r, g) = 0.01f * (0.5f + float(rng() % 1000) / 1000.0f);
+      q.zeros(r, g) = float(rng() % (max_q + 1));
+    }
+  std::vector<int> order(c.cols);
+  std::iota(order.begin(), order.end(), 0);
+  if (c.act_order) std::shuffle(order.begin(), order.end(), rng);
+  q.g_idx.resize(c.cols);
+  for (int i = 0; i < c.cols; ++i) q.g_idx[order[i]] = c.group_size <= 0 ? 0 : i / c.group_size;
+  return q;
+}
+
+std::vector<float> gaussian(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<float> v(n);
+  for (auto& e : v) {
+    // Box–Muller on our own uniform mapping (std distributions differ between libraries).
+    const double u1 = (double(rng() >> 11) + 0.5) / 9007199254740992.0;
+    const double u2 = (double(rng() >> 11) + 0.5) / 9007199254740992.0;
+    e = float(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+  }
+  return v;
+}
+
+struct Reference {
+  std::vector<double> y, abs_sum;  // [tokens, rows]
+};
+
+Reference reference_product(const Mat& w, const std::vector<float>& x, int tokens) {
+  Reference ref;
+  ref.y.assign(size_t(tokens) * w.rows(), 0.0);
+  ref.abs_sum.assign(size_t(tokens) * w.rows(), 0.0);
+  for (int t = 0; t < tokens; ++t)
+    for (int r = 0; r < w.rows(); ++r)
+      for (int c = 0; c < w.cols(); ++c) {
+        const double p = double(x[size_t(t) * w.cols() + c]) * double(w(r, c));
+        ref.y[size_t(t) * w.rows() + r] += p;
+        ref.abs_sum[size_t(t) * w.rows() + r] += std::fabs(p);
+      }
+  return ref;
+}
+
+std::vector<KernelPath> all_paths() { return {KernelPath::ref, KernelPath::avx2, KernelPath::avx512}; }
+
+std::vector<Case> all_cases() {
+  std::vector<Case> cases;
+  for (int bits : {2, 3, 4, 8})
+    for (int gs : {32, 128, -1})
+      for (int k : {172, 256})
+        for (bool act : {false, true}) cases.push_back({40, k, bits, gs, act});
+  return cases;
+}
+
+void expect_within(const std::vector<float>& y, const Reference& ref, double tol, const std::string& what) {
+  for (size_t i = 0; i < y.size(); ++i) {
+    const double bound = tol * ref.abs_sum[i] + 1e-30;
+    ASSERT_LE(std::fabs(double(y[i]) - ref.y[i]), bound) << what << " output " << i << ": " << y[i] << " vs " << ref.y[i];
+  }
+}
+
+TEST(Kernels, PackedDequantizeEqualsQuantizedWeight) {
+  for (const Case& c : all_cases()) {
+    const QuantizedWeight q = random_weight(c, 7);
+    const Mat expected = q.dequantize();
+    const Mat got = dequantize(pack_matrix(q));
+    ASSERT_TRUE(got == expected) << c.name();
+  }
+}
+
+// Every path, every shape: against x̂·Wᵀ (rounding only) and x·Wᵀ (activation quantization).
+TEST(Kernels, EveryPathMatchesDoubleReference) {
+  for (KernelPath path : all_paths()) {
+    if (!cpu_supports(path)) {
+      std::cout << "[ SKIPPED  ] " << path_name(path) << ": this CPU lacks it\n";
+      continue;
+    }
+    for (const Case& c : all_cases()) {
+      const QuantizedWeight q = random_weight(c, 11 + c.bits);
+      const PackedMatrix m = pack_matrix(q);
+      const Mat w = q.dequantize();
+      for (int tokens : {1, 2, 7, 8, 33, 64}) {
+        const std::string what = path_name(path) + " " + c.name() + " tokens " + std::to_string(tokens);
+        const std::vector<float> x = gaussian(size_t(tokens) * c.cols, 100 + tokens);
+        std::vector<float> y(size_t(tokens) * c.rows, -1.0f);
+        packed_matmul(m, x.data(), tokens, y.data(), path);
+        const std::vector<float> x_hat = dequantize_activations(m, quantize_activations(m, x.data(), tokens));
+        expect_within(y, reference_product(w, x_hat, tokens), kRoundingTolerance, what + " vs x̂");
+        expect_within(y, reference_product(w, x, tokens), kActivationTolerance, what + " vs x");
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
+}
+
+// The SIMD kernels perform the reference's integer sums and fp32 operations in the same order.
+TEST(Kernels, SimdMatchesRefBitForBit) {
+  for (KernelPath path : {KernelPath::avx2, KernelPath::avx512}) {
+    if (!cpu_supports(path)) {
+      std::cout << "[ SKIPPED  ] " << path_name(path) << ": this CPU lacks it\n";
+      continue;
+    }
+    for (const Case& c : all_cases())
+      for (int tokens : {1, 3, 8, 33}) {
+        const PackedMatrix m = pack_matrix(random_weight(c, 23));
+        const std::vector<float> x = gaussian(size_t(tokens) * c.cols, 5);
+        std::vector<float> y_ref(size_t(tokens) * c.rows), y_simd(y_ref.size());
+        packed_matmul(m, x.data(), tokens, y_ref.data(), KernelPath::ref);
+        packed_matmul(m, x.data(), tokens, y_simd.data(), path);
+        ASSERT_EQ(0, std::memcmp(y_ref.data(), y_simd.data(), y_ref.size() * sizeof(float)))
+            << path_name(path) << " " << c.name() << " tokens " << tokens;
+      }
+  }
+}
+
+// The int8 activation error obeys its worst-case bound Σ_k |w_k|·d_b/2 even when one channel is
+// an outlier that coarsens its block's step d_b.
+TEST(Kernels, ActivationErrorWithinBoundWithOutlier) {
+  const Case c{48, 256, 4, 128, true};
+  const QuantizedWeight q = random_weight(c, 3);
+  const PackedMatrix m = pack_matrix(q);
+  const Mat w = q.dequantize();
+  std::vector<float> x = gaussian(c.cols, 9);
+  x[17] = 300.0f;
+  const ActivationBlocks a = quantize_activations(m, x.data(), 1);
+  std::vector<double> half_step(c.cols, 0.0);  // d_b/2 of each original column
+  for (int p = 0; p < m.blocks * kBlockCols; ++p)
+    if (m.source_col[p] >= 0) half_step[m.source_col[p]] = 0.5 * a.token_scale(0)[p / kBlockCols];
+  std::vector<float> y(c.rows);
+  packed_matmul(m, x.data(), 1, y.data(), active_kernel_path());
+  const Reference ref = reference_product(w, x, 1);
+  for (int r = 0; r < c.rows; ++r) {
+    double bound = 0;
+    for (int k = 0; k < c.cols; ++k) bound += std::fabs(w(r, k)) * half_step[k];
+    EXPECT_LE(std::fabs(y[r] - ref.y[r]), bound * 1.001 + kRoundingTolerance * ref.abs_sum[r]) << "row " << r;
+  }
+}
+
+TEST(Kernels, OneAndTwoThreadsBitIdentical) {
+  const Case c{520, 512, 4, 128, true};  // large enough to run in parallel; 520 = partial tile
+  const PackedMatrix m = pack_matrix(random_weight(c, 31));
+  for (KernelPath path : all_paths()) {
+    if (!cpu_supports(path)) continue;
+    for (int tokens : {1, 8}) {
+      const std::vector<float> x = gaussian(size_t(tokens) * c.cols, 77);
+      std::vector<float> y1(size_t(tokens) * c.rows), y2(y1.size());
+      set_num_threads(1);
+      packed_matmul(m, x.data(), tokens, y1.data(), path);
+      set_num_threads(2);
+      packed_matmul(m, x.data(), tokens, y2.data(), path);
+      EXPECT_EQ(0, std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float))) << path_name(path) << " " << tokens;
+      packed_matmul(m, x.data(), tokens, y1.data(), path);  // rerun
+      EXPECT_EQ(0, std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float))) << path_name(path) << " rerun";
+    }
+  }
+}
+
+// PackedLinear through make_packed_linear, with more tokens than one GEMM call takes.
+TEST(Kernels, PackedLinearMatchesDequantizedProduct) {
+  const Case c{33, 172, 3, 32, true};
+  const QuantizedWeight q = random_weight(c, 41);
+  const auto linear = make_packed_linear(q);
+  EXPECT_EQ(linear->rows(), 33);
+  EXPECT_EQ(linear->cols(), 172);
+  EXPECT_TRUE(linear->dequantize() == q.dequantize());
+  const int tokens = kMaxGemmTokens + 6;
+  const std::vector<float> x = gaussian(size_t(tokens) * c.cols, 8);
+  std::vector<float> y(size_t(tokens) * c.rows);
+  linear->matmul(x.data(), tokens, y.data());
+  expect_within(y, reference_product(q.dequantize(), x, tokens), kActivationTolerance, "PackedLinear");
+}
+
+TEST(Kernels, BadWeightsThrowNamedErrors) {
+  const Case c{16, 64, 4, 32, false};
+  auto expect_error = [](const QuantizedWeight& q, const std::string& fragment) {
+    try {
+      pack_matrix(q);
+      ADD_FAILURE() << "expected an error mentioning '" << fragment << "'";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  QuantizedWeight q = random_weight(c, 1);
+  q.grid.bits = 5;
+  expect_error(q, "expected 2, 3, 4 or 8 bits");
+  q = random_weight(c, 1);
+  q.q[70] = 16;
+  expect_error(q, "exceeds 15");
+  q = random_weight(c, 1);
+  q.zeros(3, 1) = 2.5f;
+  expect_error(q, "not an integer");
+  q = random_weight(c, 1);
+  q.g_idx[5] = 2;
+  expect_error(q, "g_idx[5]");
+  q = random_weight(c, 1);
+  q.q.pop_back();
+  expect_error(q, "codes");
+}
+
+TEST(Kernels, KernelPathFromEnvironment) {
+  ::setenv("PTQ_KERNEL", "ref", 1);
+  EXPECT_EQ(active_kernel_path(), KernelPath::ref);
+  ::setenv("PTQ_KERNEL", "sse9", 1);
+  EXPECT_THROW(active_kernel_path(), Error);
+  force_kernel_path(KernelPath::ref);  // the function override wins over the environment
+  EXPECT_EQ(active_kernel_path(), KernelPath::ref);
+  force_kernel_path(std::nullopt);
+  ::unsetenv("PTQ_KERNEL");
+  EXPECT_TRUE(cpu_supports(active_kernel_path()));
+}
+
+}  // namespace
+}  // namespace ptq::kernels
