@@ -197,7 +197,7 @@ std::vector<std::pair<std::string, std::string>> summary_rows(const json& r) {
   if (!r["layers"].empty()) err /= double(r["layers"].size());
   rows.push_back({"mean layer rel. error", fmt("%.6g", err)});
   for (const auto& e : r["eval"]) {
-    std::string key = e.value("data", "") + " (" + e.value("protocol", "") + ", " +
+    std::string key = fs::path(e.value("data", "")).filename().string() + " (" + e.value("protocol", "") + ", " +
                       std::to_string(e.value("seq_len", 0)) + ")";
     rows.push_back({"fp ppl " + key, fmt("%.4f", e["fp"].value("ppl", 0.0))});
     rows.push_back({"quant ppl " + key, fmt("%.4f", e["quantized"].value("ppl", 0.0))});
@@ -223,17 +223,17 @@ std::string compare_reports_text(const json& a, const std::string& a_name, const
     if (!va.count(k)) labels.push_back(k);
     vb[k] = v;
   }
-  size_t w = 10;
+  size_t w = 10, wa = std::max<size_t>(a_name.size(), 12);
   for (const auto& l : labels) w = std::max(w, l.size());
-  std::string out;
-  char line[1024];
-  std::snprintf(line, sizeof line, "%-*s  %-28s  %-28s\n", int(w), "", a_name.c_str(), b_name.c_str());
-  out += line;
+  for (const auto& [k, v] : va) wa = std::max(wa, v.size());
+  auto row = [&](const std::string& label, const std::string& x, const std::string& y, bool mark) {
+    std::string r = label + std::string(w - label.size() + 2, ' ') + x + std::string(wa - x.size() + 2, ' ') + y;
+    return r + (mark ? "  *\n" : "\n");
+  };
+  std::string out = row("", a_name, b_name, false);
   for (const auto& l : labels) {
     std::string x = va.count(l) ? va[l] : "-", y = vb.count(l) ? vb[l] : "-";
-    std::snprintf(line, sizeof line, "%-*s  %-28s  %-28s%s\n", int(w), l.c_str(), x.c_str(), y.c_str(),
-                  x == y ? "" : "  *");
-    out += line;
+    out += row(l, x, y, x != y);
   }
   return out;
 }

@@ -46,14 +46,11 @@ class Resume : public ::testing::Test {
     tok_ = test::shared_path("models/stories260K/tok512.bin");
     data_ = test::shared_path("data/tinystories/validation_100.txt");
     if (model_.empty() || tok_.empty() || data_.empty()) GTEST_SKIP() << "shared stories260K data not found";
-    // The uninterrupted reference run, made once for all tests.
-    static const std::string ref = [&] {
-      std::string dir = test::temp_dir("resume_reference");
-      auto r = test::run_ptq("run " + write_job(dir, model_, tok_, data_, 5) + " --quiet");
-      return r.exit_code == 0 ? dir : "";
-    }();
-    ref_ = ref;
-    ASSERT_FALSE(ref_.empty()) << "the uninterrupted reference run failed";
+    // The uninterrupted reference run; one per test, since ctest runs tests in parallel processes.
+    const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    ref_ = test::temp_dir("resume_reference_" + name);
+    auto r = test::run_ptq("run " + write_job(ref_, model_, tok_, data_, 5) + " --quiet");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
   }
   std::string model_, tok_, data_, ref_;
 };
