@@ -1,6 +1,7 @@
 #include "ptq/job_run.h"
 
 #include <chrono>
+#include <filesystem>
 
 #include "calibration/text_data.h"
 #include "calibration/tokenizer.h"
@@ -41,8 +42,9 @@ EvalRow evaluate_dataset(const JobSpec& job, const EvalDataset& d, const LoadedM
   row.fp = evaluate(fp, seqs, "eval fp", quiet);
   auto t1 = Clock::now();
   row.quantized = evaluate(quant, seqs, "eval quant", quiet);
-  times.push_back({"eval fp " + d.path, std::chrono::duration<double>(t1 - t0).count()});
-  times.push_back({"eval quantized " + d.path, std::chrono::duration<double>(Clock::now() - t1).count()});
+  const std::string name = std::filesystem::path(d.path).filename().string();
+  times.push_back({"eval fp " + name, std::chrono::duration<double>(t1 - t0).count()});
+  times.push_back({"eval quantized " + name, std::chrono::duration<double>(Clock::now() - t1).count()});
   return row;
 }
 
