@@ -125,5 +125,27 @@ TEST_F(Resume, FreshIgnoresTheState) {
   EXPECT_EQ(file_hashes(d + "/out"), file_hashes(ref_ + "/out"));
 }
 
+TEST_F(Resume, IndependentModeFromAnActivationFile) {
+  std::string d = test::temp_dir("resume_independent");
+  auto cal = test::run_ptq("calibrate " + model_ + " --tokenizer " + tok_ + " --data " + data_ +
+                           " --data-format tinystories --samples 16 --seq-len 128 --capture all --quiet --out " + d +
+                           "/acts.h5");
+  ASSERT_EQ(cal.exit_code, 0) << cal.err;
+  auto job = [&](const std::string& out) {
+    std::string path = d + "/" + out + ".yaml";
+    std::ofstream(path) << "model: {path: " << model_ << "}\n"
+                        << "calibration: {activations: " << d << "/acts.h5, mode: independent}\n"
+                        << "recipe: \"gptq(w4,g32)\"\n"
+                        << "output: {dir: " << d << "/" << out << "}\n";
+    return path;
+  };
+  ASSERT_EQ(test::run_ptq("run " + job("whole") + " --quiet").exit_code, 0);
+  EXPECT_EQ(test::run_ptq("run " + job("split") + " --quiet", "PTQ_TEST_STOP_AFTER_BLOCK=3").exit_code, 137);
+  auto resumed = test::run_ptq("run " + job("split"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("resuming after block 3"), std::string::npos) << resumed.err;
+  EXPECT_EQ(file_hashes(d + "/split"), file_hashes(d + "/whole"));
+}
+
 }  // namespace
 }  // namespace ptq
