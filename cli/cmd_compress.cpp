@@ -2,19 +2,22 @@
 
 #include "algorithms/spec.h"
 #include "cli/common.h"
-#include "ptq/compress_job.h"
+#include "cli/job_cli.h"
+#include "formats/checkpoint_writer.h"
 #include "ptq/error.h"
-#include "ptq/parallel.h"
+#include "ptq/job_config.h"
 
 namespace ptq::cli {
 namespace {
 
 struct CompressOptions {
   std::string model, method = "gptq", recipe, calib, calib_data, data_format = "text", out,
-                     format = "fake", mode = "sequential";
-  int bits = 4, group_size = 128, samples = 128, seq_len = 2048, threads = 0;
+                     format = "gptq", mode = "sequential", eval_data, eval_format = "text", report;
+  int bits = 4, group_size = 128, samples = 128, seq_len = 2048, threads = 0, eval_seq_len = 0,
+      eval_max_samples = 0;
   uint64_t seed = 0;
-  bool sym = false, act_order = false, no_true_sequential = false, quiet = false;
+  bool sym = false, act_order = false, no_true_sequential = false, fresh = false;
+  ProgressOptions progress;
   TextInputOptions text;
 };
 
@@ -27,52 +30,57 @@ std::string recipe_from_flags(const CompressOptions& o) {
   return s + ")";
 }
 
-int run_compress_cmd(const CompressOptions& o) {
-  set_num_threads(o.threads);
-  CompressJob job;
-  job.model_path = o.model;
-  job.tokenizer = o.text.tokenizer;
-  job.out_dir = o.out;
-  job.format = o.format;
-  job.calib_file = o.calib;
-  job.independent = o.mode == "independent";
+// The flags as a job, so `ptq compress` and `ptq run` share one code path (run_job).
+JobSpec job_from_flags(const CompressOptions& o) {
+  JobSpec job;
+  CompressJob& c = job.compress;
+  c.model_path = o.model;
+  c.tokenizer = o.text.tokenizer;
+  c.out_dir = o.out;
+  c.format = o.format;
+  c.calib_file = o.calib;
+  c.independent = o.mode == "independent";
+  c.fresh = o.fresh;
   std::string data = o.text.tokens_file.empty() ? o.calib_data : o.text.tokens_file;
   if (!data.empty()) {
     if (!o.calib.empty()) throw ptq::Error("compress: pass either --calib or --calib-data, not both");
-    job.has_calib_request = true;
-    job.calib_request = {data, parse_data_format(o.data_format), !o.text.tokens_file.empty(),
-                         o.samples, o.seq_len, o.seed};
+    c.has_calib_request = true;
+    c.calib_request = {data, parse_data_format(o.data_format), !o.text.tokens_file.empty(),
+                       o.samples, o.seq_len, o.seed};
   }
-  job.pipeline.recipe = parse_recipe(o.recipe.empty() ? recipe_from_flags(o) : o.recipe);
-  job.pipeline.true_sequential = !o.no_true_sequential;
-  job.pipeline.quiet = o.quiet;
-  CompressResult r = run_compress(job);
-  if (!o.quiet) {
-    std::fprintf(stderr, "compress: %s, %zu layers in %.2fs -> %s\n", r.recipe.c_str(),
-                 r.layers.size(), r.seconds, o.out.c_str());
-  }
-  std::printf("%-40s %-24s %12s %8s\n", "layer", "spec", "rel_error", "bits/w");
-  for (const auto& l : r.layers)
-    std::printf("%-40s %-24s %12.6g %8.3f\n", l.name.c_str(), l.spec.c_str(), l.rel_error,
-                l.bits_per_weight);
-  return 0;
+  c.pipeline.recipe = parse_recipe(o.recipe.empty() ? recipe_from_flags(o) : o.recipe);
+  c.pipeline.true_sequential = !o.no_true_sequential;
+  c.pipeline.quiet = o.progress.quiet;
+  if (!o.eval_data.empty())
+    job.evals.push_back({o.eval_data, parse_data_format(o.eval_format), o.eval_seq_len, o.eval_max_samples, ""});
+  job.report_dir = o.report;
+  job.threads = o.threads;
+  return job;
 }
 
-CommandRegistrar reg("compress", "Quantize a model in one shot (fake-quant HF output)",
+std::string format_list() {
+  std::string s;
+  for (const auto& f : registered_checkpoint_formats()) s += (s.empty() ? "" : ", ") + f;
+  return s;
+}
+
+CommandRegistrar reg("compress", "Quantize a model in one shot (same code path as `ptq run`)",
                      [](CLI::App* sub) {
   auto o = std::make_shared<CompressOptions>();
   sub->add_option("model", o->model, "HF directory or llama2.c .bin")->required();
   sub->add_option("--method", o->method, "Quantizer (registered name, e.g. rtn, gptq)")
       ->default_val("gptq");
   sub->add_option("--recipe", o->recipe,
-                  "Recipe spec string, e.g. 'gptq(w4,g128,act_order)'; overrides --method/--bits/...");
+                  "Recipe spec string, e.g. 'awq+gptq(w4,g128,act_order)'; overrides --method/--bits/... "
+                  "(default: built from those flags)");
   sub->add_option("--bits", o->bits, "Weight bits (2..8)")->default_val(4);
   sub->add_option("--group-size", o->group_size, "Group size along the input dim (-1: per channel)")
       ->default_val(128);
-  sub->add_flag("--sym", o->sym, "Symmetric grid (default asymmetric)");
-  sub->add_flag("--act-order", o->act_order, "GPTQ: quantize columns by descending Hessian diagonal");
-  sub->add_option("--calib", o->calib, "Calibration HDF5 file from `ptq calibrate`");
-  sub->add_option("--calib-data", o->calib_data, "Calibration text file to sample windows from");
+  sub->add_flag("--sym", o->sym, "Symmetric grid (default: asymmetric)");
+  sub->add_flag("--act-order", o->act_order,
+                "GPTQ: quantize columns by descending Hessian diagonal (default: off)");
+  sub->add_option("--calib", o->calib, "Calibration HDF5 file from `ptq calibrate` (default: none)");
+  sub->add_option("--calib-data", o->calib_data, "Calibration text file to sample windows from (default: none)");
   sub->add_option("--data-format", o->data_format, "Format of --calib-data: tinystories, wikitext2, text")
       ->default_val("text")
       ->check(CLI::IsMember({"tinystories", "wikitext2", "text"}));
@@ -85,13 +93,38 @@ CommandRegistrar reg("compress", "Quantize a model in one shot (fake-quant HF ou
       ->default_val("sequential")
       ->check(CLI::IsMember({"sequential", "independent"}));
   sub->add_flag("--no-true-sequential", o->no_true_sequential,
-                "Quantize all of a block's layers on the block's fp inputs");
-  sub->add_option("--format", o->format, "Output format: gptq, awq or fake")->default_val("gptq");
-  sub->add_option("--out", o->out, "Output directory")->required();
-  sub->add_flag("--quiet", o->quiet, "No progress on stderr");
+                "Quantize all of a block's layers on the block's fp inputs (default: off)");
+  // Open string checked against the registry, so new formats need no change here.
+  sub->add_option("--format", o->format, "Output format (registered: " + format_list() + ")")
+      ->default_val("gptq")
+      ->check(CLI::Validator(
+          [](std::string& v) {
+            for (const auto& f : registered_checkpoint_formats())
+              if (f == v) return std::string();
+            return "unknown output format '" + v + "' (known: " + format_list() + ")";
+          },
+          "FORMAT"));
+  sub->add_option("--out", o->out, "Output directory (staged in OUT.partial until complete)")->required();
+  sub->add_flag("--fresh", o->fresh,
+                "Ignore resume state of an interrupted run and start over (default: off, resume)");
+  sub->add_option("--eval-data", o->eval_data,
+                  "Text file to evaluate the fp model and the output on (default: none)");
+  sub->add_option("--eval-format", o->eval_format, "Protocol of --eval-data: tinystories, wikitext2, text")
+      ->default_val("text")
+      ->check(CLI::IsMember({"tinystories", "wikitext2", "text"}));
+  sub->add_option("--eval-seq-len", o->eval_seq_len, "Evaluation window (0: the model's context)")
+      ->default_val(0);
+  sub->add_option("--eval-max-samples", o->eval_max_samples, "Sequences to score (0: all)")->default_val(0);
+  sub->add_option("--report", o->report, "Directory for report.json/.md/.html (default: none)");
+  o->progress.add_to(sub);
   add_threads_option(sub, &o->threads);
   o->text.add_to(sub);
-  return [o]() { return run_compress_cmd(*o); };
+  return [o]() {
+    o->progress.apply();
+    JobSpec job = job_from_flags(*o);
+    print_outcome(job, run_job(job), true);
+    return 0;
+  };
 });
 
 }  // namespace

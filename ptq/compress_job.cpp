@@ -1,16 +1,33 @@
 #include "ptq/compress_job.h"
 
-#include <chrono>
+#include <unistd.h>
 
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "algorithms/transform.h"
 #include "calibration/text_data.h"
 #include "calibration/tokenizer.h"
 #include "formats/checkpoint_writer.h"
 #include "formats/metadata.h"
 #include "formats/output_dir.h"
 #include "ptq/error.h"
+#include "ptq/resume_state.h"
+#include "ptq/sha256.h"
+#include "ptq/version.h"
 
 namespace ptq {
 namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 bool recipe_needs_stats(const PipelineOptions& o) {
   // Ask the quantizer itself rather than knowing algorithm names.
@@ -36,6 +53,7 @@ CalibrationSet load_calibration(const Model& model, const CompressJob& job,
 
 // Every layer's grid must fit the output format; find out before hours of work, not after.
 void validate_layers(const Model& model, const PipelineOptions& o, const CheckpointWriter& writer) {
+  for (size_t i = 0; i + 1 < o.recipe.size(); ++i) make_transform(o.recipe[i]);
   for (const auto& name : linear_layer_names(model.config())) {
     auto quantizer = layer_quantizer(name, o);
     if (!quantizer) continue;
@@ -45,16 +63,94 @@ void validate_layers(const Model& model, const PipelineOptions& o, const Checkpo
   }
 }
 
+// Everything that decides the output's bytes, as canonical JSON: resume state made from other
+// inputs must not be continued.
+std::string fingerprint_inputs(const CompressJob& job, const Model& model, const CalibrationSet& calib,
+                               const std::string& calib_file_sha) {
+  nlohmann::json overrides = nlohmann::json::array();
+  for (const auto& ov : job.pipeline.overrides)
+    overrides.push_back({{"pattern", ov.pattern},
+                         {"bits", ov.bits ? *ov.bits : 0},
+                         {"group_size", ov.group_size ? *ov.group_size : 0},
+                         {"skip", ov.skip}});
+  const CalibrationInfo& c = calib.info;
+  nlohmann::json j = {
+      {"ptq", std::string(kVersion) + " " + kGitCommit},
+      {"model_sha256", model.checksum()},
+      {"calibration",
+       {{"data_sha256", c.data_sha256}, {"sampler", c.sampler}, {"seed", c.seed},
+        {"samples", c.samples}, {"seq_len", c.seq_len}, {"windows_sha256", [&] {
+           Sha256 h;
+           for (const auto& w : calib.windows) {
+             h.update(w.data(), w.size() * sizeof(int32_t));
+             h.update("|");
+           }
+           return h.final_hex();
+         }()}}},
+      {"activation_file_sha256", calib_file_sha},
+      {"independent", job.independent},
+      {"recipe", recipe_to_string(job.pipeline.recipe)},
+      {"true_sequential", job.pipeline.true_sequential},
+      {"overrides", overrides},
+      {"format", job.format}};
+  return j.dump();
+}
+
+int env_int(const char* name, int def) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoi(v) : def;
+}
+
+// Records what the pipeline sends to the sinks during one block, forwarding it to the writer.
+struct BlockRecorder {
+  CheckpointWriter* writer;
+  BlockRecord current;
+
+  void layer(const LayerResult& r, const QuantizedWeight* q) {
+    writer->add_layer(r, q);
+    current.results.push_back(r);
+    current.weights.push_back(q ? std::optional<QuantizedWeight>(*q) : std::nullopt);
+  }
+  void tensor(const std::string& name, const Mat& v) {
+    writer->replace_tensor(name, v);
+    current.tensors.emplace_back(name, v);
+  }
+};
+
+// Feeds the blocks an earlier run finished to the writer, in the order the pipeline sent them.
+std::vector<LayerResult> replay_finished_blocks(const ResumeState& state, CheckpointWriter& writer) {
+  std::vector<LayerResult> results;
+  for (int l = 0; l < state.completed_blocks(); ++l) {
+    BlockRecord rec = state.load_record(l);
+    for (const auto& [name, value] : rec.tensors) writer.replace_tensor(name, value);
+    for (size_t i = 0; i < rec.results.size(); ++i) {
+      writer.add_layer(rec.results[i], rec.weights[i] ? &*rec.weights[i] : nullptr);
+      results.push_back(rec.results[i]);
+    }
+  }
+  return results;
+}
+
 }  // namespace
 
+void validate_job_layers(const CompressJob& job) {
+  if (job.pipeline.recipe.empty()) throw Error("the recipe has no quantizer stage");
+  std::unique_ptr<CheckpointWriter> writer = make_checkpoint_writer(job.format);
+  Model model = Model::open(job.model_path);
+  validate_layers(model, job.pipeline, *writer);
+}
+
 CompressResult run_compress(const CompressJob& job) {
-  auto t0 = std::chrono::steady_clock::now();
+  auto t0 = Clock::now();
   std::unique_ptr<CheckpointWriter> writer = make_checkpoint_writer(job.format);
   if (job.pipeline.recipe.empty()) throw Error("the recipe has no quantizer stage");
   Model model = Model::open(job.model_path);
   validate_layers(model, job.pipeline, *writer);
-  OutputDir out(job.out_dir);  // fails early, before the long work, if OUT is unwritable
+  // Fails early, before the long work, if OUT is unwritable or another run holds it.
+  OutputDir out(job.out_dir, OutputDir::Staging::kResumable);
 
+  CompressResult result;
+  auto t_calib = Clock::now();
   std::unique_ptr<ActivationFile> file;
   CalibrationSet calib;
   bool has_calib = job.has_calib_request || !job.calib_file.empty();
@@ -68,16 +164,46 @@ CompressResult run_compress(const CompressJob& job) {
     // RTN without data: one BOS window so the per-layer error still has inputs to measure on.
     calib.windows = {{model.config().bos_token_id, model.config().bos_token_id}};
   }
+  if (file) result.calib_file_sha256 = sha256_file_hex(job.calib_file);
+  result.model_sha256 = model.checksum();
+  result.times.push_back({"calibration", seconds_since(t_calib)});
 
-  LayerSink sink = [&](const LayerResult& r, const QuantizedWeight* q) { writer->add_layer(r, q); };
-  TensorSink tensor_sink = [&](const std::string& name, const Mat& v) { writer->replace_tensor(name, v); };
-  CompressResult result;
-  result.layers = job.independent ? quantize_independent(model, *file, job.pipeline, sink, tensor_sink)
-                                  : quantize_sequential(model, calib, job.pipeline, sink, tensor_sink);
+  auto t_quant = Clock::now();
+  ResumeState state(out.path_of("resume"), fingerprint_inputs(job, model, calib, result.calib_file_sha256),
+                    job.fresh);
+  if (state.discarded() && !job.pipeline.quiet)
+    std::fprintf(stderr, "compress: resume state in %s was made from other inputs; starting over\n",
+                 out.staging().c_str());
+  result.resumed_blocks = state.completed_blocks();
+  if (result.resumed_blocks > 0 && !job.pipeline.quiet)
+    std::fprintf(stderr, "compress: resuming after block %d (state in %s)\n", result.resumed_blocks - 1,
+                 out.staging().c_str());
+  result.layers = replay_finished_blocks(state, *writer);
+
+  BlockRecorder recorder{writer.get(), {}};
+  const int stop_after = env_int(kStopAfterBlockEnv, -1);
+  const int delay_ms = env_int(kBlockDelayEnv, 0);
+  PipelineOptions options = job.pipeline;
+  options.hooks.resume_from = state.completed_blocks();
+  options.hooks.done_block = [&](int l) { return state.load_final_weights(model, l); };
+  options.hooks.on_block_done = [&](int l, const BlockWeights& w) {
+    state.save_block(l, recorder.current, w);
+    recorder.current = {};
+    if (l == stop_after) _exit(137);
+    if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+  };
+  LayerSink sink = [&](const LayerResult& r, const QuantizedWeight* q) { recorder.layer(r, q); };
+  TensorSink tensor_sink = [&](const std::string& name, const Mat& v) { recorder.tensor(name, v); };
+  std::vector<LayerResult> fresh_layers =
+      job.independent ? quantize_independent(model, *file, options, sink, tensor_sink)
+                      : quantize_sequential(model, calib, options, sink, tensor_sink);
+  result.layers.insert(result.layers.end(), fresh_layers.begin(), fresh_layers.end());
   result.has_calibration = has_calib;
   result.calibration = calib.info;
   result.recipe = recipe_to_string(job.pipeline.recipe);
+  result.times.push_back({"quantize", seconds_since(t_quant)});
 
+  auto t_write = Clock::now();
   CheckpointMetadata meta{result.recipe, has_calib, calib.info, result.layers};
   writer->finish(model, meta, out);
   std::string tok = find_model_tokenizer(model.path(), job.tokenizer);
@@ -85,8 +211,10 @@ CompressResult run_compress(const CompressJob& job) {
     bool spm = load_tokenizer(tok)->kind() == "sentencepiece";
     out.copy_file(tok, spm ? "tokenizer.model" : "tokenizer.bin");
   }
+  out.remove("resume");  // the finished checkpoint holds no resume state
   out.commit();
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  result.times.push_back({"write", seconds_since(t_write)});
+  result.seconds = seconds_since(t0);
   return result;
 }
 

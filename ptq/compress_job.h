@@ -1,6 +1,12 @@
 #pragma once
 // One compression job: open the model, build or read calibration data, run the pipeline, write
-// the output. `ptq compress` and `ptq run` both go through run_compress.
+// the output. `ptq compress` and `ptq run` both go through run_compress (via run_job,
+// ptq/job_run.h, which adds evaluation and the report).
+//
+// The output is staged in OUT.partial/ with resume state per finished block
+// (ptq/resume_state.h): a killed job rerun with the same inputs continues from its last
+// finished block and writes the same bytes as an uninterrupted run.
+#include <map>
 #include <string>
 #include <vector>
 
@@ -19,16 +25,37 @@ struct CompressJob {
   PipelineOptions pipeline;
   std::string out_dir;
   std::string format = "fake";
+  bool fresh = false;              // ignore resume state left by an interrupted run
+};
+
+struct StageTime {
+  std::string stage;
+  double seconds = 0;
 };
 
 struct CompressResult {
   std::vector<LayerResult> layers;
   bool has_calibration = false;
   CalibrationInfo calibration;
+  std::string model_sha256;
+  std::string calib_file_sha256;  // the activation file, when the job read one
   std::string recipe;
+  int resumed_blocks = 0;         // blocks taken from an interrupted run's state
+  std::vector<StageTime> times;   // calibration, quantize, write
   double seconds = 0;
 };
 
 CompressResult run_compress(const CompressJob& job);
+
+// Every layer's grid must fit the output format and every recipe stage must name a registered
+// algorithm; throws Error before any long work otherwise.
+void validate_job_layers(const CompressJob& job);
+
+// Test hook: with PTQ_TEST_STOP_AFTER_BLOCK=N in the environment, the process _exit(137)s right
+// after saving block N's resume state (a deterministic stand-in for kill -9).
+inline constexpr const char* kStopAfterBlockEnv = "PTQ_TEST_STOP_AFTER_BLOCK";
+// Test hook: PTQ_TEST_BLOCK_DELAY_MS=M sleeps M ms after saving each block's state, so a test can
+// SIGKILL a tiny model's job part-way.
+inline constexpr const char* kBlockDelayEnv = "PTQ_TEST_BLOCK_DELAY_MS";
 
 }  // namespace ptq

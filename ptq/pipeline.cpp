@@ -1,5 +1,6 @@
 #include "ptq/pipeline.h"
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 
@@ -168,10 +169,16 @@ std::vector<LayerResult> quantize_sequential(const Model& model, const Calibrati
   };
   std::vector<LayerResult> results;
   Progress bar("quantize", size_t(cfg.num_layers), o.quiet);
-  for (int l = 0; l < cfg.num_layers; ++l) {
+  const int first = std::min(o.hooks.resume_from, cfg.num_layers);
+  for (int l = 0; l < first; ++l) {
+    PTQ_ASSERT(bool(o.hooks.done_block), "resuming needs the finished blocks' weights");
+    acts.run(o.hooks.done_block(l), {}, {}, true);
+  }
+  for (int l = first; l < cfg.num_layers; ++l) {
     BlockWeights w = BlockWeights::load(model, l);
     process_block(l, w, refresh, o, sink, tensor_sink, results);
     acts.run(w, {}, {}, true);
+    if (o.hooks.on_block_done) o.hooks.on_block_done(l, w);
     bar.update(size_t(l) + 1);
   }
   return results;
@@ -184,7 +191,7 @@ std::vector<LayerResult> quantize_independent(const Model& model, const Activati
   acts.check_fits(cfg);
   std::vector<LayerResult> results;
   Progress bar("quantize", size_t(cfg.num_layers), o.quiet);
-  for (int l = 0; l < cfg.num_layers; ++l) {
+  for (int l = std::min(o.hooks.resume_from, cfg.num_layers); l < cfg.num_layers; ++l) {
     // The file's inputs do not change as layers are quantized: each group's statistics are read
     // once (from its first consumer's dataset) and only transforms update them.
     StatsRefresh refresh = [&](const BlockWeights&, const std::array<bool, kNumLinearInputs>& want,
@@ -206,6 +213,7 @@ std::vector<LayerResult> quantize_independent(const Model& model, const Activati
     };
     BlockWeights w = BlockWeights::load(model, l);
     process_block(l, w, refresh, o, sink, tensor_sink, results);
+    if (o.hooks.on_block_done) o.hooks.on_block_done(l, w);
     bar.update(size_t(l) + 1);
   }
   return results;

@@ -20,6 +20,7 @@
 #include "algorithms/spec.h"
 #include "calibration/activation_file.h"
 #include "calibration/calibration_set.h"
+#include "ptq/forward.h"
 #include "ptq/model.h"
 
 namespace ptq {
@@ -31,11 +32,22 @@ struct LayerOverride {
   bool skip = false;
 };
 
+// Resume hooks (ptq/resume_state.h fills them). Blocks [0, resume_from) were finished by an
+// earlier run: the pipeline skips them, and in sequential mode runs their final weights
+// (done_block) to re-derive the hidden states entering block resume_from. on_block_done sees
+// each block's final weights (transformed, quantized) after all its layers went to the sinks.
+struct BlockHooks {
+  int resume_from = 0;
+  std::function<BlockWeights(int layer)> done_block;
+  std::function<void(int layer, const BlockWeights& final_weights)> on_block_done;
+};
+
 struct PipelineOptions {
   std::vector<Spec> recipe;  // transform stages, then the weight quantizer as the last stage
   bool true_sequential = true;
   std::vector<LayerOverride> overrides;
   bool quiet = false;
+  BlockHooks hooks;
 };
 
 struct LayerResult {
