@@ -24,7 +24,7 @@ struct CompressJob {
   bool independent = false;        // quantize from the file's captured activations
   PipelineOptions pipeline;
   std::string out_dir;
-  std::string format = "fake";
+  std::string format = "gptq";
   bool fresh = false;              // ignore resume state left by an interrupted run
 };
 

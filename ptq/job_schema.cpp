@@ -32,7 +32,7 @@ overrides:                    # per layer, matched by regex (searched) on module
 true_sequential: true         # quantize q/k/v, o, gate/up, down in turn within a block
 output:
   dir: OUT                    # (required) written whole at the end (staged in OUT.partial)
-  format: fake                # a registered output format (ptq compress --help lists them)
+  format: gptq                # a registered output format (ptq compress --help lists them)
 eval:                         # run on the fp model and on the output
   - path: FILE                # (required) text file
     format: text              # tinystories | wikitext2 | text (alias: protocol)
