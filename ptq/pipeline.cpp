@@ -143,8 +143,14 @@ void process_block(int l, BlockWeights& w, const StatsRefresh& refresh, const Pi
     for (int g : stage) want[g] = true;
     refresh(w, want, stats);
     for (int g : stage)
-      for (const auto& name : linear_short_names(LinearInput(g)))
-        results.push_back(quantize_one(layer_prefix(l) + name, l, w.linear(name)->w, stats.at(g), o, sink));
+      for (const auto& name : linear_short_names(LinearInput(g))) {
+        Mat& weight = w.linear(name)->w;
+        results.push_back(quantize_one(layer_prefix(l) + name, l, weight, stats.at(g), o, sink));
+        // A skipped layer stays in full precision, but a transform may have rescaled it (v_proj
+        // rows by the o_proj group's scales): the output must keep the rescaled weights.
+        if (results.back().skipped && !transforms.empty() && tensor_sink)
+          tensor_sink(layer_prefix(l) + name + ".weight", weight);
+      }
   }
 }
 
