@@ -39,12 +39,50 @@ void add_block_errors(const ColumnSpan& d, int c0, const ObjectiveBlocks& blocks
 }
 
 double chunk_error(const Mat& w, const Mat& w_hat, const ObjectiveBlocks& blocks) {
-  std::vector<double> err(size_t(w.rows()), 0.0);
+  std::vector<double> err(static_cast<size_t>(w.rows()), 0.0);
   const Mat d = w - w_hat;
   add_block_errors(d, 0, blocks, err.data());
   double total = 0;
   for (double e : err) total += e;
   return total;
+}
+
+// grid::find_params, faster: without `mse` the parameters depend only on the group's min and
+// max, so they are found with Eigen's vectorised reductions and handed to find_params as a
+// two-element group, which yields exactly the same scale and zero.
+grid::Params group_params(const float* x, int n, const QuantGrid& g) {
+  if (g.mse) return grid::find_params(x, n, g);
+  const Eigen::Map<const Eigen::VectorXf> v(x, n);
+  const float range[2] = {v.minCoeff(), v.maxCoeff()};
+  return grid::find_params(range, 2, g);
+}
+
+// Scale search on rows [r0, r0 + rows) of one layer: err[i] += objective at candidate i. One
+// quantization group at a time, every candidate in turn, so the [rows, group] tile, its δ and
+// H_gg stay in cache.
+void scale_chunk(const Mat& w, int r0, int rows, const std::vector<Vec>& candidates, const QuantGrid& g,
+                 const ObjectiveBlocks& blocks, double* err) {
+  const int k = int(w.cols()), maxq = g.max_q();
+  std::vector<double> row_err(static_cast<size_t>(rows));
+  std::vector<float> scaled;
+  Mat d;
+  for (int gi = 0; gi < g.num_groups(k); ++gi) {
+    const int c0 = grid::group_begin(g, gi), n = grid::group_width(g, k, gi);
+    const auto wg = w.block(r0, c0, rows, n);
+    d.resize(rows, n);
+    scaled.resize(size_t(n));
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      const float* s = candidates[i].data() + c0;
+      for (int r = 0; r < rows; ++r) {
+        for (int c = 0; c < n; ++c) scaled[size_t(c)] = wg(r, c) * s[c];
+        const grid::Params p = group_params(scaled.data(), n, g);
+        for (int c = 0; c < n; ++c) d(r, c) = wg(r, c) - grid::fake_quantize(scaled[size_t(c)], p, maxq) / s[c];
+      }
+      std::fill(row_err.begin(), row_err.end(), 0.0);
+      add_block_errors(d, c0, blocks, row_err.data());
+      for (double e : row_err) err[i] += e;
+    }
+  }
 }
 
 // Clip search on rows [r0, r0 + rows): writes max_val rows.
@@ -66,7 +104,7 @@ void clip_chunk(const Mat& w, int r0, int rows, const QuantGrid& g, int n_grid, 
       for (int r = 0; r < rows; ++r) {
         const float m = org_max[r] * ratio;
         for (int c = 0; c < n; ++c) clipped[size_t(c)] = std::clamp(wg(r, c), -m, m);
-        const grid::Params p = grid::find_params(clipped.data(), n, g);
+        const grid::Params p = group_params(clipped.data(), n, g);
         for (int c = 0; c < n; ++c) d(r, c) = wg(r, c) - grid::fake_quantize(clipped[size_t(c)], p, maxq);
       }
       std::fill(err.begin(), err.end(), 0.0);
@@ -136,24 +174,24 @@ ScaleSearch search_scales(const std::vector<const Mat*>& layers, const InputStat
   std::vector<Vec> candidates;
   for (int i = 0; i < n_grid; ++i) candidates.push_back(scales_for_alpha(mean_abs, double(i) / n_grid));
   struct Task {
-    int candidate, layer, r0, rows;
+    int layer, r0, rows;
   };
-  std::vector<Task> tasks;  // candidate-major, then layer, then chunk: the summation order
-  for (int i = 0; i < n_grid; ++i)
-    for (int l = 0; l < int(layers.size()); ++l) {
-      PTQ_ASSERT(layers[size_t(l)]->cols() == stats.k());
-      const int n = int(layers[size_t(l)]->rows());
-      for (int r0 = 0; r0 < n; r0 += kChunkRows) tasks.push_back({i, l, r0, std::min(kChunkRows, n - r0)});
-    }
-  std::vector<double> partial(tasks.size());
+  std::vector<Task> tasks;  // layer, then chunk: the summation order
+  for (int l = 0; l < int(layers.size()); ++l) {
+    PTQ_ASSERT(layers[size_t(l)]->cols() == stats.k());
+    const int n = int(layers[size_t(l)]->rows());
+    for (int r0 = 0; r0 < n; r0 += kChunkRows) tasks.push_back({l, r0, std::min(kChunkRows, n - r0)});
+  }
+  std::vector<double> partial(tasks.size() * size_t(n_grid), 0.0);  // [task][candidate]
   parallel_for_each(tasks.size(), [&](size_t t) {
     const Task& task = tasks[t];
-    const Mat w = layers[size_t(task.layer)]->middleRows(task.r0, task.rows);
-    partial[t] = chunk_error(w, fake_quantize_scaled(w, candidates[size_t(task.candidate)], g), blocks);
+    scale_chunk(*layers[size_t(task.layer)], task.r0, task.rows, candidates, g, blocks,
+                &partial[t * size_t(n_grid)]);
   });
   ScaleSearch out;
   out.errors.assign(size_t(n_grid), 0.0);
-  for (size_t t = 0; t < tasks.size(); ++t) out.errors[size_t(tasks[t].candidate)] += partial[t];
+  for (size_t t = 0; t < tasks.size(); ++t)
+    for (int i = 0; i < n_grid; ++i) out.errors[size_t(i)] += partial[t * size_t(n_grid) + size_t(i)];
   int best = 0;
   for (int i = 1; i < n_grid; ++i)
     if (out.errors[size_t(i)] < out.errors[size_t(best)]) best = i;
