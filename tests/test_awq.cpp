@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "algorithms/awq.h"
 #include "algorithms/awq_search.h"
@@ -16,6 +17,7 @@
 #include "ptq/error.h"
 #include "ptq/forward.h"
 #include "ptq/inference.h"
+#include "support/run_cli.h"
 #include "support/shared_data.h"
 
 namespace ptq {
@@ -311,6 +313,30 @@ TEST(Awq, FoldedScalesKeepStories260KLogits) {
   const double rel = (folded - reference).cwiseAbs().maxCoeff() / reference.cwiseAbs().maxCoeff();
   EXPECT_LT(rel, 1e-5);
   std::printf("max |logit change| / max |logit| = %.3g\n", rel);
+}
+
+// ---- Through the pipeline --------------------------------------------------------------------
+double compressed_ppl(const std::string& recipe, const std::string& model, const std::string& tok,
+                      const std::string& data) {
+  const std::string out = test::temp_dir("awq_" + std::to_string(std::hash<std::string>()(recipe)));
+  auto c = test::run_ptq("compress " + model + " --recipe '" + recipe + "' --calib-data " + data +
+                         " --data-format tinystories --samples 32 --seq-len 128 --seed 0 --tokenizer " +
+                         tok + " --format fake --quiet --out " + out);
+  EXPECT_EQ(c.exit_code, 0) << c.err;
+  auto e = test::run_ptq("eval " + out + " --tokenizer " + tok + " --data " + data +
+                         " --data-format tinystories --seq-len 512 --max-samples 20 --json --quiet");
+  EXPECT_EQ(e.exit_code, 0) << e.err;
+  return nlohmann::json::parse(e.out)["ppl"].get<double>();
+}
+
+TEST(Awq, PipelineRecipeBeatsRtnOnStories260K) {
+  PTQ_REQUIRE_SHARED("models/stories260K/hf", model);
+  PTQ_REQUIRE_SHARED("models/stories260K/tok512.bin", tok);
+  PTQ_REQUIRE_SHARED("data/tinystories/validation_100.txt", data);
+  const double rtn = compressed_ppl("rtn(w3,g32)", model, tok, data);
+  const double awq = compressed_ppl("awq+rtn(w3,g32)", model, tok, data);
+  std::printf("W3 g32 ppl: rtn %.4f, awq+rtn %.4f\n", rtn, awq);
+  EXPECT_LT(awq, 0.95 * rtn);
 }
 
 }  // namespace
