@@ -91,9 +91,10 @@ void common_counters(benchmark::State& state, int n, int k) {
 void BM_ScaleSearch(benchmark::State& state) {
   const int n = int(state.range(0)), k = int(state.range(1));
   const Mat& w = weights(n, k);
+  const InputStats& stats = *inputs(k).calib;  // built outside the timed loop
   maybe_dump(n, k);
   awq::ScaleSearch s;
-  for (auto _ : state) s = awq::search_scales({&w}, *inputs(k).calib, kW4G128, kGrid);
+  for (auto _ : state) s = awq::search_scales({&w}, stats, kW4G128, kGrid);
   common_counters(state, n, k);
   state.counters["alpha"] = s.alpha;
   state.counters["err_awq_scale"] = held_out_error(w, awq::fake_quantize_scaled(w, s.scales, kW4G128), k);
@@ -120,8 +121,9 @@ awq::ScaleSearch full_objective_scale_search(const Mat& w, const InputStats& sta
 void BM_ScaleSearchFullObjective(benchmark::State& state) {
   const int n = int(state.range(0)), k = int(state.range(1));
   const Mat& w = weights(n, k);
+  const InputStats& stats = *inputs(k).calib;
   awq::ScaleSearch s;
-  for (auto _ : state) s = full_objective_scale_search(w, *inputs(k).calib);
+  for (auto _ : state) s = full_objective_scale_search(w, stats);
   common_counters(state, n, k);
   state.counters["alpha"] = s.alpha;
   state.counters["err_awq_scale"] = held_out_error(w, awq::fake_quantize_scaled(w, s.scales, kW4G128), k);
