@@ -67,6 +67,22 @@ VecD InputStats::mean_abs() const {
   return n_ > 0 ? VecD(abs_sum_ / static_cast<double>(n_)) : VecD::Zero(k_);
 }
 
+MatD InputStats::hessian_block(int begin, int size) const {
+  PTQ_ASSERT(begin >= 0 && size > 0 && begin + size <= k_);
+  MatD h(size, size);
+  for (int i = 0; i < size; ++i)
+    for (int j = i; j < size; ++j) h(i, j) = h(j, i) = xtx_(begin + i, begin + j);  // upper stored
+  if (n_ > 0) h *= 2.0 / static_cast<double>(n_);
+  return h;
+}
+
+void InputStats::scale_channels(const VecD& d) {
+  PTQ_ASSERT(d.size() == k_);
+  for (int i = 0; i < k_; ++i)
+    for (int j = i; j < k_; ++j) xtx_(i, j) *= d[i] * d[j];
+  abs_sum_ = abs_sum_.cwiseProduct(d.cwiseAbs());
+}
+
 // ---- Registry -------------------------------------------------------------------------------
 namespace {
 std::map<std::string, QuantizerFactory>& registry() {

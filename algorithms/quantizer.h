@@ -47,6 +47,13 @@ class InputStats {
   int64_t tokens() const { return n_; }
   MatD hessian() const;  // 2/n Σ x xᵀ, [K, K]
   VecD mean_abs() const;
+  // Rows and columns [begin, begin+size) of hessian() without forming the whole [K, K] matrix
+  // (AWQ's searches only need the diagonal blocks of the quantization groups).
+  MatD hessian_block(int begin, int size) const;
+  // Re-describes the statistics for the input x ⊙ d (channel c multiplied by d[c]), as after a
+  // transform folds a per-channel scale into the operation producing x: Σ x xᵀ → D (Σ x xᵀ) D,
+  // Σ|x| → Σ|x| ⊙ |d|. Exact, so a quantizer running afterwards sees the transformed input.
+  void scale_channels(const VecD& d);
 
  private:
   int k_;

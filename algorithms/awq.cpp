@@ -1,0 +1,143 @@
+// The "awq" transform stage: scale search + folding, then clip search (awq.h, docs/awq.md).
+// GCC 12 reports false -Wmaybe-uninitialized inside Eigen's AVX-512 kernels and a false
+// -Wrestrict in std::string concatenation (GCC bug 105329).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wrestrict"
+#include "algorithms/awq.h"
+
+#include <charconv>
+#include <chrono>
+
+#include "algorithms/awq_search.h"
+#include "ptq/error.h"
+
+namespace ptq {
+namespace {
+
+std::string fmt_double(double v) {
+  char buf[32];
+  auto res = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, res.ptr);
+}
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// llm-awq does not clip q/k: their outputs meet in softmax(q kᵀ), where the linear output
+// error is a poor guide to what a clamp costs.
+bool is_query_or_key(const std::string& name) { return ends_with(name, "q_proj") || ends_with(name, "k_proj"); }
+
+// Why 1/s cannot be folded into the operation producing the input; "" when it can.
+std::string fold_blocker(const GroupContext& g, int k) {
+  if (g.prev_norm) return g.prev_norm->size() == k ? "" : "the RMSNorm gain has the wrong size";
+  if (!g.prev_linear) return "no RMSNorm or linear layer produces the input";
+  if (g.prev_linear->w.size() == 0) return "the preceding linear layer is packed";
+  if (g.prev_linear->rows() != k)
+    // Grouped-query attention: one v_proj row feeds several o_proj columns (AutoAWQ skips too).
+    return "the preceding layer has " + std::to_string(g.prev_linear->rows()) +
+           " outputs for " + std::to_string(k) + " inputs";
+  return "";
+}
+
+// Columns of every layer times s; 1/s into the producer of the input; statistics of x / s.
+void fold_scales(GroupContext& g, const Vec& s) {
+  for (Linear* l : g.layers) l->w.array().rowwise() *= s.transpose().array();
+  if (g.prev_norm) *g.prev_norm = g.prev_norm->cwiseQuotient(s);
+  if (g.prev_linear) {
+    Linear& p = *g.prev_linear;
+    p.w.array().colwise() /= s.array();
+    if (p.bias.size()) p.bias = p.bias.cwiseQuotient(s);
+  }
+  g.stats->scale_channels(s.cast<double>().cwiseInverse());
+}
+
+void check_group(const GroupContext& g) {
+  PTQ_ASSERT(g.stats && g.quantizer && !g.layers.empty() && g.layers.size() == g.names.size());
+  for (size_t i = 0; i < g.layers.size(); ++i) {
+    if (g.layers[i]->w.size() == 0)
+      throw Error("awq: layer '" + g.names[i] + "' has no dense weights (packed checkpoints cannot be transformed)");
+    PTQ_ASSERT(g.layers[i]->cols() == g.stats->k(), "layer width differs from its input statistics");
+  }
+}
+
+class Awq final : public WeightTransform {
+ public:
+  explicit Awq(const Spec& spec) : o_(awq_options_from_spec(spec)) {}
+  std::string spec() const override { return awq_spec(o_); }
+  void apply(GroupContext& group, QuantLog* log) const override { apply_awq(o_, group, log); }
+
+ private:
+  AwqOptions o_;
+};
+
+const TransformRegistrar kRegister("awq", [](const Spec& s) -> std::unique_ptr<WeightTransform> {
+  return std::make_unique<Awq>(s);
+});
+
+}  // namespace
+
+AwqOptions awq_options_from_spec(const Spec& spec) {
+  const std::string where = "spec '" + spec.to_string() + "'";
+  AwqOptions o;
+  o.grid = spec.int_value("grid", o.grid);
+  o.clip_grid = spec.int_value("clip_grid", o.clip_grid);
+  o.max_shrink = spec.double_value("max_shrink", o.max_shrink);
+  const bool scale = spec.flag("scale"), clip = spec.flag("clip");
+  o.scale = !spec.flag("no_scale");
+  o.clip = !spec.flag("no_clip");
+  spec.check_all_used();
+  if ((scale && !o.scale) || (clip && !o.clip)) throw Error(where + ": contradictory flags");
+  if (!o.scale && !o.clip) throw Error(where + ": no_scale and no_clip leave nothing to do");
+  if (o.grid < 1 || o.clip_grid < 1) throw Error(where + ": grid and clip_grid must be >= 1");
+  if (!(o.max_shrink > 0 && o.max_shrink < 1)) throw Error(where + ": max_shrink must be in (0, 1)");
+  return o;
+}
+
+std::string awq_spec(const AwqOptions& o) {
+  const AwqOptions d;
+  std::string args;
+  auto add = [&](const std::string& a) { args += (args.empty() ? "" : ",") + a; };
+  if (o.grid != d.grid) add("grid=" + std::to_string(o.grid));
+  if (o.clip_grid != d.clip_grid) add("clip_grid=" + std::to_string(o.clip_grid));
+  if (o.max_shrink != d.max_shrink) add("max_shrink=" + fmt_double(o.max_shrink));
+  if (!o.scale) add("no_scale");
+  if (!o.clip) add("no_clip");
+  return args.empty() ? "awq" : "awq(" + args + ")";
+}
+
+void apply_awq(const AwqOptions& o, GroupContext& g, QuantLog* log) {
+  check_group(g);
+  const auto t0 = std::chrono::steady_clock::now();
+  const QuantGrid grid = g.quantizer->grid();
+  std::string msg = "awq " + g.input_name + ":";
+  if (o.scale) {
+    const std::string blocker = fold_blocker(g, g.stats->k());
+    if (blocker.empty()) {
+      std::vector<const Mat*> weights;
+      for (const Linear* l : g.layers) weights.push_back(&l->w);
+      const awq::ScaleSearch s = awq::search_scales(weights, *g.stats, grid, o.grid);
+      fold_scales(g, s.scales);
+      msg += " alpha=" + fmt_double(s.alpha) + " (objective " + fmt_double(s.errors[size_t(s.alpha * o.grid + 0.5)]) +
+             ", " + fmt_double(s.errors[0]) + " at alpha=0);";
+    } else {
+      msg += " no scales (" + blocker + ");";
+    }
+  }
+  if (o.clip) {
+    int clipped = 0;
+    for (size_t i = 0; i < g.layers.size(); ++i) {
+      if (is_query_or_key(g.names[i])) continue;
+      Mat& w = g.layers[i]->w;
+      awq::apply_clip(w, awq::search_clip(w, *g.stats, grid, o.clip_grid, o.max_shrink), grid);
+      ++clipped;
+    }
+    msg += " clipped " + std::to_string(clipped) + " of " + std::to_string(g.layers.size()) + " layers";
+  }
+  if (log) {
+    log->messages.push_back(msg);
+    log->seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+}
+
+}  // namespace ptq
