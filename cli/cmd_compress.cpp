@@ -1,6 +1,7 @@
 #include <cstdio>
 
 #include "algorithms/spec.h"
+#include "algorithms/transform.h"
 #include "cli/common.h"
 #include "cli/job_cli.h"
 #include "formats/checkpoint_writer.h"
@@ -24,7 +25,9 @@ struct CompressOptions {
 // The one-shot flags are sugar for a spec string: `--method gptq --bits 4 --group-size 128
 // --act-order` is the recipe `gptq(w4,g128,act_order)`.
 std::string recipe_from_flags(const CompressOptions& o) {
-  std::string s = o.method + "(w" + std::to_string(o.bits) + ",g" + std::to_string(o.group_size);
+  // A transform alone (e.g. awq) quantizes with round-to-nearest after it.
+  const std::string head = is_transform(o.method) ? o.method + "+rtn" : o.method;
+  std::string s = head + "(w" + std::to_string(o.bits) + ",g" + std::to_string(o.group_size);
   if (o.sym) s += ",sym";
   if (o.act_order) s += ",act_order";
   return s + ")";

@@ -133,10 +133,19 @@ std::vector<LayerResult> replay_finished_blocks(const ResumeState& state, Checkp
 
 }  // namespace
 
+// Re-quantizing packed codes would compound two roundings; ask for the fp source instead.
+void reject_quantized_source(const Model& model) {
+  for (const auto& name : linear_layer_names(model.config()))
+    if (model.is_packed_weight(name + ".weight"))
+      throw Error(model.path() + ": already quantized ('" + name + "' is packed); compress the "
+                  "full-precision checkpoint instead");
+}
+
 void validate_job_layers(const CompressJob& job) {
   if (job.pipeline.recipe.empty()) throw Error("the recipe has no quantizer stage");
   std::unique_ptr<CheckpointWriter> writer = make_checkpoint_writer(job.format);
   Model model = Model::open(job.model_path);
+  reject_quantized_source(model);
   validate_layers(model, job.pipeline, *writer);
 }
 
@@ -145,6 +154,7 @@ CompressResult run_compress(const CompressJob& job) {
   std::unique_ptr<CheckpointWriter> writer = make_checkpoint_writer(job.format);
   if (job.pipeline.recipe.empty()) throw Error("the recipe has no quantizer stage");
   Model model = Model::open(job.model_path);
+  reject_quantized_source(model);
   validate_layers(model, job.pipeline, *writer);
   // Fails early, before the long work, if OUT is unwritable or another run holds it.
   OutputDir out(job.out_dir, OutputDir::Staging::kResumable);

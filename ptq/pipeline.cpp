@@ -97,9 +97,11 @@ std::vector<std::unique_ptr<WeightTransform>> make_transforms(const PipelineOpti
 }
 
 // Runs every transform stage on each linear group of block `l`, in block order, on the fp block.
-void transform_block(int l, BlockWeights& w, StatsMap& stats, const PipelineOptions& o,
-                     const std::vector<std::unique_ptr<WeightTransform>>& transforms,
-                     const TensorSink& tensor_sink) {
+// Returns the transforms' log messages keyed by the first layer of each group.
+std::map<std::string, std::vector<std::string>> transform_block(
+    int l, BlockWeights& w, StatsMap& stats, const PipelineOptions& o,
+    const std::vector<std::unique_ptr<WeightTransform>>& transforms, const TensorSink& tensor_sink) {
+  std::map<std::string, std::vector<std::string>> logs;
   for (int g = 0; g < kNumLinearInputs; ++g) {
     GroupContext ctx;
     ctx.input_name = layer_prefix(l) + linear_input_name(LinearInput(g));
@@ -119,11 +121,13 @@ void transform_block(int l, BlockWeights& w, StatsMap& stats, const PipelineOpti
     ctx.quantizer = quantizer.get();
     QuantLog log;
     for (const auto& t : transforms) t->apply(ctx, &log);
+    logs[ctx.names[0]] = log.messages;
   }
   if (tensor_sink) {
     tensor_sink(layer_prefix(l) + "input_layernorm.weight", w.attn_norm);
     tensor_sink(layer_prefix(l) + "post_attention_layernorm.weight", w.ffn_norm);
   }
+  return logs;
 }
 
 void process_block(int l, BlockWeights& w, const StatsRefresh& refresh, const PipelineOptions& o,
@@ -131,9 +135,10 @@ void process_block(int l, BlockWeights& w, const StatsRefresh& refresh, const Pi
                    std::vector<LayerResult>& results) {
   auto transforms = make_transforms(o);
   StatsMap stats;
+  std::map<std::string, std::vector<std::string>> transform_logs;
   if (!transforms.empty()) {
     refresh(w, {true, true, true, true}, stats);
-    transform_block(l, w, stats, o, transforms, tensor_sink);
+    transform_logs = transform_block(l, w, stats, o, transforms, tensor_sink);
   }
   const std::vector<std::vector<int>> stages =
       o.true_sequential ? std::vector<std::vector<int>>{{0}, {1}, {2}, {3}}
@@ -146,6 +151,9 @@ void process_block(int l, BlockWeights& w, const StatsRefresh& refresh, const Pi
       for (const auto& name : linear_short_names(LinearInput(g))) {
         Mat& weight = w.linear(name)->w;
         results.push_back(quantize_one(layer_prefix(l) + name, l, weight, stats.at(g), o, sink));
+        auto tlog = transform_logs.find(results.back().name);
+        if (tlog != transform_logs.end())
+          results.back().log.insert(results.back().log.begin(), tlog->second.begin(), tlog->second.end());
         // A skipped layer stays in full precision, but a transform may have rescaled it (v_proj
         // rows by the o_proj group's scales): the output must keep the rescaled weights.
         if (results.back().skipped && !transforms.empty() && tensor_sink)
