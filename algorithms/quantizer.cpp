@@ -7,6 +7,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <mutex>
 
@@ -31,9 +32,25 @@ Mat QuantizedWeight::dequantize() const {
 // therefore bounded by the chunk length (~sqrt(2048)·2^-24 relative per entry) rather than by
 // the total token count, while the bulk of the flops stay in fp32. Results can differ in the
 // last bits with OpenBLAS's own thread count (OPENBLAS_NUM_THREADS), not with OpenMP's.
+// Speed: everything besides the SSYRK walks memory contiguously (row-major) and the O(K²)
+// passes run on all OpenMP threads, each entry computed the same way whatever the split, so the
+// accumulation stays close to the cost of one SSYRK over all tokens (bench/bench_gptq.cpp).
 namespace {
 constexpr int kChunkTokens = 2048;
+constexpr int kTile = 64;  // transpose tile of hessian(): 2 × 64 × 64 doubles stay in L1/L2
+
+// acc(i, j) += part(i, j) for j >= i (upper triangles of row-major [k, k] matrices).
+void add_upper(const Mat& part, MatD* acc) {
+  const int k = static_cast<int>(part.rows());
+#pragma omp parallel for schedule(dynamic, 32)
+  for (int i = 0; i < k; ++i) {
+    const float* src = &part(i, 0);
+    double* dst = &(*acc)(i, 0);
+#pragma omp simd
+    for (int j = i; j < k; ++j) dst[j] += static_cast<double>(src[j]);
+  }
 }
+}  // namespace
 
 InputStats::InputStats(int k) : k_(k), xtx_(MatD::Zero(k, k)), abs_sum_(VecD::Zero(k)) {
   PTQ_ASSERT(k > 0);
@@ -49,17 +66,32 @@ void InputStats::add_batch(const Mat& x) {
     // Row-major X [t, K]: C = Xᵀ X, upper triangle of the row-major C.
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, k_, t, 1.0f, x.data() + t0 * k_, k_, 0.0f,
                 partial.data(), k_);
-    for (int i = 0; i < k_; ++i)
-      for (int j = i; j < k_; ++j) xtx_(i, j) += partial(i, j);
+    add_upper(partial, &xtx_);
   }
-  abs_sum_ += x.cast<double>().cwiseAbs().colwise().sum().transpose();
+  // Row by row (a column-wise sum would stride through X), in token order.
+  double* abs_sum = abs_sum_.data();
+  for (Eigen::Index r = 0; r < x.rows(); ++r) {
+    const float* row = &x(r, 0);
+#pragma omp simd
+    for (int c = 0; c < k_; ++c) abs_sum[c] += static_cast<double>(std::fabs(row[c]));
+  }
   n_ += x.rows();
 }
 
+// Mirrors the upper triangle and scales, in square tiles so that the transposed reads stay in
+// cache (a plain transpose of a row-major K x K matrix misses on every element).
 MatD InputStats::hessian() const {
-  MatD h = xtx_.triangularView<Eigen::Upper>();
-  h.triangularView<Eigen::StrictlyLower>() = xtx_.transpose();
-  if (n_ > 0) h *= 2.0 / static_cast<double>(n_);
+  const double scale = n_ > 0 ? 2.0 / static_cast<double>(n_) : 1.0;
+  const int tiles = (k_ + kTile - 1) / kTile;
+  MatD h(k_, k_);
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int bi = 0; bi < tiles; ++bi)
+    for (int bj = bi; bj < tiles; ++bj) {
+      const int i0 = bi * kTile, i1 = std::min(k_, i0 + kTile);
+      const int j0 = bj * kTile, j1 = std::min(k_, j0 + kTile);
+      for (int i = i0; i < i1; ++i)
+        for (int j = std::max(i, j0); j < j1; ++j) h(i, j) = h(j, i) = xtx_(i, j) * scale;
+    }
   return h;
 }
 

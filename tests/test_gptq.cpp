@@ -154,6 +154,46 @@ TEST(Gptq, MatchesTextbookImplementation) {
   }
 }
 
+// Several lazy batches, a ragged last block, act-order with dynamic groups (block 64 divides
+// the group, so every group starts at a block start and is fitted on fully updated weights, as
+// in the textbook) and ragged row chunks: the trailing GEMM runs many times per chunk.
+TEST(Gptq, MatchesTextbookImplementationOverManyBlocks) {
+  Layer l = make_layer(200, 600, 6, 43, 4096);
+  struct Case { const char* spec; int group; bool act_order; };
+  for (Case c : {Case{"gptq(w4,g0,block=64)", -1, false}, Case{"gptq(w3,g128,block=64,act_order)", 128, true},
+                 Case{"gptq(w4,g0,act_order)", -1, true}}) {
+    QuantizedWeight q = run(c.spec, l.w, l.calib);
+    std::vector<uint8_t> ref = textbook_gptq(l.w, l.calib.hessian(), q.grid, c.act_order, 0.01);
+    size_t same = 0;
+    for (size_t i = 0; i < ref.size(); ++i) same += ref[i] == q.q[i];
+    EXPECT_GE(static_cast<double>(same) / ref.size(), 0.9999) << c.spec;
+    EXPECT_EQ(same, ref.size()) << c.spec << ": " << ref.size() - same << " codes differ";
+  }
+}
+
+// The update factor (one potrf of the reversed H + one trtri) against the reference route:
+// U, the upper Cholesky factor of H⁻¹ = UᵀU, computed here by Eigen in fp64 as
+// LLT → inverse → LLT. Both are exact up to rounding; the fp32 result must agree to fp32
+// precision times the (moderate) condition number of this H.
+TEST(Gptq, InverseFactorMatchesPotriRoute) {
+  for (int outliers : {0, 4}) {
+    Layer l = make_layer(1, 200, outliers, 45 + outliers);
+    MatD h = l.calib.hessian();
+    h.diagonal().array() += 0.01 * h.diagonal().mean();
+    Mat u;
+    ASSERT_TRUE(gptq_inverse_factor(h, &u));
+    const int k = static_cast<int>(h.rows());
+    MatD expected = h.llt().solve(MatD::Identity(k, k)).llt().matrixU();
+    EXPECT_EQ(u.triangularView<Eigen::StrictlyLower>().toDenseMatrix().cwiseAbs().maxCoeff(), 0.0f);
+    EXPECT_LT((u.cast<double>() - expected).norm() / expected.norm(), 1e-6) << outliers;
+    // UᵀU inverts H.
+    MatD ud = u.cast<double>();
+    EXPECT_LT((h * (ud.transpose() * ud) - MatD::Identity(k, k)).norm() / std::sqrt(k), 1e-4) << outliers;
+  }
+  Mat u;
+  EXPECT_FALSE(gptq_inverse_factor(-MatD::Identity(8, 8), &u));
+}
+
 // ---- Robustness -----------------------------------------------------------------------------
 TEST(Gptq, RankDeficientHessianRetriesWithMoreDamping) {
   Activations act(64, 8, 0.1f, 0, 1.0f, 51);
