@@ -146,7 +146,7 @@ TEST(JobRun, CompressIsTheSameCodePath) {
   ASSERT_EQ(test::run_ptq("run " + write_job(p, a, 0) + " --quiet").exit_code, 0);
   auto r = test::run_ptq("compress " + p.model + " --tokenizer " + p.tok + " --calib-data " + p.data +
                          " --data-format tinystories --samples 16 --seq-len 128 --seed 3 --method gptq --bits 4"
-                         " --group-size 32 --act-order --out " + b + "/out --eval-data " + p.data +
+                         " --group-size 32 --act-order --format fake --out " + b + "/out --eval-data " + p.data +
                          " --eval-format tinystories --eval-seq-len 128 --eval-max-samples 8 --report " + b +
                          "/report --quiet");
   ASSERT_EQ(r.exit_code, 0) << r.err;
