@@ -95,3 +95,33 @@ TEST(EvalDeterminism, SameNumberAtOneAndTwoThreads) {
 
 }  // namespace
 }  // namespace ptq
+
+namespace ptq {
+namespace {
+
+// pydoc4M (untied lm_head, head_dim 64, SentencePiece BPE) against ../shared/golden/pydoc4M.json.
+TEST(PydocGolden, TextProtocolPerplexityMatchesReference) {
+  PTQ_REQUIRE_SHARED("models/pydoc4M", model_path);
+  PTQ_REQUIRE_SHARED("data/pydoc/eval.txt", eval_text);
+  PTQ_REQUIRE_SHARED("data/wikitext2/wikitext2-test.txt", wiki);
+  PTQ_REQUIRE_SHARED("golden/pydoc4M.json", golden_path);
+  std::ifstream in(golden_path);
+  nlohmann::json golden = nlohmann::json::parse(in);
+  LoadedModel lm = load_model_for_inference(model_path);
+  auto tok = load_tokenizer(model_path + "/tokenizer.model");
+  auto fn = [&](const auto& ids) { return lm.forward->logits(ids); };
+  struct Case {
+    std::string path, key;
+    int max_samples;
+  };
+  for (const Case& c : {Case{eval_text, "pydoc_eval", 0}, Case{wiki, "wikitext2_first64", 64}}) {
+    TokenSeqs seqs = eval_sequences(tokenize_documents(c.path, DataFormat::kText, tok.get(), false),
+                                    DataFormat::kText, 256, c.max_samples);
+    EvalResult r = evaluate_perplexity(fn, seqs);
+    EXPECT_EQ(r.tokens, golden[c.key]["tokens_scored"].get<int64_t>()) << c.key;
+    EXPECT_NEAR(r.ppl / golden[c.key]["ppl"].get<double>(), 1.0, 1e-5) << c.key;
+  }
+}
+
+}  // namespace
+}  // namespace ptq
