@@ -33,7 +33,7 @@ static Vec load_vec(const Model& m, const std::string& name) {
   return Eigen::Map<const Vec>(t.data(), t.size());
 }
 
-BlockWeights BlockWeights::load(const Model& model, int layer) {
+BlockWeights BlockWeights::load(const Model& model, int layer, const PackedLookup& packed_for) {
   const std::string p = layer_prefix(layer);
   BlockWeights w;
   w.attn_norm = load_vec(model, p + "input_layernorm.weight");
@@ -41,7 +41,8 @@ BlockWeights BlockWeights::load(const Model& model, int layer) {
   for (int g = 0; g < kNumLinearInputs; ++g) {
     for (const auto& name : linear_short_names(LinearInput(g))) {
       Linear* lin = w.linear(name);
-      lin->w = model.weight(p + name + ".weight");
+      if (packed_for) lin->packed = packed_for(p + name);
+      if (!lin->packed) lin->w = model.weight(p + name + ".weight");
       if (model.config().attention_bias && g == int(LinearInput::kQKV))
         lin->bias = load_vec(model, p + name + ".bias");
     }

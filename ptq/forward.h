@@ -30,7 +30,10 @@ std::vector<std::string> linear_consumers(int layer, LinearInput g);
 struct BlockWeights {
   Vec attn_norm, ffn_norm;
   Linear q, k, v, o, gate, up, down;  // q/k/v carry a bias when attention_bias
-  static BlockWeights load(const Model& model, int layer);
+  // `packed_for(module)` returns the packed kernel for a module stored packed, else nullptr (the
+  // dense `.weight` is loaded).
+  using PackedLookup = std::function<std::shared_ptr<const PackedLinear>(const std::string& module)>;
+  static BlockWeights load(const Model& model, int layer, const PackedLookup& packed_for = {});
   Linear* linear(const std::string& short_name);  // "q_proj", ..., "down_proj"; nullptr if unknown
 };
 

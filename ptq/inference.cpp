@@ -9,37 +9,6 @@
 #include "formats/packed_checkpoint.h"
 
 namespace ptq {
-namespace {
-
-Vec load_vec(const Model& m, const std::string& name) {
-  Mat t = m.weight(name);
-  return Eigen::Map<const Vec>(t.data(), t.size());
-}
-
-// A block whose packed linear layers run on the packed kernels; layers the recipe kept in full
-// precision (and norms, biases) load as in BlockWeights::load.
-BlockWeights load_packed_block(const Model& model, int layer,
-                               const std::map<std::string, QuantizedWeight>& packed) {
-  const std::string p = layer_prefix(layer);
-  BlockWeights w;
-  w.attn_norm = load_vec(model, p + "input_layernorm.weight");
-  w.ffn_norm = load_vec(model, p + "post_attention_layernorm.weight");
-  for (int g = 0; g < kNumLinearInputs; ++g) {
-    for (const auto& name : linear_short_names(LinearInput(g))) {
-      Linear* lin = w.linear(name);
-      auto it = packed.find(p + name);
-      if (it != packed.end())
-        lin->packed = make_packed_linear(it->second);
-      else
-        lin->w = model.weight(p + name + ".weight");
-      if (model.config().attention_bias && g == int(LinearInput::kQKV))
-        lin->bias = load_vec(model, p + name + ".bias");
-    }
-  }
-  return w;
-}
-
-}  // namespace
 
 LoadedModel load_model_for_inference(const std::string& path) {
   Model model = Model::open(path);
@@ -49,7 +18,13 @@ LoadedModel load_model_for_inference(const std::string& path) {
   }
   const std::map<std::string, QuantizedWeight> packed = read_packed_layers(model);
   std::vector<BlockWeights> blocks;
-  for (int l = 0; l < model.config().num_layers; ++l) blocks.push_back(load_packed_block(model, l, packed));
+  // Layers the recipe kept in full precision (and norms, biases) load as usual.
+  auto packed_for = [&](const std::string& module) -> std::shared_ptr<const PackedLinear> {
+    auto it = packed.find(module);
+    return it == packed.end() ? nullptr : make_packed_linear(it->second);
+  };
+  for (int l = 0; l < model.config().num_layers; ++l)
+    blocks.push_back(BlockWeights::load(model, l, packed_for));
   auto forward = std::make_shared<const LlamaModel>(model.config(), HeadWeights::load(model), std::move(blocks));
   return LoadedModel{std::move(model), std::move(forward)};
 }
