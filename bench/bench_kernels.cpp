@@ -3,7 +3,7 @@
 // a fraction of what the machine streams. The GB counter is a rate (GB/s) of the bytes a call
 // must read: packed codes + group scales/zeros (PackedMatrix::weight_bytes), or N·K·4 for fp32.
 // Weights are random codes with g128 groups (timing does not depend on their values). path:
-// 0 ref, 1 avx2, 2 avx512; act: 0 fp32 activations (the default arithmetic), 1 int8 (opt-in).
+// 0 ref, 1 avx2, 2 avx512; act: 0 fp32 activations, 1 int8x3 (the default arithmetic), 2 int8 (opt-in).
 //   ./bench_kernels --benchmark_filter='tokens:1/threads:1' --benchmark_repetitions=5
 //       --benchmark_report_aggregates_only=true --benchmark_min_time=0.2
 // "Warm" benchmarks reuse one matrix (4-bit 4096² = 9.0 MB stays in this CPU's 32 MB L3);
@@ -76,7 +76,7 @@ void set_counters(benchmark::State& state, double bytes, int threads) {
   state.counters["threads"] = threads;
 }
 
-// Args: N, K, bits, tokens, threads, path (0 ref, 1 avx2, 2 avx512), act (0 fp32, 1 int8).
+// Args: N, K, bits, tokens, threads, path (0 ref, 1 avx2, 2 avx512), act (0 fp32, 1 int8x3, 2 int8).
 void BM_Packed(benchmark::State& state) {
   const int n = int(state.range(0)), k = int(state.range(1)), bits = int(state.range(2));
   const int tokens = int(state.range(3)), threads = int(state.range(4));
@@ -95,7 +95,7 @@ void BM_Packed(benchmark::State& state) {
 }
 
 // Same as BM_Packed for 4-bit 4096², but each call uses the next of 8 copies (72 MB > L3).
-// Args: threads, act (0 fp32, 1 int8).
+// Args: threads, act (0 fp32, 1 int8x3, 2 int8).
 void BM_PackedGemvCold(benchmark::State& state) {
   const int threads = int(state.range(0));
   const auto arithmetic = ActivationArithmetic(state.range(1));
@@ -181,12 +181,12 @@ void packed_args(benchmark::internal::Benchmark* b) {
   const int avx512 = int(KernelPath::avx512);
   for (int threads : {1, 2}) {
     // Path comparison on the headline shape, both arithmetics side by side.
-    for (int act : {0, 1})
+    for (int act : {0, 1, 2})
       for (int path : {int(KernelPath::ref), int(KernelPath::avx2)}) b->Args({4096, 4096, 4, 1, threads, path, act});
     for (int bits : {4, 3})
       for (auto [n, k] : {std::pair{4096, 4096}, {11008, 4096}, {4096, 11008}})
         for (int tokens : {1, 8, 32})
-          for (int act : {0, 1}) b->Args({n, k, bits, tokens, threads, avx512, act});
+          for (int act : {0, 1, 2}) b->Args({n, k, bits, tokens, threads, avx512, act});
   }
 }
 
@@ -199,7 +199,7 @@ void eigen_args(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_MemoryRead1GiB)->ArgName("threads")->Arg(1)->Arg(2)->Apply(best_of)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Packed)->Apply(packed_args)->Apply(best_of)->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_PackedGemvCold)->ArgNames({"threads", "act"})->ArgsProduct({{1, 2}, {0, 1}})->Apply(best_of)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_PackedGemvCold)->ArgNames({"threads", "act"})->ArgsProduct({{1, 2}, {0, 1, 2}})->Apply(best_of)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_EigenFp32)->Apply(eigen_args)->Apply(best_of)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace

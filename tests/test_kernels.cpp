@@ -1,5 +1,5 @@
-// Packed matmul kernels (formats/kernels), both activation arithmetics (fp32, the default, and
-// the opt-in int8): every path against x · dequantize()ᵀ computed in double, SIMD against the
+// Packed matmul kernels (formats/kernels), all activation arithmetics (int8x3, the default, and
+// fp32, both at fp32 rounding level; the opt-in int8): every path against x · dequantize()ᵀ computed in double, SIMD against the
 // scalar reference bit for bit, and 1 vs 2 threads bit for bit.
 #include <gtest/gtest.h>
 
@@ -20,8 +20,9 @@
 namespace ptq::kernels {
 namespace {
 
-// fp32 arithmetic: |y − x·Wᵀ| ≤ kFp32Tolerance · Σ|x·w|. Only fp32 rounding separates the
-// kernels from the double reference (measured ~1e-7; K up to 11008 is tested).
+// fp32 and int8x3 arithmetics: |y − x·Wᵀ| ≤ kFp32Tolerance · Σ|x·w|. Only fp32 rounding (and,
+// for int8x3, a split of x exact to 2^−22 of its block max) separates the kernels from the
+// double reference (measured ≤ 1.3e-7; K up to 11008 is tested).
 constexpr double kFp32Tolerance = 1e-5;
 // int8 arithmetic: |y − x̂·Wᵀ| ≤ kRoundingTolerance · Σ|x̂·w|: the kernels multiply exactly the int8-quantized
 // activations x̂ = d·q (dequantize_activations), so only fp32 rounding separates them.
@@ -125,11 +126,14 @@ TEST(Kernels, PackedDequantizeEqualsQuantizedWeight) {
 }
 
 constexpr ActivationArithmetic kFp32 = ActivationArithmetic::fp32;
+constexpr ActivationArithmetic kInt8x3 = ActivationArithmetic::int8x3;
 constexpr ActivationArithmetic kInt8 = ActivationArithmetic::int8;
+const std::vector<ActivationArithmetic> kExactArithmetics = {kInt8x3, kFp32};
 const std::vector<int> kTokenCounts = {1, 2, 7, 8, 33, 64};
 
-// fp32 arithmetic, every path, every shape and token count: against x·Wᵀ in double.
-TEST(Kernels, Fp32EveryPathMatchesDoubleReference) {
+// int8x3 and fp32 arithmetics, every path, every shape and token count: against x·Wᵀ in double.
+TEST(Kernels, Fp32LevelEveryPathMatchesDoubleReference) {
+  for (ActivationArithmetic arithmetic : kExactArithmetics)
   for (KernelPath path : all_paths()) {
     if (!cpu_supports(path)) {
       std::cout << "[ SKIPPED  ] " << path_name(path) << ": this CPU lacks it\n";
@@ -142,9 +146,10 @@ TEST(Kernels, Fp32EveryPathMatchesDoubleReference) {
       for (int tokens : kTokenCounts) {
         const std::vector<float> x = gaussian(size_t(tokens) * c.cols, 100 + tokens);
         std::vector<float> y(size_t(tokens) * c.rows, -1.0f);
-        packed_matmul(m, x.data(), tokens, y.data(), path, kFp32);
+        packed_matmul(m, x.data(), tokens, y.data(), path, arithmetic);
         expect_within(y, reference_product(w, x, tokens), kFp32Tolerance,
-                      "fp32 " + path_name(path) + " " + c.name() + " tokens " + std::to_string(tokens));
+                      arithmetic_name(arithmetic) + " " + path_name(path) + " " + c.name() + " tokens " +
+                          std::to_string(tokens));
         if (HasFatalFailure()) return;
       }
     }
@@ -152,8 +157,10 @@ TEST(Kernels, Fp32EveryPathMatchesDoubleReference) {
 }
 
 // Long rows (K = 11008, the Llama-7B down projection): per-channel and g128, 8-bit codes (the
-// largest products) and 4-bit, plus a 300σ outlier channel, which fp32 multiplies exactly.
-TEST(Kernels, Fp32LongRowsAndOutlierWithinTolerance) {
+// largest products) and 4-bit, plus a 300σ outlier channel (fp32 multiplies it exactly; int8x3
+// splits its block relative to it, 2^−22 of 300 per neighbour).
+TEST(Kernels, Fp32LevelLongRowsAndOutlierWithinTolerance) {
+  for (ActivationArithmetic arithmetic : kExactArithmetics)
   for (KernelPath path : all_paths()) {
     if (!cpu_supports(path)) continue;
     for (const Case& c : {Case{20, 11008, 8, -1, false}, Case{20, 11008, 4, 128, true}, Case{20, 11008, 3, -1, true}}) {
@@ -162,14 +169,17 @@ TEST(Kernels, Fp32LongRowsAndOutlierWithinTolerance) {
       std::vector<float> x = gaussian(size_t(2) * c.cols, 6);
       x[4321] = 300.0f;
       std::vector<float> y(size_t(2) * c.rows);
-      packed_matmul(m, x.data(), 2, y.data(), path, kFp32);
-      expect_within(y, reference_product(q.dequantize(), x, 2), kFp32Tolerance, "fp32 " + path_name(path) + " " + c.name());
+      packed_matmul(m, x.data(), 2, y.data(), path, arithmetic);
+      expect_within(y, reference_product(q.dequantize(), x, 2), kFp32Tolerance,
+                    arithmetic_name(arithmetic) + " " + path_name(path) + " " + c.name());
     }
   }
 }
 
-// The fp32 SIMD kernels run the reference's four FMA chains in the same order.
-TEST(Kernels, Fp32SimdMatchesRefBitForBit) {
+// The fp32 SIMD kernels run the reference's four FMA chains in the same order; the int8x3 ones
+// its exact integer dots and the same fp32 combination.
+TEST(Kernels, Fp32LevelSimdMatchesRefBitForBit) {
+  for (ActivationArithmetic arithmetic : kExactArithmetics)
   for (KernelPath path : {KernelPath::avx2, KernelPath::avx512}) {
     if (!cpu_supports(path)) {
       std::cout << "[ SKIPPED  ] " << path_name(path) << ": this CPU lacks it\n";
@@ -180,10 +190,10 @@ TEST(Kernels, Fp32SimdMatchesRefBitForBit) {
         const PackedMatrix m = pack_matrix(random_weight(c, 23));
         const std::vector<float> x = gaussian(size_t(tokens) * c.cols, 5);
         std::vector<float> y_ref(size_t(tokens) * c.rows), y_simd(y_ref.size());
-        packed_matmul(m, x.data(), tokens, y_ref.data(), KernelPath::ref, kFp32);
-        packed_matmul(m, x.data(), tokens, y_simd.data(), path, kFp32);
+        packed_matmul(m, x.data(), tokens, y_ref.data(), KernelPath::ref, arithmetic);
+        packed_matmul(m, x.data(), tokens, y_simd.data(), path, arithmetic);
         ASSERT_EQ(0, std::memcmp(y_ref.data(), y_simd.data(), y_ref.size() * sizeof(float)))
-            << path_name(path) << " " << c.name() << " tokens " << tokens;
+            << arithmetic_name(arithmetic) << " " << path_name(path) << " " << c.name() << " tokens " << tokens;
       }
   }
 }
@@ -260,7 +270,7 @@ TEST(Kernels, Int8ActivationErrorWithinBoundWithOutlier) {
 TEST(Kernels, OneAndTwoThreadsBitIdentical) {
   const Case c{520, 512, 4, 128, true};  // large enough to run in parallel; 520 = partial tile
   const PackedMatrix m = pack_matrix(random_weight(c, 31));
-  for (ActivationArithmetic arithmetic : {kFp32, kInt8})
+  for (ActivationArithmetic arithmetic : {kInt8x3, kFp32, kInt8})
     for (KernelPath path : all_paths()) {
       if (!cpu_supports(path)) continue;
       for (int tokens : {1, 8}) {
@@ -278,8 +288,8 @@ TEST(Kernels, OneAndTwoThreadsBitIdentical) {
     }
 }
 
-// PackedLinear through make_packed_linear, with more tokens than one GEMM call takes: fp32 by
-// default, int8 when $PTQ_KERNEL_ACT asks for it.
+// PackedLinear through make_packed_linear, with more tokens than one GEMM call takes: int8x3 by
+// default, fp32 or int8 when $PTQ_KERNEL_ACT asks for it.
 TEST(Kernels, PackedLinearMatchesDequantizedProduct) {
   const Case c{33, 172, 3, 32, true};
   const QuantizedWeight q = random_weight(c, 41);
@@ -292,7 +302,11 @@ TEST(Kernels, PackedLinearMatchesDequantizedProduct) {
   std::vector<float> y(size_t(tokens) * c.rows);
   const Reference ref = reference_product(q.dequantize(), x, tokens);
   linear->matmul(x.data(), tokens, y.data());
-  expect_within(y, ref, kFp32Tolerance, "PackedLinear default (fp32)");
+  expect_within(y, ref, kFp32Tolerance, "PackedLinear default (int8x3)");
+  ::setenv("PTQ_KERNEL_ACT", "fp32", 1);
+  std::vector<float> y32(y.size());
+  linear->matmul(x.data(), tokens, y32.data());
+  expect_within(y32, ref, kFp32Tolerance, "PackedLinear fp32");
   ::setenv("PTQ_KERNEL_ACT", "int8", 1);
   std::vector<float> y8(y.size());
   linear->matmul(x.data(), tokens, y8.data());
@@ -342,7 +356,9 @@ TEST(Kernels, KernelPathFromEnvironment) {
 
 TEST(Kernels, ActivationArithmeticFromEnvironment) {
   ::unsetenv("PTQ_KERNEL_ACT");
-  EXPECT_EQ(active_activation_arithmetic(), ActivationArithmetic::fp32);  // the default
+  EXPECT_EQ(active_activation_arithmetic(), ActivationArithmetic::int8x3);  // the default
+  ::setenv("PTQ_KERNEL_ACT", "fp32", 1);
+  EXPECT_EQ(active_activation_arithmetic(), ActivationArithmetic::fp32);
   ::setenv("PTQ_KERNEL_ACT", "int8", 1);
   EXPECT_EQ(active_activation_arithmetic(), ActivationArithmetic::int8);
   ::setenv("PTQ_KERNEL_ACT", "fp16", 1);

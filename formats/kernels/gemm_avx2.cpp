@@ -5,41 +5,12 @@
 // nibbles to stay inside that bound. Selected at run time (dispatch.cpp).
 #include <immintrin.h>
 
-#include <cstring>
-
 #include "formats/kernels/decode_avx2.h"
 #include "formats/kernels/kernels.h"
 
 namespace ptq::kernels {
 
 namespace {
-
-PTQ_AVX2 inline __m256i broadcast4(const int8_t* x) {
-  int32_t v;
-  std::memcpy(&v, x, sizeof v);
-  return _mm256_set1_epi32(v);
-}
-
-// Σ over the block of code·x̂ for 8 rows, as int32.
-template <int Bits>
-PTQ_AVX2 inline __m256i block_dot(const __m256i quad[kQuadsPerBlock], const int8_t* xq) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  if constexpr (Bits == 8) {
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
-    __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
-    for (int j = 0; j < kQuadsPerBlock; ++j) {
-      const __m256i x = broadcast4(xq + kQuadCols * j);
-      lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(_mm256_and_si256(quad[j], low4), x));
-      hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(quad[j], 4), low4), x));
-    }
-    return _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(hi, ones), 4), _mm256_madd_epi16(lo, ones));
-  } else {
-    __m256i sum = _mm256_setzero_si256();
-    for (int j = 0; j < kQuadsPerBlock; ++j)
-      sum = _mm256_add_epi16(sum, _mm256_maddubs_epi16(quad[j], broadcast4(xq + kQuadCols * j)));
-    return _mm256_madd_epi16(sum, ones);
-  }
-}
 
 PTQ_AVX2 inline void store_rows(float* dst, __m256 v, int valid) {
   if (valid >= kHalfRows) {

@@ -4,30 +4,12 @@
 // the library builds without -march=native; selected at run time (dispatch.cpp).
 #include <immintrin.h>
 
-#include <cstring>
-
 #include "formats/kernels/decode_avx512.h"
 #include "formats/kernels/kernels.h"
 
 namespace ptq::kernels {
 
 namespace {
-
-PTQ_AVX512 inline __m512i broadcast4(const int8_t* x) {
-  int32_t v;
-  std::memcpy(&v, x, sizeof v);
-  return _mm512_set1_epi32(v);
-}
-
-// Σ over the block of code·x̂ for 16 rows; two accumulators halve the vpdpbusd dependency chain.
-PTQ_AVX512 inline __m512i block_dot(const __m512i quad[kQuadsPerBlock], const int8_t* xq) {
-  __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
-  for (int j = 0; j < kQuadsPerBlock; j += 2) {
-    even = _mm512_dpbusd_epi32(even, quad[j], broadcast4(xq + kQuadCols * j));
-    odd = _mm512_dpbusd_epi32(odd, quad[j + 1], broadcast4(xq + kQuadCols * (j + 1)));
-  }
-  return _mm512_add_epi32(even, odd);
-}
 
 // One tile for tokens [t0, t0 + TB): the tile's codes are decoded once per block and reused by
 // every token in registers.

@@ -36,6 +36,8 @@ void packed_matmul(const PackedMatrix& m, const float* x, int tokens, float* y, 
     float* yt = y + size_t(t0) * m.rows;
     if (arithmetic == ActivationArithmetic::fp32) {
       run_tiles(f32_kernel(path), m, gather_activations(m, xt, n), yt);
+    } else if (arithmetic == ActivationArithmetic::int8x3) {
+      run_tiles(split_kernel(path), m, split_activations(m, xt, n), yt);
     } else {
       run_tiles(n == 1 ? gemv_kernel(path) : gemm_kernel(path), m, quantize_activations(m, xt, n), yt);
     }
@@ -48,7 +50,7 @@ namespace {
 
 // The kernel-side layout behind PackedLinear; the path and the activation arithmetic are chosen
 // per call so that tests can force them (force_kernel_path / $PTQ_KERNEL,
-// force_activation_arithmetic / $PTQ_KERNEL_ACT; fp32 unless int8 is asked for).
+// force_activation_arithmetic / $PTQ_KERNEL_ACT; int8x3 unless another is asked for).
 class KernelPackedLinear final : public PackedLinear {
  public:
   explicit KernelPackedLinear(kernels::PackedMatrix m) : m_(std::move(m)) {}
