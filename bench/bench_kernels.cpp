@@ -3,7 +3,7 @@
 // a fraction of what the machine streams. The GB counter is a rate (GB/s) of the bytes a call
 // must read: packed codes + group scales/zeros (PackedMatrix::weight_bytes), or N·K·4 for fp32.
 // Weights are random codes with g128 groups (timing does not depend on their values). path:
-// 0 ref, 1 avx2, 2 avx512.
+// 0 ref, 1 avx2, 2 avx512; act: 0 fp32 activations, 1 int8x3 (the default arithmetic), 2 int8 (opt-in).
 //   ./bench_kernels --benchmark_filter='tokens:1/threads:1' --benchmark_repetitions=5
 //       --benchmark_report_aggregates_only=true --benchmark_min_time=0.2
 // "Warm" benchmarks reuse one matrix (4-bit 4096² = 9.0 MB stays in this CPU's 32 MB L3);
@@ -76,26 +76,29 @@ void set_counters(benchmark::State& state, double bytes, int threads) {
   state.counters["threads"] = threads;
 }
 
-// Args: N, K, bits, tokens, threads, path (0 ref, 1 avx2, 2 avx512).
+// Args: N, K, bits, tokens, threads, path (0 ref, 1 avx2, 2 avx512), act (0 fp32, 1 int8x3, 2 int8).
 void BM_Packed(benchmark::State& state) {
   const int n = int(state.range(0)), k = int(state.range(1)), bits = int(state.range(2));
   const int tokens = int(state.range(3)), threads = int(state.range(4));
   const auto path = KernelPath(state.range(5));
+  const auto arithmetic = ActivationArithmetic(state.range(6));
   if (!cpu_supports(path)) return state.SkipWithError("CPU lacks this kernel path");
   const PackedMatrix& m = packed(n, k, bits);
   const std::vector<float> x = random_floats(size_t(tokens) * k, 2);
   std::vector<float> y(size_t(tokens) * n);
   set_num_threads(threads);
   for (auto _ : state) {
-    packed_matmul(m, x.data(), tokens, y.data(), path);
+    packed_matmul(m, x.data(), tokens, y.data(), path, arithmetic);
     benchmark::DoNotOptimize(y.data());
   }
   set_counters(state, double(m.weight_bytes()), threads);
 }
 
 // Same as BM_Packed for 4-bit 4096², but each call uses the next of 8 copies (72 MB > L3).
+// Args: threads, act (0 fp32, 1 int8x3, 2 int8).
 void BM_PackedGemvCold(benchmark::State& state) {
   const int threads = int(state.range(0));
+  const auto arithmetic = ActivationArithmetic(state.range(1));
   constexpr int kCopies = 8, n = 4096, k = 4096;
   static std::vector<PackedMatrix> copies;
   if (copies.empty()) {
@@ -108,7 +111,7 @@ void BM_PackedGemvCold(benchmark::State& state) {
   const KernelPath path = active_kernel_path();
   int i = 0;
   for (auto _ : state) {
-    packed_matmul(copies[i], x.data(), 1, y.data(), path);
+    packed_matmul(copies[i], x.data(), 1, y.data(), path, arithmetic);
     benchmark::DoNotOptimize(y.data());
     i = (i + 1) % kCopies;
   }
@@ -174,14 +177,16 @@ void BM_MemoryRead1GiB(benchmark::State& state) {
 }
 
 void packed_args(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"N", "K", "bits", "tokens", "threads", "path"});
+  b->ArgNames({"N", "K", "bits", "tokens", "threads", "path", "act"});
   const int avx512 = int(KernelPath::avx512);
   for (int threads : {1, 2}) {
-    // Path comparison on the headline shape.
-    for (int path : {int(KernelPath::ref), int(KernelPath::avx2)}) b->Args({4096, 4096, 4, 1, threads, path});
+    // Path comparison on the headline shape, both arithmetics side by side.
+    for (int act : {0, 1, 2})
+      for (int path : {int(KernelPath::ref), int(KernelPath::avx2)}) b->Args({4096, 4096, 4, 1, threads, path, act});
     for (int bits : {4, 3})
       for (auto [n, k] : {std::pair{4096, 4096}, {11008, 4096}, {4096, 11008}})
-        for (int tokens : {1, 8, 32}) b->Args({n, k, bits, tokens, threads, avx512});
+        for (int tokens : {1, 8, 32})
+          for (int act : {0, 1, 2}) b->Args({n, k, bits, tokens, threads, avx512, act});
   }
 }
 
@@ -194,7 +199,7 @@ void eigen_args(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_MemoryRead1GiB)->ArgName("threads")->Arg(1)->Arg(2)->Apply(best_of)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Packed)->Apply(packed_args)->Apply(best_of)->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_PackedGemvCold)->ArgName("threads")->Arg(1)->Arg(2)->Apply(best_of)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_PackedGemvCold)->ArgNames({"threads", "act"})->ArgsProduct({{1, 2}, {0, 1, 2}})->Apply(best_of)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_EigenFp32)->Apply(eigen_args)->Apply(best_of)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace

@@ -1,5 +1,6 @@
-// Packed matmul kernels (formats/kernels): every path against x · dequantize()ᵀ computed in
-// double, SIMD against the scalar reference bit for bit, and 1 vs 2 threads bit for bit.
+// Packed matmul kernels (formats/kernels), all activation arithmetics (int8x3, the default, and
+// fp32, both at fp32 rounding level; the opt-in int8): every path against x · dequantize()ᵀ computed in double, SIMD against the
+// scalar reference bit for bit, and 1 vs 2 threads bit for bit.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -19,7 +20,11 @@
 namespace ptq::kernels {
 namespace {
 
-// |y − x̂·Wᵀ| ≤ kRoundingTolerance · Σ|x̂·w|: the kernels multiply exactly the int8-quantized
+// fp32 and int8x3 arithmetics: |y − x·Wᵀ| ≤ kFp32Tolerance · Σ|x·w|. Only fp32 rounding (and,
+// for int8x3, a split of x exact to 2^−22 of its block max) separates the kernels from the
+// double reference (measured ≤ 1.3e-7; K up to 11008 is tested).
+constexpr double kFp32Tolerance = 1e-5;
+// int8 arithmetic: |y − x̂·Wᵀ| ≤ kRoundingTolerance · Σ|x̂·w|: the kernels multiply exactly the int8-quantized
 // activations x̂ = d·q (dequantize_activations), so only fp32 rounding separates them.
 constexpr double kRoundingTolerance = 1e-5;
 // |y − x·Wᵀ| ≤ kActivationTolerance · Σ|x·w| for Gaussian activations: the int8 block
@@ -120,8 +125,15 @@ TEST(Kernels, PackedDequantizeEqualsQuantizedWeight) {
   }
 }
 
-// Every path, every shape: against x̂·Wᵀ (rounding only) and x·Wᵀ (activation quantization).
-TEST(Kernels, EveryPathMatchesDoubleReference) {
+constexpr ActivationArithmetic kFp32 = ActivationArithmetic::fp32;
+constexpr ActivationArithmetic kInt8x3 = ActivationArithmetic::int8x3;
+constexpr ActivationArithmetic kInt8 = ActivationArithmetic::int8;
+const std::vector<ActivationArithmetic> kExactArithmetics = {kInt8x3, kFp32};
+const std::vector<int> kTokenCounts = {1, 2, 7, 8, 33, 64};
+
+// int8x3 and fp32 arithmetics, every path, every shape and token count: against x·Wᵀ in double.
+TEST(Kernels, Fp32LevelEveryPathMatchesDoubleReference) {
+  for (ActivationArithmetic arithmetic : kExactArithmetics)
   for (KernelPath path : all_paths()) {
     if (!cpu_supports(path)) {
       std::cout << "[ SKIPPED  ] " << path_name(path) << ": this CPU lacks it\n";
@@ -131,11 +143,78 @@ TEST(Kernels, EveryPathMatchesDoubleReference) {
       const QuantizedWeight q = random_weight(c, 11 + c.bits);
       const PackedMatrix m = pack_matrix(q);
       const Mat w = q.dequantize();
-      for (int tokens : {1, 2, 7, 8, 33, 64}) {
-        const std::string what = path_name(path) + " " + c.name() + " tokens " + std::to_string(tokens);
+      for (int tokens : kTokenCounts) {
         const std::vector<float> x = gaussian(size_t(tokens) * c.cols, 100 + tokens);
         std::vector<float> y(size_t(tokens) * c.rows, -1.0f);
-        packed_matmul(m, x.data(), tokens, y.data(), path);
+        packed_matmul(m, x.data(), tokens, y.data(), path, arithmetic);
+        expect_within(y, reference_product(w, x, tokens), kFp32Tolerance,
+                      arithmetic_name(arithmetic) + " " + path_name(path) + " " + c.name() + " tokens " +
+                          std::to_string(tokens));
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
+}
+
+// Long rows (K = 11008, the Llama-7B down projection): per-channel and g128, 8-bit codes (the
+// largest products) and 4-bit, plus a 300σ outlier channel (fp32 multiplies it exactly; int8x3
+// splits its block relative to it, 2^−22 of 300 per neighbour).
+TEST(Kernels, Fp32LevelLongRowsAndOutlierWithinTolerance) {
+  for (ActivationArithmetic arithmetic : kExactArithmetics)
+  for (KernelPath path : all_paths()) {
+    if (!cpu_supports(path)) continue;
+    for (const Case& c : {Case{20, 11008, 8, -1, false}, Case{20, 11008, 4, 128, true}, Case{20, 11008, 3, -1, true}}) {
+      const QuantizedWeight q = random_weight(c, 5);
+      const PackedMatrix m = pack_matrix(q);
+      std::vector<float> x = gaussian(size_t(2) * c.cols, 6);
+      x[4321] = 300.0f;
+      std::vector<float> y(size_t(2) * c.rows);
+      packed_matmul(m, x.data(), 2, y.data(), path, arithmetic);
+      expect_within(y, reference_product(q.dequantize(), x, 2), kFp32Tolerance,
+                    arithmetic_name(arithmetic) + " " + path_name(path) + " " + c.name());
+    }
+  }
+}
+
+// The fp32 SIMD kernels run the reference's four FMA chains in the same order; the int8x3 ones
+// its exact integer dots and the same fp32 combination.
+TEST(Kernels, Fp32LevelSimdMatchesRefBitForBit) {
+  for (ActivationArithmetic arithmetic : kExactArithmetics)
+  for (KernelPath path : {KernelPath::avx2, KernelPath::avx512}) {
+    if (!cpu_supports(path)) {
+      std::cout << "[ SKIPPED  ] " << path_name(path) << ": this CPU lacks it\n";
+      continue;
+    }
+    for (const Case& c : all_cases())
+      for (int tokens : {1, 3, 4, 8, 33}) {
+        const PackedMatrix m = pack_matrix(random_weight(c, 23));
+        const std::vector<float> x = gaussian(size_t(tokens) * c.cols, 5);
+        std::vector<float> y_ref(size_t(tokens) * c.rows), y_simd(y_ref.size());
+        packed_matmul(m, x.data(), tokens, y_ref.data(), KernelPath::ref, arithmetic);
+        packed_matmul(m, x.data(), tokens, y_simd.data(), path, arithmetic);
+        ASSERT_EQ(0, std::memcmp(y_ref.data(), y_simd.data(), y_ref.size() * sizeof(float)))
+            << arithmetic_name(arithmetic) << " " << path_name(path) << " " << c.name() << " tokens " << tokens;
+      }
+  }
+}
+
+// int8 arithmetic, every path, every shape: against x̂·Wᵀ (rounding only) and x·Wᵀ (activation
+// quantization).
+TEST(Kernels, Int8EveryPathMatchesDoubleReference) {
+  for (KernelPath path : all_paths()) {
+    if (!cpu_supports(path)) {
+      std::cout << "[ SKIPPED  ] " << path_name(path) << ": this CPU lacks it\n";
+      continue;
+    }
+    for (const Case& c : all_cases()) {
+      const QuantizedWeight q = random_weight(c, 11 + c.bits);
+      const PackedMatrix m = pack_matrix(q);
+      const Mat w = q.dequantize();
+      for (int tokens : kTokenCounts) {
+        const std::string what = "int8 " + path_name(path) + " " + c.name() + " tokens " + std::to_string(tokens);
+        const std::vector<float> x = gaussian(size_t(tokens) * c.cols, 100 + tokens);
+        std::vector<float> y(size_t(tokens) * c.rows, -1.0f);
+        packed_matmul(m, x.data(), tokens, y.data(), path, kInt8);
         const std::vector<float> x_hat = dequantize_activations(m, quantize_activations(m, x.data(), tokens));
         expect_within(y, reference_product(w, x_hat, tokens), kRoundingTolerance, what + " vs x̂");
         expect_within(y, reference_product(w, x, tokens), kActivationTolerance, what + " vs x");
@@ -145,8 +224,8 @@ TEST(Kernels, EveryPathMatchesDoubleReference) {
   }
 }
 
-// The SIMD kernels perform the reference's integer sums and fp32 operations in the same order.
-TEST(Kernels, SimdMatchesRefBitForBit) {
+// The int8 SIMD kernels perform the reference's integer sums and fp32 operations in the same order.
+TEST(Kernels, Int8SimdMatchesRefBitForBit) {
   for (KernelPath path : {KernelPath::avx2, KernelPath::avx512}) {
     if (!cpu_supports(path)) {
       std::cout << "[ SKIPPED  ] " << path_name(path) << ": this CPU lacks it\n";
@@ -157,8 +236,8 @@ TEST(Kernels, SimdMatchesRefBitForBit) {
         const PackedMatrix m = pack_matrix(random_weight(c, 23));
         const std::vector<float> x = gaussian(size_t(tokens) * c.cols, 5);
         std::vector<float> y_ref(size_t(tokens) * c.rows), y_simd(y_ref.size());
-        packed_matmul(m, x.data(), tokens, y_ref.data(), KernelPath::ref);
-        packed_matmul(m, x.data(), tokens, y_simd.data(), path);
+        packed_matmul(m, x.data(), tokens, y_ref.data(), KernelPath::ref, kInt8);
+        packed_matmul(m, x.data(), tokens, y_simd.data(), path, kInt8);
         ASSERT_EQ(0, std::memcmp(y_ref.data(), y_simd.data(), y_ref.size() * sizeof(float)))
             << path_name(path) << " " << c.name() << " tokens " << tokens;
       }
@@ -167,7 +246,7 @@ TEST(Kernels, SimdMatchesRefBitForBit) {
 
 // The int8 activation error obeys its worst-case bound Σ_k |w_k|·d_b/2 even when one channel is
 // an outlier that coarsens its block's step d_b.
-TEST(Kernels, ActivationErrorWithinBoundWithOutlier) {
+TEST(Kernels, Int8ActivationErrorWithinBoundWithOutlier) {
   const Case c{48, 256, 4, 128, true};
   const QuantizedWeight q = random_weight(c, 3);
   const PackedMatrix m = pack_matrix(q);
@@ -179,7 +258,7 @@ TEST(Kernels, ActivationErrorWithinBoundWithOutlier) {
   for (int p = 0; p < m.blocks * kBlockCols; ++p)
     if (m.source_col[p] >= 0) half_step[m.source_col[p]] = 0.5 * a.token_scale(0)[p / kBlockCols];
   std::vector<float> y(c.rows);
-  packed_matmul(m, x.data(), 1, y.data(), active_kernel_path());
+  packed_matmul(m, x.data(), 1, y.data(), active_kernel_path(), kInt8);
   const Reference ref = reference_product(w, x, 1);
   for (int r = 0; r < c.rows; ++r) {
     double bound = 0;
@@ -191,23 +270,26 @@ TEST(Kernels, ActivationErrorWithinBoundWithOutlier) {
 TEST(Kernels, OneAndTwoThreadsBitIdentical) {
   const Case c{520, 512, 4, 128, true};  // large enough to run in parallel; 520 = partial tile
   const PackedMatrix m = pack_matrix(random_weight(c, 31));
-  for (KernelPath path : all_paths()) {
-    if (!cpu_supports(path)) continue;
-    for (int tokens : {1, 8}) {
-      const std::vector<float> x = gaussian(size_t(tokens) * c.cols, 77);
-      std::vector<float> y1(size_t(tokens) * c.rows), y2(y1.size());
-      set_num_threads(1);
-      packed_matmul(m, x.data(), tokens, y1.data(), path);
-      set_num_threads(2);
-      packed_matmul(m, x.data(), tokens, y2.data(), path);
-      EXPECT_EQ(0, std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float))) << path_name(path) << " " << tokens;
-      packed_matmul(m, x.data(), tokens, y1.data(), path);  // rerun
-      EXPECT_EQ(0, std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float))) << path_name(path) << " rerun";
+  for (ActivationArithmetic arithmetic : {kInt8x3, kFp32, kInt8})
+    for (KernelPath path : all_paths()) {
+      if (!cpu_supports(path)) continue;
+      for (int tokens : {1, 8}) {
+        const std::string what = arithmetic_name(arithmetic) + " " + path_name(path) + " tokens " + std::to_string(tokens);
+        const std::vector<float> x = gaussian(size_t(tokens) * c.cols, 77);
+        std::vector<float> y1(size_t(tokens) * c.rows), y2(y1.size());
+        set_num_threads(1);
+        packed_matmul(m, x.data(), tokens, y1.data(), path, arithmetic);
+        set_num_threads(2);
+        packed_matmul(m, x.data(), tokens, y2.data(), path, arithmetic);
+        EXPECT_EQ(0, std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float))) << what;
+        packed_matmul(m, x.data(), tokens, y1.data(), path, arithmetic);  // rerun
+        EXPECT_EQ(0, std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float))) << what << " rerun";
+      }
     }
-  }
 }
 
-// PackedLinear through make_packed_linear, with more tokens than one GEMM call takes.
+// PackedLinear through make_packed_linear, with more tokens than one GEMM call takes: int8x3 by
+// default, fp32 or int8 when $PTQ_KERNEL_ACT asks for it.
 TEST(Kernels, PackedLinearMatchesDequantizedProduct) {
   const Case c{33, 172, 3, 32, true};
   const QuantizedWeight q = random_weight(c, 41);
@@ -218,8 +300,19 @@ TEST(Kernels, PackedLinearMatchesDequantizedProduct) {
   const int tokens = kMaxGemmTokens + 6;
   const std::vector<float> x = gaussian(size_t(tokens) * c.cols, 8);
   std::vector<float> y(size_t(tokens) * c.rows);
+  const Reference ref = reference_product(q.dequantize(), x, tokens);
   linear->matmul(x.data(), tokens, y.data());
-  expect_within(y, reference_product(q.dequantize(), x, tokens), kActivationTolerance, "PackedLinear");
+  expect_within(y, ref, kFp32Tolerance, "PackedLinear default (int8x3)");
+  ::setenv("PTQ_KERNEL_ACT", "fp32", 1);
+  std::vector<float> y32(y.size());
+  linear->matmul(x.data(), tokens, y32.data());
+  expect_within(y32, ref, kFp32Tolerance, "PackedLinear fp32");
+  ::setenv("PTQ_KERNEL_ACT", "int8", 1);
+  std::vector<float> y8(y.size());
+  linear->matmul(x.data(), tokens, y8.data());
+  ::unsetenv("PTQ_KERNEL_ACT");
+  expect_within(y8, ref, kActivationTolerance, "PackedLinear int8");
+  EXPECT_NE(0, std::memcmp(y.data(), y8.data(), y.size() * sizeof(float))) << "PTQ_KERNEL_ACT=int8 had no effect";
 }
 
 TEST(Kernels, BadWeightsThrowNamedErrors) {
@@ -259,6 +352,21 @@ TEST(Kernels, KernelPathFromEnvironment) {
   force_kernel_path(std::nullopt);
   ::unsetenv("PTQ_KERNEL");
   EXPECT_TRUE(cpu_supports(active_kernel_path()));
+}
+
+TEST(Kernels, ActivationArithmeticFromEnvironment) {
+  ::unsetenv("PTQ_KERNEL_ACT");
+  EXPECT_EQ(active_activation_arithmetic(), ActivationArithmetic::int8x3);  // the default
+  ::setenv("PTQ_KERNEL_ACT", "fp32", 1);
+  EXPECT_EQ(active_activation_arithmetic(), ActivationArithmetic::fp32);
+  ::setenv("PTQ_KERNEL_ACT", "int8", 1);
+  EXPECT_EQ(active_activation_arithmetic(), ActivationArithmetic::int8);
+  ::setenv("PTQ_KERNEL_ACT", "fp16", 1);
+  EXPECT_THROW(active_activation_arithmetic(), Error);
+  force_activation_arithmetic(ActivationArithmetic::fp32);  // the function override wins
+  EXPECT_EQ(active_activation_arithmetic(), ActivationArithmetic::fp32);
+  force_activation_arithmetic(std::nullopt);
+  ::unsetenv("PTQ_KERNEL_ACT");
 }
 
 }  // namespace

@@ -9,6 +9,7 @@ namespace ptq::kernels {
 namespace {
 
 std::optional<KernelPath> g_forced;
+std::optional<ActivationArithmetic> g_forced_arithmetic;
 
 KernelPath parse_path(const std::string& s) {
   if (s == "ref") return KernelPath::ref;
@@ -63,6 +64,46 @@ TileKernel gemv_kernel(KernelPath p) {
   }
   return gemv_ref;
 }
+
+FloatTileKernel f32_kernel(KernelPath p) {
+  switch (p) {
+    case KernelPath::ref: return gemm_f32_ref;
+    case KernelPath::avx2: return gemm_f32_avx2;
+    case KernelPath::avx512: return gemm_f32_avx512;
+  }
+  return gemm_f32_ref;
+}
+
+SplitTileKernel split_kernel(KernelPath p) {
+  switch (p) {
+    case KernelPath::ref: return gemm_split_ref;
+    case KernelPath::avx2: return gemm_split_avx2;
+    case KernelPath::avx512: return gemm_split_avx512;
+  }
+  return gemm_split_ref;
+}
+
+std::string arithmetic_name(ActivationArithmetic a) {
+  switch (a) {
+    case ActivationArithmetic::fp32: return "fp32";
+    case ActivationArithmetic::int8x3: return "int8x3";
+    case ActivationArithmetic::int8: return "int8";
+  }
+  return "?";
+}
+
+ActivationArithmetic active_activation_arithmetic() {
+  if (g_forced_arithmetic) return *g_forced_arithmetic;
+  const char* env = std::getenv("PTQ_KERNEL_ACT");
+  if (!env || !*env) return ActivationArithmetic::int8x3;
+  const std::string s = env;
+  if (s == "fp32") return ActivationArithmetic::fp32;
+  if (s == "int8x3") return ActivationArithmetic::int8x3;
+  if (s == "int8") return ActivationArithmetic::int8;
+  throw Error("PTQ_KERNEL_ACT: expected fp32, int8x3 or int8, got '" + s + "'");
+}
+
+void force_activation_arithmetic(std::optional<ActivationArithmetic> a) { g_forced_arithmetic = a; }
 
 TileKernel gemm_kernel(KernelPath p) {
   switch (p) {

@@ -17,7 +17,8 @@ constexpr int kTilesPerTask = 4;
 // Below this many block-tiles (16 rows × 32 columns each) a call is too small to share.
 constexpr long kMinParallelBlockTiles = 2048;
 
-void run_tiles(TileKernel kernel, const PackedMatrix& m, const ActivationBlocks& a, float* y) {
+template <class Kernel, class Activations>
+void run_tiles(Kernel kernel, const PackedMatrix& m, const Activations& a, float* y) {
   const int tasks = (m.tiles + kTilesPerTask - 1) / kTilesPerTask;
   const bool parallel = long(m.tiles) * m.blocks * a.tokens >= kMinParallelBlockTiles && tasks > 1;
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
@@ -27,11 +28,19 @@ void run_tiles(TileKernel kernel, const PackedMatrix& m, const ActivationBlocks&
 
 }  // namespace
 
-void packed_matmul(const PackedMatrix& m, const float* x, int tokens, float* y, KernelPath path) {
+void packed_matmul(const PackedMatrix& m, const float* x, int tokens, float* y, KernelPath path,
+                   ActivationArithmetic arithmetic) {
   for (int t0 = 0; t0 < tokens; t0 += kMaxGemmTokens) {
     const int n = std::min(kMaxGemmTokens, tokens - t0);
-    const ActivationBlocks a = quantize_activations(m, x + size_t(t0) * m.cols, n);
-    run_tiles(n == 1 ? gemv_kernel(path) : gemm_kernel(path), m, a, y + size_t(t0) * m.rows);
+    const float* xt = x + size_t(t0) * m.cols;
+    float* yt = y + size_t(t0) * m.rows;
+    if (arithmetic == ActivationArithmetic::fp32) {
+      run_tiles(f32_kernel(path), m, gather_activations(m, xt, n), yt);
+    } else if (arithmetic == ActivationArithmetic::int8x3) {
+      run_tiles(split_kernel(path), m, split_activations(m, xt, n), yt);
+    } else {
+      run_tiles(n == 1 ? gemv_kernel(path) : gemm_kernel(path), m, quantize_activations(m, xt, n), yt);
+    }
   }
 }
 
@@ -39,8 +48,9 @@ void packed_matmul(const PackedMatrix& m, const float* x, int tokens, float* y, 
 
 namespace {
 
-// The kernel-side layout behind PackedLinear; the path is chosen per call so that tests can
-// force one (kernels::force_kernel_path or $PTQ_KERNEL).
+// The kernel-side layout behind PackedLinear; the path and the activation arithmetic are chosen
+// per call so that tests can force them (force_kernel_path / $PTQ_KERNEL,
+// force_activation_arithmetic / $PTQ_KERNEL_ACT; int8x3 unless another is asked for).
 class KernelPackedLinear final : public PackedLinear {
  public:
   explicit KernelPackedLinear(kernels::PackedMatrix m) : m_(std::move(m)) {}
@@ -48,7 +58,7 @@ class KernelPackedLinear final : public PackedLinear {
   int cols() const override { return m_.cols; }
   Mat dequantize() const override { return kernels::dequantize(m_); }
   void matmul(const float* x, int tokens, float* y) const override {
-    kernels::packed_matmul(m_, x, tokens, y, kernels::active_kernel_path());
+    kernels::packed_matmul(m_, x, tokens, y, kernels::active_kernel_path(), kernels::active_activation_arithmetic());
   }
 
  private:
