@@ -142,8 +142,12 @@ MatD reversed_damped_hessian(const MatD& h, const Problem& p, double lambda) {
 bool inverse_factor_from_reversed(MatD* reversed, Mat* out) {
   MatD& a = *reversed;
   const int k = static_cast<int>(a.rows());
-  if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', k, a.data(), k) != 0) return false;
-  if (LAPACKE_dtrtri(LAPACK_ROW_MAJOR, 'L', 'N', k, a.data(), k) != 0) return false;
+  // The row-major lower triangle is the column-major upper triangle of the same buffer, so the
+  // column-major 'U' calls factor it in place: LAPACKE's row-major entry points would transpose
+  // K×K copies in and out, and OpenBLAS's 'U' trtri is several times faster than its 'L' one.
+  // Column-major U with A = UᵀU is row-major L = Uᵀ with A = L·Lᵀ; U⁻¹ is row-major L⁻¹.
+  if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', k, a.data(), k) != 0) return false;
+  if (LAPACKE_dtrtri(LAPACK_COL_MAJOR, 'U', 'N', k, a.data(), k) != 0) return false;
   Mat u = Mat::Zero(k, k);
   for (int i = 0; i < k; ++i) {
     const double* lrow = &a(k - 1 - i, 0);  // U_ij = (L⁻¹)(k-1-i, k-1-j), contiguous backwards
