@@ -12,6 +12,8 @@
 #include <memory>
 #include <vector>
 
+#include "support/memory_read.h"
+
 namespace {
 
 // Best of the repetitions: the smallest time and, for the GB/s counter, the largest rate
@@ -37,21 +39,6 @@ float* array_of(size_t bytes) {
   return data.get();
 }
 
-// Eight independent AVX-512 accumulators keep the adds off the critical path; the loop is
-// limited by loads alone.
-__attribute__((target("avx512f"))) float sum_range(const float* p, size_t n) {
-  __m512 acc[8];
-  for (auto& a : acc) a = _mm512_setzero_ps();
-  for (size_t i = 0; i + 128 <= n; i += 128)
-    for (int j = 0; j < 8; ++j) acc[j] = _mm512_add_ps(acc[j], _mm512_load_ps(p + i + 16 * j));
-  for (int j = 1; j < 8; ++j) acc[0] = _mm512_add_ps(acc[0], acc[j]);
-  // Summed through memory: GCC 12's _mm512_reduce_add_ps trips a false -Wuninitialized.
-  alignas(64) float lanes[16];
-  _mm512_store_ps(lanes, acc[0]);
-  float total = 0;
-  for (float v : lanes) total += v;
-  return total;
-}
 
 void BM_ReadBandwidth(benchmark::State& state) {
   const size_t bytes = size_t(state.range(0)) << 20;
@@ -61,7 +48,7 @@ void BM_ReadBandwidth(benchmark::State& state) {
   for (auto _ : state) {
     float total = 0;
 #pragma omp parallel for num_threads(threads) reduction(+ : total) schedule(static)
-    for (int t = 0; t < threads; ++t) total += sum_range(p + n / threads * t, n / threads);
+    for (int t = 0; t < threads; ++t) total += ptq::bench::sum_range(p + n / threads * t, n / threads);
     benchmark::DoNotOptimize(total);
   }
   state.counters["GB"] = benchmark::Counter(double(bytes) / 1e9, benchmark::Counter::kIsIterationInvariantRate);

@@ -21,6 +21,8 @@
 #include <tuple>
 #include <vector>
 
+#include "support/memory_read.h"
+
 #include "formats/kernels/kernels.h"
 #include "ptq/parallel.h"
 
@@ -145,20 +147,6 @@ void BM_EigenFp32(benchmark::State& state) {
 }
 
 // Memory read bandwidth in the same run (bench_bandwidth measures it in more detail).
-__attribute__((target("avx512f"))) float sum_range(const float* p, size_t n) {
-  __m512 acc[8];
-  for (auto& a : acc) a = _mm512_setzero_ps();
-  for (size_t i = 0; i + 128 <= n; i += 128)
-    for (int j = 0; j < 8; ++j) acc[j] = _mm512_add_ps(acc[j], _mm512_load_ps(p + i + 16 * j));
-  for (int j = 1; j < 8; ++j) acc[0] = _mm512_add_ps(acc[0], acc[j]);
-  // Summed through memory: GCC 12's _mm512_reduce_add_ps trips a false -Wuninitialized.
-  alignas(64) float lanes[16];
-  _mm512_store_ps(lanes, acc[0]);
-  float total = 0;
-  for (float v : lanes) total += v;
-  return total;
-}
-
 void BM_MemoryRead1GiB(benchmark::State& state) {
   const int threads = int(state.range(0));
   constexpr size_t kBytes = size_t(1) << 30, kFloats = kBytes / sizeof(float);
@@ -170,7 +158,7 @@ void BM_MemoryRead1GiB(benchmark::State& state) {
   for (auto _ : state) {
     float total = 0;
 #pragma omp parallel for num_threads(threads) reduction(+ : total) schedule(static)
-    for (int t = 0; t < threads; ++t) total += sum_range(data + kFloats / threads * t, kFloats / threads);
+    for (int t = 0; t < threads; ++t) total += ptq::bench::sum_range(data + kFloats / threads * t, kFloats / threads);
     benchmark::DoNotOptimize(total);
   }
   set_counters(state, double(kBytes), threads);

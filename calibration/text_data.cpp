@@ -97,6 +97,19 @@ std::string find_model_tokenizer(const std::string& model_path, const std::strin
   return "";
 }
 
+std::unique_ptr<Tokenizer> open_model_tokenizer(const std::string& model_path, int model_vocab,
+                                                const std::string& override_path) {
+  const std::string path = find_model_tokenizer(model_path, override_path);
+  if (path.empty())
+    throw Error(model_path + ": no tokenizer.model or tokenizer.bin beside the model; pass "
+                             "--tokenizer FILE (model.tokenizer in a job) or pre-tokenized --tokens FILE");
+  auto tok = load_tokenizer(path);
+  if (tok->vocab_size() > model_vocab)
+    throw Error(path + ": tokenizer has " + std::to_string(tok->vocab_size()) +
+                " tokens but the model's vocabulary is " + std::to_string(model_vocab));
+  return tok;
+}
+
 TokenSeqs eval_sequences(const TokenSeqs& docs, DataFormat fmt, int seq_len, int max_samples) {
   PTQ_ASSERT(seq_len >= 2);
   const size_t limit = max_samples > 0 ? size_t(max_samples) : SIZE_MAX;

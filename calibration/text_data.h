@@ -7,6 +7,7 @@
 //    consecutive non-overlapping windows of seq_len tokens, remainder dropped; a window's first
 //    token is context only.
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,11 @@ TokenSeqs eval_sequences(const TokenSeqs& docs, DataFormat fmt, int seq_len, int
 // The tokenizer file for a model: `override_path` when given, else tokenizer.model or
 // tokenizer.bin in the model's directory (or beside a .bin checkpoint); "" when none.
 std::string find_model_tokenizer(const std::string& model_path, const std::string& override_path);
+
+// Finds (as above) and loads the tokenizer for a model; throws Error naming the model when there
+// is none, and when the tokenizer has more tokens than the model's vocabulary.
+std::unique_ptr<Tokenizer> open_model_tokenizer(const std::string& model_path, int model_vocab,
+                                                const std::string& override_path);
 
 // Parses one line of whitespace-separated ids; throws Error naming `where` on a bad token.
 std::vector<int32_t> parse_token_line(const std::string& line, const std::string& where);

@@ -13,16 +13,7 @@ void TextInputOptions::add_to(CLI::App* sub) {
 }
 
 std::unique_ptr<Tokenizer> open_tokenizer(const Model& model, const std::string& override_path) {
-  std::string path = find_model_tokenizer(model.path(), override_path);
-  if (path.empty())
-    throw Error(model.path() + ": no tokenizer.model or tokenizer.bin beside the model; pass --tokenizer FILE or "
-                               "--tokens FILE");
-  auto tok = load_tokenizer(path);
-  if (tok->vocab_size() > model.config().vocab_size)
-    throw Error(path + ": tokenizer has " + std::to_string(tok->vocab_size()) +
-                " tokens but the model's vocabulary is " +
-                std::to_string(model.config().vocab_size));
-  return tok;
+  return open_model_tokenizer(model.path(), model.config().vocab_size, override_path);
 }
 
 void add_threads_option(CLI::App* sub, int* threads) {

@@ -42,12 +42,8 @@ CalibrationSet load_calibration(const Model& model, const CompressJob& job,
     return calibration_set_from_file(**file);
   }
   std::unique_ptr<Tokenizer> tok;
-  if (!job.calib_request.token_file) {
-    std::string path = find_model_tokenizer(model.path(), job.tokenizer);
-    if (path.empty())
-      throw Error(model.path() + ": no tokenizer for the calibration text; pass --tokenizer FILE");
-    tok = load_tokenizer(path);
-  }
+  if (!job.calib_request.token_file)
+    tok = open_model_tokenizer(model.path(), model.config().vocab_size, job.tokenizer);
   return build_calibration_set(model, tok.get(), job.calib_request);
 }
 
