@@ -20,9 +20,11 @@ struct GptqOptions {
 // Cholesky still fails after the retries, naming the layer shape.
 QuantizedWeight gptq_quantize(const Mat& w, const MatD& h, const GptqOptions& opt, QuantLog* log);
 
-// The factor the update loop propagates errors with (docs/algorithms.md, GPTQ step 4): for a
-// symmetric positive definite h, u [K, K] gets the upper Cholesky factor U of h⁻¹ = UᵀU (zeros
-// below the diagonal), in fp32. False when the Cholesky fails. Exposed for tests.
-bool gptq_inverse_factor(const MatD& h, Mat* u);
+// The factor the update loop propagates errors with (docs/algorithms.md, "GPTQ"): for a
+// symmetric positive definite h = R·Rᵀ with R upper triangular, rhat [K, K] gets
+// R̂ = R·diag(R)⁻¹ (unit diagonal, zeros below it) in fp32. The reference's factor U (the upper
+// Cholesky factor of h⁻¹) relates to it as R̂ = (diag(U)⁻¹·U)⁻¹. False when the Cholesky fails.
+// Exposed for tests.
+bool gptq_update_factor(const MatD& h, Mat* rhat);
 
 }  // namespace ptq

@@ -30,6 +30,7 @@ double group_error(const float* x, int n, Params p, int maxq) {
 
 Params find_params(const float* x, int n, const QuantGrid& g) {
   float lo = 0.0f, hi = 0.0f;
+#pragma omp simd reduction(min : lo) reduction(max : hi)
   for (int i = 0; i < n; ++i) {
     lo = std::min(lo, x[i]);
     hi = std::max(hi, x[i]);

@@ -1,6 +1,7 @@
 #include "ptq/tensor.h"
 
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 
 namespace ptq {
@@ -87,5 +88,22 @@ uint16_t f32_to_bf16(float f) {
   u += 0x7fffu + ((u >> 16) & 1u);
   return uint16_t(u >> 16);
 }
+
+namespace {
+
+// x * 0 is 0 for every finite x and NaN for NaN and ±inf, so one NaN check of the sum decides.
+template <typename T>
+bool all_finite_impl(const T* x, size_t n) {
+  const std::ptrdiff_t count = static_cast<std::ptrdiff_t>(n);
+  T acc = 0;
+#pragma omp parallel for simd schedule(static) reduction(+ : acc)
+  for (std::ptrdiff_t i = 0; i < count; ++i) acc += x[i] * T(0);
+  return acc == T(0);
+}
+
+}  // namespace
+
+bool all_finite(const float* x, size_t n) { return all_finite_impl(x, n); }
+bool all_finite(const double* x, size_t n) { return all_finite_impl(x, n); }
 
 }  // namespace ptq

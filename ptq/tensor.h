@@ -28,4 +28,9 @@ uint16_t f32_to_f16(float f);  // round to nearest even, saturating to +-inf lik
 float bf16_to_f32(uint16_t h);
 uint16_t f32_to_bf16(float f);  // round to nearest even
 
+// True when no element is NaN or infinite (multi-threaded; Eigen's allFinite() evaluates
+// x - x element by element and took ~0.2 s on a 4096² fp64 matrix).
+bool all_finite(const float* x, size_t n);
+bool all_finite(const double* x, size_t n);
+
 }  // namespace ptq

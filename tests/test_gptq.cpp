@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <cstdio>
 #include <cstring>
+#include <numeric>
 
 #include "algorithms/gptq.h"
 #include "algorithms/grid.h"
@@ -97,10 +99,14 @@ TEST(Gptq, BitIdenticalAcrossThreadCounts) {
 }
 
 // ---- Independent textbook GPTQ --------------------------------------------------------------
-// Column by column over the whole remaining row (no lazy batches), Hinv from Eigen's LLT in
-// double, propagation in fp32 like the implementation. Groups are fitted on the fully updated
-// weights; with group == block (or per-channel) that is also what the lazy version sees.
-std::vector<uint8_t> textbook_gptq(const Mat& w_in, MatD h, const QuantGrid& g, bool act_order, double damp) {
+// The reference's arithmetic, column by column over the whole remaining row (no lazy batches):
+// U from Eigen's LLT → inverse → LLT in double, err = (w − q)/U_jj, w[t] −= err·U_jt in fp32.
+// The implementation uses another factor and update form (R̂, docs/algorithms.md), so agreement
+// here checks the derivation as well as the code. Dynamic groups are fitted where the
+// reference fits them: at column j % g == 0, on the weights as they were when j's lazy block
+// (of `block` columns) started — a snapshot of the row taken at every block start.
+std::vector<uint8_t> textbook_gptq(const Mat& w_in, MatD h, const QuantGrid& g, bool act_order, double damp,
+                                   int block = 128) {
   const int n = static_cast<int>(w_in.rows()), k = static_cast<int>(w_in.cols());
   Mat w = w_in;
   std::vector<grid::Params> channel(n);
@@ -123,11 +129,13 @@ std::vector<uint8_t> textbook_gptq(const Mat& w_in, MatD h, const QuantGrid& g, 
   MatD u = hinv_full.llt().matrixU();
   Mat hinv = u.cast<float>();
   std::vector<uint8_t> codes(size_t(n) * k);
+  std::vector<float> block_start(k);
   for (int r = 0; r < n; ++r) {
     grid::Params p = channel[r];
     for (int j = 0; j < k; ++j) {
+      if (j % block == 0) std::copy_n(&wp(r, 0), k, block_start.data());
       if (g.group_size > 0 && j % g.group_size == 0)
-        p = grid::find_params(&wp(r, j), std::min(g.group_size, k - j), g);
+        p = grid::find_params(&block_start[j], std::min(g.group_size, k - j), g);
       const float code = grid::quantize_code(wp(r, j), p, g.max_q());
       codes[size_t(r) * k + perm[j]] = static_cast<uint8_t>(code);
       const float e = (wp(r, j) - grid::dequantize_code(code, p)) / hinv(j, j);
@@ -137,61 +145,89 @@ std::vector<uint8_t> textbook_gptq(const Mat& w_in, MatD h, const QuantGrid& g, 
   return codes;
 }
 
+struct CodeAgreement {
+  size_t same = 0, total = 0;
+  int rows_differing = 0;
+};
+
+CodeAgreement compare_codes(const std::vector<uint8_t>& ref, const QuantizedWeight& q) {
+  CodeAgreement a;
+  a.total = ref.size();
+  for (int r = 0; r < q.rows; ++r) {
+    bool differs = false;
+    for (int c = 0; c < q.cols; ++c) {
+      const size_t i = static_cast<size_t>(r) * q.cols + c;
+      a.same += ref[i] == q.q[i];
+      differs |= ref[i] != q.q[i];
+    }
+    a.rows_differing += differs;
+  }
+  return a;
+}
+
+// The check: a 64×256 layer, the same integers.
 TEST(Gptq, MatchesTextbookImplementation) {
   Layer l = make_layer(64, 256, 4, 41);
-  struct Case { const char* spec; int group; bool act_order; };
-  for (Case c : {Case{"gptq(w4,g128)", 128, false}, Case{"gptq(w4,g0)", -1, false},
-                 Case{"gptq(w3,g0,act_order)", -1, true}, Case{"gptq(w4,g128,sym)", 128, false}}) {
+  struct Case { const char* spec; bool act_order; int block; };
+  for (Case c : {Case{"gptq(w4,g128)", false, 128}, Case{"gptq(w4,g0)", false, 128},
+                 Case{"gptq(w3,g0,act_order)", true, 128}, Case{"gptq(w4,g128,sym)", false, 128},
+                 Case{"gptq(w4,g32)", false, 128}, Case{"gptq(w4,g64,block=32,act_order)", true, 32}}) {
     QuantizedWeight q = run(c.spec, l.w, l.calib);
-    QuantGrid g = q.grid;
-    std::vector<uint8_t> ref = textbook_gptq(l.w, l.calib.hessian(), g, c.act_order, 0.01);
-    size_t same = 0;
-    for (size_t i = 0; i < ref.size(); ++i) same += ref[i] == q.q[i];
-    // Lazy batching only reorders fp32 sums; a flipped code needs a value within ~1e-6 of a
-    // rounding boundary, so identical codes are expected and 99.9% is the hard floor.
-    EXPECT_GE(static_cast<double>(same) / ref.size(), 0.999) << c.spec;
-    EXPECT_EQ(same, ref.size()) << c.spec << ": " << ref.size() - same << " codes differ";
+    std::vector<uint8_t> ref = textbook_gptq(l.w, l.calib.hessian(), q.grid, c.act_order, 0.01, c.block);
+    const CodeAgreement a = compare_codes(ref, q);
+    EXPECT_EQ(a.same, a.total) << c.spec << ": " << a.total - a.same << " codes differ";
   }
 }
 
-// Several lazy batches, a ragged last block, act-order with dynamic groups (block 64 divides
-// the group, so every group starts at a block start and is fitted on fully updated weights, as
-// in the textbook) and ragged row chunks: the trailing GEMM runs many times per chunk.
+// Several lazy batches, ragged last blocks and row chunks (the trailing GEMM runs many times
+// per chunk), groups starting mid-block (g32) and spanning blocks (g256 over block 128, with a
+// partial last group). The factor is fp32 (as the reference's) against the textbook's fp64:
+// a code can flip where a value sits within ~1e-5 of a rounding boundary, and a flip changes
+// the rest of its row's error propagation. Hence: nearly all codes equal, in nearly all rows.
 TEST(Gptq, MatchesTextbookImplementationOverManyBlocks) {
   Layer l = make_layer(200, 600, 6, 43, 4096);
-  struct Case { const char* spec; int group; bool act_order; };
-  for (Case c : {Case{"gptq(w4,g0,block=64)", -1, false}, Case{"gptq(w3,g128,block=64,act_order)", 128, true},
-                 Case{"gptq(w4,g0,act_order)", -1, true}}) {
+  struct Case { const char* spec; bool act_order; int block; };
+  for (Case c : {Case{"gptq(w4,g0,block=64)", false, 64}, Case{"gptq(w3,g128,block=64,act_order)", true, 64},
+                 Case{"gptq(w4,g0,act_order)", true, 128}, Case{"gptq(w4,g32)", false, 128},
+                 Case{"gptq(w3,g256,act_order)", true, 128}}) {
     QuantizedWeight q = run(c.spec, l.w, l.calib);
-    std::vector<uint8_t> ref = textbook_gptq(l.w, l.calib.hessian(), q.grid, c.act_order, 0.01);
-    size_t same = 0;
-    for (size_t i = 0; i < ref.size(); ++i) same += ref[i] == q.q[i];
-    EXPECT_GE(static_cast<double>(same) / ref.size(), 0.9999) << c.spec;
-    EXPECT_EQ(same, ref.size()) << c.spec << ": " << ref.size() - same << " codes differ";
+    std::vector<uint8_t> ref = textbook_gptq(l.w, l.calib.hessian(), q.grid, c.act_order, 0.01, c.block);
+    const CodeAgreement a = compare_codes(ref, q);
+    RecordProperty(std::string(c.spec) + "_codes_differing", std::to_string(a.total - a.same));
+    EXPECT_GE(static_cast<double>(a.same) / a.total, 0.999) << c.spec;
+    EXPECT_LE(a.rows_differing, 2) << c.spec << ": " << a.total - a.same << " codes differ";
+    std::printf("%s: %zu of %zu codes differ, in %d rows\n", c.spec, a.total - a.same, a.total, a.rows_differing);
   }
 }
 
-// The update factor (one potrf of the reversed H + one trtri) against the reference route:
-// U, the upper Cholesky factor of H⁻¹ = UᵀU, computed here by Eigen in fp64 as
-// LLT → inverse → LLT. Both are exact up to rounding; the fp32 result must agree to fp32
-// precision times the (moderate) condition number of this H.
-TEST(Gptq, InverseFactorMatchesPotriRoute) {
+// The update factor R̂ (one fp32 Cholesky of the reversed H) against fp64 computations:
+//  - R from Eigen's LLT of the reversed matrix, R = J·L·J, R̂ = R·diag(R)⁻¹;
+//  - the reference's route: U = upper Cholesky factor of H⁻¹ (LLT → inverse → LLT), and
+//    R̂ = (diag(U)⁻¹·U)⁻¹, the identity that makes the R̂ update equal GPTQ's.
+// fp32 factor against fp64: agreement to fp32 precision times the (moderate) condition number.
+TEST(Gptq, UpdateFactorMatchesFp64AndTheReferenceFactor) {
   for (int outliers : {0, 4}) {
     Layer l = make_layer(1, 200, outliers, 45 + outliers);
     MatD h = l.calib.hessian();
     h.diagonal().array() += 0.01 * h.diagonal().mean();
-    Mat u;
-    ASSERT_TRUE(gptq_inverse_factor(h, &u));
+    Mat rhat;
+    ASSERT_TRUE(gptq_update_factor(h, &rhat));
     const int k = static_cast<int>(h.rows());
-    MatD expected = h.llt().solve(MatD::Identity(k, k)).llt().matrixU();
-    EXPECT_EQ(u.triangularView<Eigen::StrictlyLower>().toDenseMatrix().cwiseAbs().maxCoeff(), 0.0f);
-    EXPECT_LT((u.cast<double>() - expected).norm() / expected.norm(), 1e-6) << outliers;
-    // UᵀU inverts H.
-    MatD ud = u.cast<double>();
-    EXPECT_LT((h * (ud.transpose() * ud) - MatD::Identity(k, k)).norm() / std::sqrt(k), 1e-4) << outliers;
+    EXPECT_EQ(rhat.triangularView<Eigen::StrictlyLower>().toDenseMatrix().cwiseAbs().maxCoeff(), 0.0f);
+    EXPECT_EQ(rhat.diagonal().minCoeff(), 1.0f);
+    EXPECT_EQ(rhat.diagonal().maxCoeff(), 1.0f);
+    const MatD reversed = h.reverse();  // J·H·J
+    const MatD l_fac = reversed.llt().matrixL();
+    const MatD r = l_fac.reverse();  // J·L·J, upper
+    EXPECT_LT((r * r.transpose() - h).norm() / h.norm(), 1e-12);
+    const MatD expected = r * r.diagonal().cwiseInverse().asDiagonal();
+    EXPECT_LT((rhat.cast<double>() - expected).norm() / expected.norm(), 1e-5) << outliers;
+    const MatD u = h.llt().solve(MatD::Identity(k, k)).llt().matrixU();
+    const MatD u_unit = u.diagonal().cwiseInverse().asDiagonal() * u;
+    EXPECT_LT((rhat.cast<double>() * u_unit - MatD::Identity(k, k)).norm() / std::sqrt(k), 1e-4) << outliers;
   }
-  Mat u;
-  EXPECT_FALSE(gptq_inverse_factor(-MatD::Identity(8, 8), &u));
+  Mat rhat;
+  EXPECT_FALSE(gptq_update_factor(-MatD::Identity(8, 8), &rhat));
 }
 
 // ---- Robustness -----------------------------------------------------------------------------
