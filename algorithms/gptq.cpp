@@ -101,7 +101,7 @@ Problem prepare(const Mat& w, const MatD& h, const GptqOptions& o) {
 void reversed_damped_hessian(const MatD& h, const Problem& p, double lambda, Mat* out) {
   const int k = static_cast<int>(h.rows());
   const bool identity = std::is_sorted(p.perm.begin(), p.perm.end());
-  out->resize(k, k);
+  resize_for_bulk(*out, k, k);
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < k; ++i) {
     const double* hrow = &h(p.perm[k - 1 - i], 0);

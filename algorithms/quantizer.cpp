@@ -52,21 +52,23 @@ void add_upper(const Mat& part, MatD* acc) {
 }
 }  // namespace
 
-InputStats::InputStats(int k) : k_(k), xtx_(MatD::Zero(k, k)), abs_sum_(VecD::Zero(k)) {
+InputStats::InputStats(int k) : k_(k), abs_sum_(VecD::Zero(k)) {
   PTQ_ASSERT(k > 0);
+  resize_for_bulk(xtx_, k, k);
+  xtx_.setZero();
 }
 
 void InputStats::add_batch(const Mat& x) {
   if (x.cols() != k_)
     throw Error("InputStats: batch has " + std::to_string(x.cols()) + " features, expected " +
                 std::to_string(k_));
-  Mat partial(k_, k_);
+  resize_for_bulk(partial_, k_, k_);
   for (Eigen::Index t0 = 0; t0 < x.rows(); t0 += kChunkTokens) {
     const int t = static_cast<int>(std::min<Eigen::Index>(kChunkTokens, x.rows() - t0));
     // Row-major X [t, K]: C = Xᵀ X, upper triangle of the row-major C.
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, k_, t, 1.0f, x.data() + t0 * k_, k_, 0.0f,
-                partial.data(), k_);
-    add_upper(partial, &xtx_);
+                partial_.data(), k_);
+    add_upper(partial_, &xtx_);
   }
   // Row by row (a column-wise sum would stride through X), in token order.
   double* abs_sum = abs_sum_.data();
@@ -83,7 +85,8 @@ void InputStats::add_batch(const Mat& x) {
 MatD InputStats::hessian() const {
   const double scale = n_ > 0 ? 2.0 / static_cast<double>(n_) : 1.0;
   const int tiles = (k_ + kTile - 1) / kTile;
-  MatD h(k_, k_);
+  MatD h;
+  resize_for_bulk(h, k_, k_);
 #pragma omp parallel for schedule(dynamic, 1)
   for (int bi = 0; bi < tiles; ++bi)
     for (int bj = bi; bj < tiles; ++bj) {

@@ -59,6 +59,9 @@ class InputStats {
   int k_;
   int64_t n_ = 0;
   MatD xtx_;  // Σ x xᵀ
+  // Scratch for one chunk's fp32 SSYRK, kept across batches: a fresh K×K buffer per batch
+  // (485 MB at K = 11008) cost more in page faults than the fp64 accumulation itself.
+  Mat partial_;
   VecD abs_sum_;
 };
 
