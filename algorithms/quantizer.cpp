@@ -27,8 +27,9 @@ Mat QuantizedWeight::dequantize() const {
 }
 
 // ---- InputStats -----------------------------------------------------------------------------
-// Precision: each chunk of at most kChunkTokens tokens is folded with one fp32 SSYRK (fast,
-// BLAS-threaded), and the fp32 partial sum is added into an fp64 accumulator. The fp32 error is
+// Precision: tokens are summed in fp32 SSYRKs (fast, BLAS-threaded) into a chunk of at most
+// kChunkTokens tokens — carried across batches, so small calibration windows share one — and
+// each full chunk is added into an fp64 accumulator. The fp32 error is
 // therefore bounded by the chunk length (~sqrt(2048)·2^-24 relative per entry) rather than by
 // the total token count, while the bulk of the flops stay in fp32. Results can differ in the
 // last bits with OpenBLAS's own thread count (OPENBLAS_NUM_THREADS), not with OpenMP's.
@@ -63,12 +64,14 @@ void InputStats::add_batch(const Mat& x) {
     throw Error("InputStats: batch has " + std::to_string(x.cols()) + " features, expected " +
                 std::to_string(k_));
   resize_for_bulk(partial_, k_, k_);
-  for (Eigen::Index t0 = 0; t0 < x.rows(); t0 += kChunkTokens) {
-    const int t = static_cast<int>(std::min<Eigen::Index>(kChunkTokens, x.rows() - t0));
-    // Row-major X [t, K]: C = Xᵀ X, upper triangle of the row-major C.
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, k_, t, 1.0f, x.data() + t0 * k_, k_, 0.0f,
-                partial_.data(), k_);
-    add_upper(partial_, &xtx_);
+  for (Eigen::Index t0 = 0; t0 < x.rows();) {
+    const int t = static_cast<int>(std::min<Eigen::Index>(kChunkTokens - pending_, x.rows() - t0));
+    // Row-major X [t, K]: C (+)= Xᵀ X, upper triangle of the row-major C.
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, k_, t, 1.0f, x.data() + t0 * k_, k_,
+                pending_ > 0 ? 1.0f : 0.0f, partial_.data(), k_);
+    pending_ += t;
+    t0 += t;
+    if (pending_ == kChunkTokens) fold_pending();
   }
   // Row by row (a column-wise sum would stride through X), in token order.
   double* abs_sum = abs_sum_.data();
@@ -78,6 +81,12 @@ void InputStats::add_batch(const Mat& x) {
     for (int c = 0; c < k_; ++c) abs_sum[c] += static_cast<double>(std::fabs(row[c]));
   }
   n_ += x.rows();
+}
+
+void InputStats::fold_pending() {
+  if (pending_ == 0) return;
+  add_upper(partial_, &xtx_);
+  pending_ = 0;
 }
 
 // Mirrors the upper triangle and scales, in square tiles so that the transposed reads stay in
@@ -93,7 +102,7 @@ MatD InputStats::hessian() const {
       const int i0 = bi * kTile, i1 = std::min(k_, i0 + kTile);
       const int j0 = bj * kTile, j1 = std::min(k_, j0 + kTile);
       for (int i = i0; i < i1; ++i)
-        for (int j = std::max(i, j0); j < j1; ++j) h(i, j) = h(j, i) = xtx_(i, j) * scale;
+        for (int j = std::max(i, j0); j < j1; ++j) h(i, j) = h(j, i) = upper_sum(i, j) * scale;
     }
   return h;
 }
@@ -106,13 +115,14 @@ MatD InputStats::hessian_block(int begin, int size) const {
   PTQ_ASSERT(begin >= 0 && size > 0 && begin + size <= k_);
   MatD h(size, size);
   for (int i = 0; i < size; ++i)
-    for (int j = i; j < size; ++j) h(i, j) = h(j, i) = xtx_(begin + i, begin + j);  // upper stored
+    for (int j = i; j < size; ++j) h(i, j) = h(j, i) = upper_sum(begin + i, begin + j);  // upper stored
   if (n_ > 0) h *= 2.0 / static_cast<double>(n_);
   return h;
 }
 
 void InputStats::scale_channels(const VecD& d) {
   PTQ_ASSERT(d.size() == k_);
+  fold_pending();
   for (int i = 0; i < k_; ++i)
     for (int j = i; j < k_; ++j) xtx_(i, j) *= d[i] * d[j];
   abs_sum_ = abs_sum_.cwiseProduct(d.cwiseAbs());

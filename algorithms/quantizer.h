@@ -59,9 +59,15 @@ class InputStats {
   int k_;
   int64_t n_ = 0;
   MatD xtx_;  // Σ x xᵀ
-  // Scratch for one chunk's fp32 SSYRK, kept across batches: a fresh K×K buffer per batch
-  // (485 MB at K = 11008) cost more in page faults than the fp64 accumulation itself.
+  // The fp32 sum of the current chunk (upper triangle), carried across batches until it holds
+  // kChunkTokens tokens and is folded into xtx_: calibration windows of a few hundred tokens
+  // would otherwise each cost a full K×K fp64 pass. Readers add it on the fly.
   Mat partial_;
+  int pending_ = 0;  // tokens in partial_ not yet folded
+  double upper_sum(int i, int j) const {  // Σ x xᵀ at (i, j), j >= i
+    return pending_ > 0 ? xtx_(i, j) + static_cast<double>(partial_(i, j)) : xtx_(i, j);
+  }
+  void fold_pending();
   VecD abs_sum_;
 };
 

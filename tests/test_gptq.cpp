@@ -343,6 +343,28 @@ TEST(InputStats, HessianMatchesDoubleReference) {
   EXPECT_LT((s.mean_abs() - mabs).norm() / mabs.norm(), 1e-12);
 }
 
+// Windows smaller than the internal fp32 chunk share one chunk; what is still pending when H is
+// read must be included, and the result must not depend on how the tokens were batched.
+TEST(InputStats, SmallBatchesShareChunksAndPendingTokensCount) {
+  Activations act(40, 5, 0.1f, 2, 20.0f, 95);
+  const Mat x = act.sample(5000, 96);
+  InputStats whole(40), windows(40), few(40);
+  whole.add_batch(x);
+  for (int t0 = 0; t0 < 5000; t0 += 300) windows.add_batch(x.middleRows(t0, std::min(300, 5000 - t0)));
+  few.add_batch(x.topRows(100));  // never reaches a full chunk: all of it is pending
+  MatD xd = x.cast<double>();
+  const MatD ref = 2.0 / 5000 * xd.transpose() * xd;
+  EXPECT_LT((whole.hessian() - ref).norm() / ref.norm(), 1e-5);
+  EXPECT_LT((windows.hessian() - ref).norm() / ref.norm(), 1e-5);
+  const MatD top = xd.topRows(100);
+  const MatD ref_few = 2.0 / 100 * top.transpose() * top;
+  EXPECT_LT((few.hessian() - ref_few).norm() / ref_few.norm(), 1e-5);
+  EXPECT_LT((few.hessian_block(8, 16) - ref_few.block(8, 8, 16, 16)).norm() / ref_few.norm(), 1e-5);
+  VecD d = VecD::LinSpaced(40, 0.5, 2.0);
+  few.scale_channels(d);  // folds the pending chunk first
+  EXPECT_LT((few.hessian() - d.asDiagonal() * ref_few * d.asDiagonal()).norm() / ref_few.norm(), 1e-5);
+}
+
 TEST(RelativeOutputError, MatchesDirectComputation) {
   Activations act(48, 6, 0.1f, 1, 10.0f, 101);
   Mat x = act.sample(256, 102);
