@@ -220,11 +220,12 @@ int group_of(const Problem& p, const GptqOptions& o, int j) {
 }  // namespace gptq_detail
 
 bool gptq_update_factor(const MatD& h, Mat* rhat) {
-  const int k = static_cast<int>(h.rows());
-  Mat reversed(k, k);
-#pragma omp parallel for schedule(static)
-  for (int i = 0; i < k; ++i)
-    for (int j = 0; j < k; ++j) reversed(i, j) = j <= i ? static_cast<float>(h(k - 1 - i, k - 1 - j)) : 0.0f;
+  Problem natural_order;  // no permutation, no damping, H's own diagonal
+  natural_order.perm.resize(h.rows());
+  std::iota(natural_order.perm.begin(), natural_order.perm.end(), 0);
+  natural_order.h_diag = h.diagonal();
+  Mat reversed;
+  reversed_damped_hessian(h, natural_order, 0.0, &reversed);
   if (!rhat_from_reversed(&reversed)) return false;
   *rhat = std::move(reversed);
   return true;

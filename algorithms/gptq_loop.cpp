@@ -111,7 +111,9 @@ void load_params(const Problem& p, const Chunk& c, int s0, int lanes, int gi, Pa
   pn.loaded_group = gi;
 }
 
-// grid::quantize_code and grid::dequantize_code over the lanes of column i; D into d.
+// grid::quantize_code and grid::dequantize_code over the lanes of column i; D into d. Written
+// out rather than called: through the calls (Params per lane, int maxq) GCC 12 no longer
+// vectorises the loop. The textbook test pins the two to the same codes.
 void quantize_column(Panel& pn, int i, float maxq, LaneRow& code, LaneRow& d) {
   const float* x = pn.x[i].v;
   const float* w0 = pn.w0[i].v;

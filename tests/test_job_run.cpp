@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ptq/sha256.h"
+#include "support/file_hashes.h"
 #include "support/run_cli.h"
 #include "support/shared_data.h"
 
@@ -16,6 +16,8 @@ using nlohmann::json;
 
 namespace ptq {
 namespace {
+
+using test::file_hashes;
 
 struct Paths {
   std::string model, tok, data;
@@ -34,13 +36,6 @@ std::string write_job(const Paths& p, const std::string& dir, int threads, const
                       << "report:\n  dir: " << dir << "/report\n"
                       << "threads: " << threads << "\n";
   return path;
-}
-
-std::map<std::string, std::string> file_hashes(const std::string& dir) {
-  std::map<std::string, std::string> out;
-  for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (e.is_regular_file()) out[fs::relative(e.path(), dir).string()] = sha256_file_hex(e.path().string());
-  return out;
 }
 
 json report_without_times(const std::string& dir) {

@@ -11,7 +11,7 @@
 #include <fstream>
 #include <thread>
 
-#include "ptq/sha256.h"
+#include "support/file_hashes.h"
 #include "support/run_cli.h"
 #include "support/shared_data.h"
 
@@ -19,6 +19,8 @@ namespace fs = std::filesystem;
 
 namespace ptq {
 namespace {
+
+using test::file_hashes;
 
 std::string write_job(const std::string& dir, const std::string& model, const std::string& tok,
                       const std::string& data, int seed) {
@@ -30,13 +32,6 @@ std::string write_job(const std::string& dir, const std::string& model, const st
                       << "overrides:\n  - match: 'layers\\.4\\.mlp\\.down_proj'\n    bits: 8\n"
                       << "output:\n  dir: " << dir << "/out\n  format: fake\n";
   return path;
-}
-
-std::map<std::string, std::string> file_hashes(const std::string& dir) {
-  std::map<std::string, std::string> out;
-  for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (e.is_regular_file()) out[fs::relative(e.path(), dir).string()] = sha256_file_hex(e.path().string());
-  return out;
 }
 
 class Resume : public ::testing::Test {
