@@ -25,7 +25,7 @@ struct Problem {
 // H + λI = R·Rᵀ, and R̂ = R·diag(R)⁻¹ (unit diagonal): quantizing column j moves every later
 // column t by (W⁰_j − Q_j)·R̂_jt, where W⁰ is the original weight (docs/algorithms.md).
 struct UpdateFactor {
-  Mat rhat;  // [K, K], zero below the diagonal
+  MatMap rhat;  // [K, K], zero below the diagonal; GptqWorkspace memory
   // Dynamic groups are fitted on GPTQ's partially updated weights, which the R̂ form does not
   // hold: for a block starting at i1 that contains group starts, group_fit[i1 / block] is the
   // inverse of R̂[i1:i1+m, i1:i1+m], m reaching the end of the block's last group (else empty).

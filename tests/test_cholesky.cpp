@@ -1,6 +1,6 @@
 // The blocked fp32 Cholesky behind GPTQ's update factor
 // (algorithms/cholesky.h): against fp64 LAPACK-grade results from Eigen, across the block and
-// tile edges (127/128/129, 255/256/257 ...), bit-identical at 1 and 2 threads, and the
+// tile and panel edges (127/128/129, 255/256/257, 511/512/513 ...), bit-identical at 1 and 2 threads, and the
 // not-positive-definite status.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <gtest/gtest.h>
@@ -54,7 +54,7 @@ TEST_P(CholeskySizes, MatchesFp64) {
 }
 
 INSTANTIATE_TEST_SUITE_P(BlockAndTileEdges, CholeskySizes,
-                         ::testing::Values(1, 2, 127, 128, 129, 255, 256, 257, 300, 513, 700));
+                         ::testing::Values(1, 2, 127, 128, 129, 255, 256, 257, 300, 511, 512, 513, 700, 1100));
 
 // A leading dimension wider than n: only the n×n corner is touched.
 TEST(Cholesky, HonoursTheLeadingDimension) {

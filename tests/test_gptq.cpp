@@ -6,6 +6,8 @@
 
 #include <cstdio>
 #include <cstring>
+#include <limits>
+#include <cmath>
 #include <numeric>
 
 #include "algorithms/gptq.h"
@@ -244,6 +246,28 @@ TEST(Gptq, RankDeficientHessianRetriesWithMoreDamping) {
   EXPECT_TRUE(q.dequantize().allFinite());
 }
 
+// A workspace carried from layer to layer (growing, then serving a smaller K, with a damping
+// retry in between) changes nothing: every layer gets the codes of a call with its own.
+TEST(Gptq, ReusedWorkspaceGivesTheSameResult) {
+  const Layer small = make_layer(40, 96, 2, 121), large = make_layer(24, 200, 2, 131);
+  InputStats few(64);  // rank deficient: the first Cholesky fails, damping is raised
+  few.add_batch(Activations(64, 8, 0.1f, 0, 1.0f, 141).sample(8, 1));
+  const Mat w_few = synthetic_layer::weights(16, 64, 142);
+  GptqOptions o;
+  o.damp = 0.0;
+  o.act_order = true;
+  GptqWorkspace workspace;
+  for (int round = 0; round < 2; ++round) {
+    for (const auto& [w, h] : {std::pair{&small.w, small.calib.hessian()}, std::pair{&large.w, large.calib.hessian()},
+                               std::pair{&w_few, few.hessian()}}) {
+      const QuantizedWeight fresh = gptq_quantize(*w, h, o, nullptr);
+      const QuantizedWeight reused = gptq_quantize(*w, h, o, nullptr, &workspace);
+      EXPECT_EQ(fresh.q, reused.q) << "round " << round << ", K " << w->cols();
+      EXPECT_EQ(fresh.scales, reused.scales) << "round " << round << ", K " << w->cols();
+    }
+  }
+}
+
 TEST(Gptq, HopelessHessianGivesUpWithAnError) {
   Mat w = synthetic_layer::weights(8, 16, 61);
   MatD h = -MatD::Identity(16, 16);  // negative definite: no damping multiple of mean(diag) helps
@@ -257,6 +281,35 @@ TEST(Gptq, HopelessHessianGivesUpWithAnError) {
     EXPECT_NE(std::string(e.what()).find("[8 x 16]"), std::string::npos) << e.what();
   }
   EXPECT_EQ(log.messages.size(), 5u);
+}
+
+// Non-finite inputs are the user's (an Error naming the layer), wherever they sit: in W, on
+// H's diagonal, or off it on either side of the diagonal, in plain and act order.
+TEST(Gptq, NonFiniteInputsAreErrors) {
+  const Mat w = synthetic_layer::weights(8, 40, 62);
+  const MatD h = MatD::Identity(40, 40) + MatD::Constant(40, 40, 0.01);
+  auto expect_error = [](const Mat& wi, const MatD& hi, bool act_order, const char* what) {
+    GptqOptions o;
+    o.act_order = act_order;
+    try {
+      gptq_quantize(wi, hi, o, nullptr);
+      ADD_FAILURE() << what << ": expected ptq::Error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("non-finite"), std::string::npos) << what << ": " << e.what();
+      EXPECT_NE(std::string(e.what()).find("[8 x 40]"), std::string::npos) << what << ": " << e.what();
+    }
+  };
+  for (bool act_order : {false, true}) {
+    Mat bad_w = w;
+    bad_w(3, 7) = std::nanf("");
+    expect_error(bad_w, h, act_order, "NaN weight");
+    for (auto [r, c] : {std::pair{5, 5}, std::pair{2, 31}, std::pair{31, 2}}) {
+      MatD bad_h = h;
+      bad_h(r, c) = std::numeric_limits<double>::infinity();
+      if (r != c) bad_h(c, r) = bad_h(r, c);  // symmetric, as InputStats makes it
+      expect_error(w, bad_h, act_order, r == c ? "inf on diag H" : "inf off diag H");
+    }
+  }
 }
 
 TEST(Gptq, IndefiniteHessianIsRepairedByDamping) {
