@@ -84,7 +84,7 @@ bool factor_panel(float* a, int n, int lda, int p0, int p1) {
 // Two-level right-looking: a kPanel-wide panel is factored in kBlock steps, then the trailing
 // lower triangle takes the panel's outer product in one pass of row tiles whose GEMMs have a
 // kPanel-deep inner dimension (4× fewer passes over the trailing matrix than kBlock steps).
-bool cholesky_lower(float* a, int n, int lda) {
+bool cholesky_lower(float* a, int n, int lda, StrictUpper upper) {
   BlasSingleThreaded single;
   FlushDenormals ftz;
   for (int p0 = 0; p0 < n; p0 += kPanel) {
@@ -98,7 +98,7 @@ bool cholesky_lower(float* a, int n, int lda) {
       subtract_outer_product(panel, lda, p1 - p0, below, below, panel + (p1 - p0));
     }
   }
-  zero_strict_upper(a, n, lda);
+  if (upper == StrictUpper::kZero) zero_strict_upper(a, n, lda);
   return true;
 }
 

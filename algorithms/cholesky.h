@@ -8,10 +8,13 @@
 
 namespace ptq {
 
+enum class StrictUpper { kZero, kScratch };
+
 // a: row-major [n, n], leading dimension lda, whose lower triangle (diagonal included) holds a
 // symmetric positive definite matrix; the strict upper triangle is scratch. On success the
-// lower triangle holds L with A = L·Lᵀ and the strict upper triangle is zero. False when A is
-// numerically not positive definite (a status: the caller raises the damping and retries).
-bool cholesky_lower(float* a, int n, int lda);
+// lower triangle holds L with A = L·Lᵀ and the strict upper triangle is zero, or left as
+// scratch with kScratch (for a caller that overwrites it anyway). False when A is numerically
+// not positive definite (a status: the caller raises the damping and retries).
+bool cholesky_lower(float* a, int n, int lda, StrictUpper upper = StrictUpper::kZero);
 
 }  // namespace ptq

@@ -134,34 +134,42 @@ bool reversed_damped_hessian(const MatD& h, const Problem& p, double lambda, Mat
   return finite_check == 0.0;
 }
 
+// Row `out` of R̂ from a row of L whose nonzeros are [0, len): the half turn R_ij = L_{k-1-i,k-1-j}
+// reverses it, and R̂_ij = R_ij / R_jj. Returns a finiteness check (0 when all finite).
+float turned_row(const float* l_row, int len, const float* diag_r, int k, float* out) {
+  const int first = k - len;
+  std::fill(out, out + first, 0.0f);
+  float check = 0.0f;
+#pragma omp simd reduction(+ : check)
+  for (int j = first; j < k; ++j) {
+    out[j] = l_row[k - 1 - j] / diag_r[j];
+    check += out[j] * 0.0f;
+  }
+  return check;
+}
+
 // R̂ in place of the reversed matrix. False on a failed Cholesky or a non-finite factor (a
 // status, not an error: the caller raises λ).
 bool rhat_from_reversed(MatMap* a) {
   const int k = static_cast<int>(a->rows());
-  if (!cholesky_lower(a->data(), k, k)) return false;
-  // R = J·L·J is a half turn of L: row i of R is row k-1-i of L reversed. One pass over row
-  // pairs turns and scales both rows (R̂_ij = R_ij / R_jj) and checks finiteness.
+  if (!cholesky_lower(a->data(), k, k, StrictUpper::kScratch)) return false;
+  // Row i of R is row k-1-i of L reversed: rows i and k-1-i trade places, so each pair is turned
+  // together, row i's L saved first. Only L's lower triangle is read; every element is written.
   Vec diag_r(k);
   for (int j = 0; j < k; ++j) diag_r[j] = (*a)(k - 1 - j, k - 1 - j);
   float finite_check = 0.0f;
-#pragma omp parallel for schedule(static) reduction(+ : finite_check)
-  for (int i = 0; i < (k + 1) / 2; ++i) {
-    float* top = &(*a)(i, 0);
-    float* bottom = &(*a)(k - 1 - i, 0);
-    if (top == bottom) {
-      std::reverse(top, top + k);
-    } else {
-      for (int j = 0; j < k; ++j) std::swap(top[j], bottom[k - 1 - j]);
+#pragma omp parallel reduction(+ : finite_check)
+  {
+    std::vector<float> saved;
+#pragma omp for schedule(static)
+    for (int i = 0; i < (k + 1) / 2; ++i) {
+      const int b = k - 1 - i;
+      float* top = &(*a)(i, 0);
+      float* bottom = &(*a)(b, 0);
+      saved.assign(top, top + i + 1);  // L row i
+      if (b != i) finite_check += turned_row(bottom, b + 1, diag_r.data(), k, top);
+      finite_check += turned_row(saved.data(), i + 1, diag_r.data(), k, bottom);
     }
-    for (int j = 0; j < k; ++j) {
-      top[j] /= diag_r[j];
-      finite_check += top[j] * 0.0f;
-    }
-    if (top != bottom)
-      for (int j = 0; j < k; ++j) {
-        bottom[j] /= diag_r[j];
-        finite_check += bottom[j] * 0.0f;
-      }
   }
   return finite_check == 0.0f;
 }
