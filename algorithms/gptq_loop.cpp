@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstddef>
 #include <exception>
+#include <span>
 #include <vector>
 #include <cstdlib>
 
@@ -49,24 +50,28 @@ struct Chunk {
 };
 
 // Refills a thread's chunk buffers (reused across its chunks: fresh pages for every chunk cost
-// page faults) for rows [r0, r1). kLanes rows at a time, so that the rows being read stay in
-// cache while the act-order permutation jumps across their columns.
-void load_chunk(const Problem& p, int block, int r0, int r1, Chunk& c) {
+// page faults) for rows [r0, r1), kLanes rows at a time: each row is first gathered through the
+// act-order permutation on its own (random reads within one row, which stays in L1), then the
+// kLanes rows are written out as columns.
+void load_chunk(const Problem& p, int block, int r0, int r1, Chunk& c, std::vector<float>& rows_buf) {
   const int k = static_cast<int>(p.w->cols());
   c.r0 = r0;
   c.rows = r1 - r0;
   resize_for_bulk(c.w0t, k, c.rows);
   resize_for_bulk(c.corrt, k, c.rows);
+  rows_buf.resize(static_cast<size_t>(kLanes + 1) * k);
+  const std::span<float> row_copy(rows_buf.data() + static_cast<size_t>(kLanes) * k, k);
   for (int s0 = 0; s0 < c.rows; s0 += kLanes) {
     const int lanes = std::min(kLanes, c.rows - s0);
+    for (int l = 0; l < lanes; ++l) {
+      float* dst = &rows_buf[static_cast<size_t>(l) * k];
+      // A sequential copy first: gathering straight from W misses cache on every line.
+      std::copy_n(&(*p.w)(r0 + s0 + l, 0), k, row_copy.data());
+      for (int j = 0; j < k; ++j) dst[j] = p.dead[p.perm[j]] ? 0.0f : row_copy[p.perm[j]];
+    }
     for (int j = 0; j < k; ++j) {
-      const int col = p.perm[j];
       float* dst = &c.w0t(j, s0);
-      if (p.dead[col]) {
-        std::fill_n(dst, lanes, 0.0f);
-      } else {
-        for (int l = 0; l < lanes; ++l) dst[l] = (*p.w)(r0 + s0 + l, col);
-      }
+      for (int l = 0; l < lanes; ++l) dst[l] = rows_buf[static_cast<size_t>(l) * k + j];
     }
   }
   c.d_t.resize(static_cast<size_t>(block) * c.rows);
@@ -164,7 +169,12 @@ void store_column(Problem& p, Chunk& c, int s0, int lanes, int i, int col, const
 #pragma omp simd
   for (int l = 0; l < kLanes; ++l) bytes[l] = static_cast<uint8_t>(static_cast<int>(code.v[l]));
   uint8_t* out = &p.codes[static_cast<size_t>(c.r0 + s0) * k + col];
-  for (int l = 0; l < lanes; ++l) out[static_cast<size_t>(l) * k] = bytes[l];
+  if (lanes == kLanes) {  // a fixed count: unrolled, no per-lane bound check
+#pragma GCC unroll 16
+    for (int l = 0; l < kLanes; ++l) out[static_cast<size_t>(l) * k] = bytes[l];
+  } else {
+    for (int l = 0; l < lanes; ++l) out[static_cast<size_t>(l) * k] = bytes[l];
+  }
   float* d_col = &c.d_t[static_cast<size_t>(i) * c.rows + s0];
   if (lanes == kLanes) {
     std::copy_n(d.v, kLanes, d_col);
@@ -225,9 +235,9 @@ void quantize_panel(Problem& p, const UpdateFactor& f, const GptqOptions& o, Chu
 }
 
 void quantize_chunk(Problem& p, const UpdateFactor& f, const GptqOptions& o, int r0, int r1, Chunk& c,
-                    Panel& panel) {
+                    Panel& panel, std::vector<float>& rows_buf) {
   const int k = static_cast<int>(p.w->cols());
-  load_chunk(p, o.block, r0, r1, c);
+  load_chunk(p, o.block, r0, r1, c, rows_buf);
   const bool dynamic_groups = p.grouped && !p.static_params;
   for (int i1 = 0; i1 < k; i1 += o.block) {
     const int i2 = std::min(i1 + o.block, k), count = i2 - i1;
@@ -251,10 +261,11 @@ void run_update_loop(Problem& p, const UpdateFactor& f, const GptqOptions& o) {
     FlushDenormals ftz;
     Chunk c;
     Panel panel;
+    std::vector<float> rows_buf;
 #pragma omp for schedule(dynamic, 1)
     for (int ci = 0; ci < chunks; ++ci) {
       try {
-        quantize_chunk(p, f, o, ci * chunk, std::min(n, (ci + 1) * chunk), c, panel);
+        quantize_chunk(p, f, o, ci * chunk, std::min(n, (ci + 1) * chunk), c, panel, rows_buf);
       } catch (...) {  // nothing may leave an OpenMP region
 #pragma omp critical(ptq_gptq_failure)
         if (!failure) failure = std::current_exception();
