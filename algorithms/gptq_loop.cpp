@@ -19,7 +19,6 @@
 #include <exception>
 #include <span>
 #include <vector>
-#include <cstdlib>
 
 #include "algorithms/gptq_internal.h"
 #include "algorithms/grid.h"
@@ -35,7 +34,6 @@ constexpr int kLanes = 16;  // rows per panel: one AVX-512 register of fp32
 // enough for ~16 chunks to balance the threads on small layers. A function of N only.
 int row_chunk(int n) {
   const int per_16 = (n + 15) / 16;
-  if (getenv("PTQ_CHUNK")) return atoi(getenv("PTQ_CHUNK"));
   return std::clamp((per_16 + 15) / 16 * 16, 64, 256);
 }
 
