@@ -167,16 +167,13 @@ void store_column(Problem& p, Chunk& c, int s0, int lanes, int i, int col, const
 #pragma omp simd
   for (int l = 0; l < kLanes; ++l) bytes[l] = static_cast<uint8_t>(static_cast<int>(code.v[l]));
   uint8_t* out = &p.codes[static_cast<size_t>(c.r0 + s0) * k + col];
+  float* d_col = &c.d_t[static_cast<size_t>(i) * c.rows + s0];
   if (lanes == kLanes) {  // a fixed count: unrolled, no per-lane bound check
 #pragma GCC unroll 16
     for (int l = 0; l < kLanes; ++l) out[static_cast<size_t>(l) * k] = bytes[l];
-  } else {
-    for (int l = 0; l < lanes; ++l) out[static_cast<size_t>(l) * k] = bytes[l];
-  }
-  float* d_col = &c.d_t[static_cast<size_t>(i) * c.rows + s0];
-  if (lanes == kLanes) {
     std::copy_n(d.v, kLanes, d_col);
   } else {
+    for (int l = 0; l < lanes; ++l) out[static_cast<size_t>(l) * k] = bytes[l];
     std::copy_n(d.v, lanes, d_col);
   }
 }

@@ -51,7 +51,6 @@ void add_upper(const Mat& part, MatD* acc) {
     for (int j = i; j < k; ++j) dst[j] += static_cast<double>(src[j]);
   }
 }
-}  // namespace
 
 // Rows zeroed by all threads: the first touch of a fresh K×K buffer is page clearing (0.13 GB
 // for the fp64 accumulator at K = 4096), which a serial setZero() or BLAS's own beta pass
@@ -62,6 +61,7 @@ void zero_in_parallel(M& m) {
 #pragma omp parallel for schedule(static)
   for (Eigen::Index i = 0; i < rows; ++i) m.row(i).setZero();
 }
+}  // namespace
 
 InputStats::InputStats(int k) : k_(k), abs_sum_(VecD::Zero(k)) {
   PTQ_ASSERT(k > 0);
