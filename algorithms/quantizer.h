@@ -12,20 +12,10 @@
 #include <vector>
 
 #include "algorithms/spec.h"
+#include "ptq/quantized_layer.h"
 #include "ptq/tensor.h"
 
 namespace ptq {
-
-// Uniform integer grid. Asymmetric: q = clamp(round(w/scale) + zero, 0, 2^bits-1),
-// w' = (q - zero)*scale. Symmetric: zero = 2^(bits-1) fixed. group_size -1 = one group per row.
-struct QuantGrid {
-  int bits = 4;
-  int group_size = 128;
-  bool sym = false;
-  bool mse = false;  // search a shrunk range per group (GPTQ's `mse` option)
-  int num_groups(int k) const { return group_size <= 0 ? 1 : (k + group_size - 1) / group_size; }
-  int max_q() const { return (1 << bits) - 1; }
-};
 
 struct QuantizedWeight {
   int rows = 0, cols = 0;  // N, K

@@ -23,6 +23,7 @@ void convert_to_f32(DType dtype, const uint8_t* src, size_t n, float* dst) {
       case DType::F16: { uint16_t h; std::memcpy(&h, src + 2 * i, 2); dst[i] = f16_to_f32(h); break; }
       case DType::BF16: { uint16_t h; std::memcpy(&h, src + 2 * i, 2); dst[i] = bf16_to_f32(h); break; }
       case DType::I32: { int32_t v; std::memcpy(&v, src + 4 * i, 4); dst[i] = float(v); break; }
+      case DType::I16: { int16_t v; std::memcpy(&v, src + 2 * i, 2); dst[i] = float(v); break; }
       case DType::I8: dst[i] = float(static_cast<int8_t>(src[i])); break;
       case DType::U8: dst[i] = float(src[i]); break;
     }

@@ -15,6 +15,7 @@ const char* dtype_name(DType d) {
     case DType::F16: return "F16";
     case DType::BF16: return "BF16";
     case DType::I32: return "I32";
+    case DType::I16: return "I16";
     case DType::I8: return "I8";
     case DType::U8: return "U8";
   }
@@ -24,7 +25,7 @@ const char* dtype_name(DType d) {
 size_t dtype_size(DType d) {
   switch (d) {
     case DType::F32: case DType::I32: return 4;
-    case DType::F16: case DType::BF16: return 2;
+    case DType::F16: case DType::BF16: case DType::I16: return 2;
     case DType::I8: case DType::U8: return 1;
   }
   return 0;
@@ -33,7 +34,7 @@ size_t dtype_size(DType d) {
 bool parse_dtype(const std::string& name, DType* out) {
   static const std::pair<const char*, DType> kNames[] = {
       {"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16},
-      {"I32", DType::I32}, {"I8", DType::I8},   {"U8", DType::U8}};
+      {"I32", DType::I32}, {"I16", DType::I16}, {"I8", DType::I8}, {"U8", DType::U8}};
   for (const auto& [n, d] : kNames) {
     if (name == n) {
       *out = d;
