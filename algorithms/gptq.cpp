@@ -222,9 +222,9 @@ UpdateFactor damped_update_factor(const MatD& h, const Problem& p, const GptqOpt
   return f;
 }
 
-QuantizedWeight assemble(Problem& p, const GptqOptions& o) {
+GridCodes assemble(Problem& p, const GptqOptions& o) {
   const int k = static_cast<int>(p.w->cols());
-  QuantizedWeight out;
+  GridCodes out;
   out.rows = static_cast<int>(p.w->rows());
   out.cols = k;
   out.grid = o.grid;
@@ -270,7 +270,7 @@ float* GptqWorkspace::factor(int k) {
   return factor_.get();
 }
 
-QuantizedWeight gptq_quantize(const Mat& w, const MatD& h, const GptqOptions& o, QuantLog* log,
+GridCodes gptq_quantize(const Mat& w, const MatD& h, const GptqOptions& o, QuantLog* log,
                               GptqWorkspace* workspace) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::string shape = shape_of(w);
@@ -287,7 +287,7 @@ QuantizedWeight gptq_quantize(const Mat& w, const MatD& h, const GptqOptions& o,
   GptqWorkspace own;
   const UpdateFactor f = damped_update_factor(h, p, o, shape, log, workspace ? *workspace : own);
   gptq_detail::run_update_loop(p, f, o);
-  QuantizedWeight out = assemble(p, o);
+  GridCodes out = assemble(p, o);
   if (log) log->seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
 }
@@ -316,7 +316,7 @@ class Gptq final : public WeightQuantizer {
   }
   const QuantGrid& grid() const override { return opt_.grid; }
   bool needs_stats() const override { return true; }
-  QuantizedWeight quantize(const Mat& w, const InputStats* stats, QuantLog* log) const override {
+  GridCodes quantize(const Mat& w, const InputStats* stats, QuantLog* log) const override {
     if (!stats || stats->tokens() == 0)
       throw Error("gptq: layer " + shape_of(w) + " needs calibration inputs, got none");
     if (stats->k() != w.cols())

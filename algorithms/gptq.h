@@ -36,7 +36,7 @@ class GptqWorkspace {
 // h: [K, K] symmetric (2/n Σ x xᵀ, any positive scale works). Throws ptq::Error when the
 // Cholesky still fails after the retries, naming the layer shape. Without a workspace the call
 // allocates its own.
-QuantizedWeight gptq_quantize(const Mat& w, const MatD& h, const GptqOptions& opt, QuantLog* log,
+GridCodes gptq_quantize(const Mat& w, const MatD& h, const GptqOptions& opt, QuantLog* log,
                               GptqWorkspace* workspace = nullptr);
 
 // The factor the update loop propagates errors with (docs/algorithms.md, "GPTQ"): for a

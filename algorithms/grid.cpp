@@ -60,8 +60,8 @@ Params find_params(const float* x, int n, const QuantGrid& g) {
   return best;
 }
 
-QuantizedWeight quantize_rtn(const Mat& w, const QuantGrid& g) {
-  QuantizedWeight out;
+GridCodes quantize_rtn(const Mat& w, const QuantGrid& g) {
+  GridCodes out;
   out.rows = static_cast<int>(w.rows());
   out.cols = static_cast<int>(w.cols());
   out.grid = g;

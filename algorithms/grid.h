@@ -45,7 +45,7 @@ inline int group_width(const QuantGrid& g, int k, int gi) {
 }
 
 // Round-to-nearest of a whole matrix with groups in natural column order (g_idx[c] = c / group).
-QuantizedWeight quantize_rtn(const Mat& w, const QuantGrid& g);
+GridCodes quantize_rtn(const Mat& w, const QuantGrid& g);
 
 // Throws ptq::Error unless bits is in 2..8 and the group size is positive or -1.
 void validate(const QuantGrid& g, const std::string& who);

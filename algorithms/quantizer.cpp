@@ -15,16 +15,6 @@
 
 namespace ptq {
 
-Mat QuantizedWeight::dequantize() const {
-  PTQ_ASSERT(static_cast<int>(g_idx.size()) == cols && q.size() == size_t(rows) * cols);
-  Mat w(rows, cols);
-  for (int r = 0; r < rows; ++r)
-    for (int c = 0; c < cols; ++c) {
-      const int g = g_idx[c];
-      w(r, c) = scales(r, g) * (static_cast<float>(q[size_t(r) * cols + c]) - zeros(r, g));
-    }
-  return w;
-}
 
 // ---- InputStats -----------------------------------------------------------------------------
 // Precision: tokens are summed in fp32 SSYRKs (fast, BLAS-threaded) into a chunk of at most

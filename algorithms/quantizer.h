@@ -3,7 +3,7 @@
 //
 // A linear layer y = x Wᵀ has W [N out, K in]. Calibration inputs x [tokens, K] are folded into
 // InputStats (shared by the layers that read the same input: q/k/v, gate/up); a quantizer turns
-// (W, stats) into a QuantizedWeight: integer codes plus per-group scale and zero, with g_idx
+// (W, stats) into a GridCodes: integer codes plus per-group scale and zero, with g_idx
 // saying which group each input column uses (act-order permutes it).
 #include <cstdint>
 #include <functional>
@@ -17,15 +17,6 @@
 
 namespace ptq {
 
-struct QuantizedWeight {
-  int rows = 0, cols = 0;  // N, K
-  QuantGrid grid;
-  std::vector<uint8_t> q;       // [N, K] codes, column order of the original W
-  Mat scales;                   // [N, G]
-  Mat zeros;                    // [N, G] integer zero points (stored as float)
-  std::vector<int32_t> g_idx;   // [K] group of each input column
-  Mat dequantize() const;       // [N, K]
-};
 
 // Second-moment statistics of a layer's inputs, accumulated streaming:
 // H = 2/n Σ x xᵀ with fp64 accumulation; also the mean |x| per channel (for AWQ-style methods).
@@ -72,7 +63,7 @@ class WeightQuantizer {
   virtual std::string spec() const = 0;  // canonical spec string, parses back to an equal object
   virtual const QuantGrid& grid() const = 0;
   virtual bool needs_stats() const = 0;  // false for RTN
-  virtual QuantizedWeight quantize(const Mat& w, const InputStats* stats, QuantLog* log) const = 0;
+  virtual GridCodes quantize(const Mat& w, const InputStats* stats, QuantLog* log) const = 0;
 };
 
 using QuantizerFactory = std::function<std::unique_ptr<WeightQuantizer>(const Spec&)>;

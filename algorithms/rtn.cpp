@@ -17,9 +17,9 @@ class Rtn final : public WeightQuantizer {
   std::string spec() const override { return "rtn(" + grid::grid_spec_args(grid_) + ")"; }
   const QuantGrid& grid() const override { return grid_; }
   bool needs_stats() const override { return false; }
-  QuantizedWeight quantize(const Mat& w, const InputStats*, QuantLog* log) const override {
+  GridCodes quantize(const Mat& w, const InputStats*, QuantLog* log) const override {
     auto t0 = std::chrono::steady_clock::now();
-    QuantizedWeight q = grid::quantize_rtn(w, grid_);
+    GridCodes q = grid::quantize_rtn(w, grid_);
     if (log) log->seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return q;
   }

@@ -95,7 +95,7 @@ void BM_GptqQuantize(benchmark::State& state) {
   GptqOptions o;  // W4 g128 asym, block 128, damp 0.01
   o.act_order = state.range(2) != 0;
   const MatD h = in.calib->hessian();
-  QuantizedWeight q;
+  GridCodes q;
   QuantLog log;
   // Timed: a call whose workspace an earlier layer of the same shape has used, as in the
   // pipeline (the Gptq quantizer keeps one). cold_ms: the same call with a fresh workspace,

@@ -39,9 +39,9 @@ using namespace ptq::kernels;
 
 constexpr int kGroupSize = 128;
 
-QuantizedWeight random_weight(int n, int k, int bits, uint64_t seed) {
+GridCodes random_weight(int n, int k, int bits, uint64_t seed) {
   std::mt19937_64 rng(seed);
-  QuantizedWeight q;
+  GridCodes q;
   q.rows = n;
   q.cols = k;
   q.grid.bits = bits;
@@ -104,7 +104,7 @@ void BM_PackedGemvCold(benchmark::State& state) {
   constexpr int kCopies = 8, n = 4096, k = 4096;
   static std::vector<PackedMatrix> copies;
   if (copies.empty()) {
-    const QuantizedWeight q = random_weight(n, k, 4, 1);
+    const GridCodes q = random_weight(n, k, 4, 1);
     for (int i = 0; i < kCopies; ++i) copies.push_back(pack_matrix(q));
   }
   const std::vector<float> x = random_floats(k, 2);

@@ -53,13 +53,13 @@ class AwqLayout final : public PackedLayout {
                   "-bit; use --format gptq");
   }
 
-  void validate_g_idx(const std::string& layer, const QuantizedWeight& q) const override {
+  void validate_g_idx(const std::string& layer, const GridCodes& q) const override {
     if (!natural_g_idx(q))
       throw Error(layer + ": the awq format has no g_idx, so it cannot hold act-order groups "
                           "(g_idx[c] must be c / group_size); quantize without act_order or use --format gptq");
   }
 
-  PackedLayer pack(const QuantizedWeight& q) const override {
+  PackedLayer pack(const GridCodes& q) const override {
     validate_g_idx("awq", q);
     const int n = q.rows, k = q.cols, groups = int(q.scales.cols());
     const int64_t words = round_up(n, 8) / 8;
@@ -80,7 +80,7 @@ class AwqLayout final : public PackedLayout {
     return out;
   }
 
-  QuantizedWeight unpack(const std::string& where, const PackedLayer& layer, int n, int k,
+  GridCodes unpack(const std::string& where, const PackedLayer& layer, int n, int k,
                          const QuantGrid& grid) const override {
     validate(where, n, k, grid);
     const int groups = grid.num_groups(k);
@@ -88,7 +88,7 @@ class AwqLayout final : public PackedLayout {
     auto qweight = packed::words_of(packed::expect(where, layer, "qweight", DType::I32, {k, words}));
     auto qzeros = packed::words_of(packed::expect(where, layer, "qzeros", DType::I32, {groups, words}));
     auto scales = packed::f16_values(packed::expect(where, layer, "scales", DType::F16, {groups, n}));
-    QuantizedWeight q;
+    GridCodes q;
     q.rows = n;
     q.cols = k;
     q.grid = grid;
@@ -114,7 +114,7 @@ class AwqLayout final : public PackedLayout {
 
   // vLLM's AWQ linear method raises unless K % group_size == 0 and N % 8 == 0; AutoAWQ needs a
   // positive group size.
-  std::vector<std::string> engine_refusals(const QuantizedWeight& q) const override {
+  std::vector<std::string> engine_refusals(const GridCodes& q) const override {
     const int n = q.rows, k = q.cols;
     const QuantGrid& g = q.grid;
     std::vector<std::string> why;

@@ -22,7 +22,7 @@ class CheckpointWriter {
   // (e.g. bits the layout has no packing for).
   virtual void validate(const std::string& layer, int rows, int cols, const QuantGrid& grid) const {}
   // q is nullptr for a layer the recipe skipped (it stays in full precision).
-  virtual void add_layer(const LayerResult& result, const QuantizedWeight* q) = 0;
+  virtual void add_layer(const LayerResult& result, const GridCodes* q) = 0;
   // A full-precision tensor that a transform changed (e.g. an RMSNorm gain with scales folded
   // in): written instead of the source's tensor of that name.
   virtual void replace_tensor(const std::string& name, const Mat& value) = 0;

@@ -50,7 +50,7 @@ void write_fake_quant(const Model& model, const std::map<std::string, Mat>& repl
 
 class FakeQuantWriter final : public CheckpointWriter {
  public:
-  void add_layer(const LayerResult& r, const QuantizedWeight* q) override {
+  void add_layer(const LayerResult& r, const GridCodes* q) override {
     if (q) replaced_[r.name + ".weight"] = q->dequantize();
   }
   void replace_tensor(const std::string& name, const Mat& value) override { replaced_[name] = value; }

@@ -41,7 +41,7 @@ class GptqLayout final : public PackedLayout {
                   "-bit");
   }
 
-  PackedLayer pack(const QuantizedWeight& q) const override {
+  PackedLayer pack(const GridCodes& q) const override {
     const int b = q.grid.bits, n = q.rows, k = q.cols, groups = int(q.scales.cols());
     const int64_t vb = values_per_word_block(b);
     const int64_t w_rows = round_up(k, vb) * b / 32, z_cols = round_up(n, vb) * b / 32;
@@ -67,7 +67,7 @@ class GptqLayout final : public PackedLayout {
     return out;
   }
 
-  QuantizedWeight unpack(const std::string& where, const PackedLayer& layer, int n, int k,
+  GridCodes unpack(const std::string& where, const PackedLayer& layer, int n, int k,
                          const QuantGrid& grid) const override {
     validate(where, n, k, grid);
     const int b = grid.bits, groups = grid.num_groups(k);
@@ -77,7 +77,7 @@ class GptqLayout final : public PackedLayout {
     auto qweight = packed::words_of(packed::expect(where, layer, "qweight", DType::I32, {w_rows, n}));
     auto qzeros = packed::words_of(packed::expect(where, layer, "qzeros", DType::I32, {groups, z_cols}));
     auto scales = packed::f16_values(packed::expect(where, layer, "scales", DType::F16, {groups, n}));
-    QuantizedWeight q;
+    GridCodes q;
     q.rows = n;
     q.cols = k;
     q.grid = grid;
@@ -117,7 +117,7 @@ class GptqLayout final : public PackedLayout {
   // vLLM's GPTQ linear method (gptq.py create_weights) raises unless K % group_size == 0 and
   // N % (32 / gcd(32, b)) == 0; padded buffers never match the shapes an engine derives from
   // config.json, so every padded layer is refused too.
-  std::vector<std::string> engine_refusals(const QuantizedWeight& q) const override {
+  std::vector<std::string> engine_refusals(const GridCodes& q) const override {
     const int n = q.rows, k = q.cols;
     const QuantGrid& g = q.grid;
     std::vector<std::string> why;

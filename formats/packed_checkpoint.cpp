@@ -43,7 +43,7 @@ class PackedCheckpointWriter final : public CheckpointWriter {
     layout_.validate(layer, rows, cols, grid);
   }
 
-  void add_layer(const LayerResult& r, const QuantizedWeight* q) override {
+  void add_layer(const LayerResult& r, const GridCodes* q) override {
     if (!q) return;  // stays in full precision: its .weight is copied in finish()
     layout_.validate(r.name, q->rows, q->cols, q->grid);
     layout_.validate_g_idx(r.name, *q);
@@ -162,7 +162,7 @@ const PackedLayout* packed_layout_of(const std::string& dir) {
   return layout_for_config(j["quantization_config"], cfg.string());
 }
 
-std::map<std::string, QuantizedWeight> read_packed_layers(const Model& model) {
+std::map<std::string, GridCodes> read_packed_layers(const Model& model) {
   const PackedLayout* layout = packed_layout_of(model.path());
   const std::string cfg_path = (fs::path(model.path()) / "config.json").string();
   if (!layout)
@@ -173,7 +173,7 @@ std::map<std::string, QuantizedWeight> read_packed_layers(const Model& model) {
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& [name, shape] : model.required_tensors()) shapes[name] = shape;
 
-  std::map<std::string, QuantizedWeight> out;
+  std::map<std::string, GridCodes> out;
   const TensorSource& src = model.tensors();
   for (const auto& module : linear_layer_names(model.config())) {
     const TensorInfo* qweight = src.find(module + ".qweight");
@@ -200,7 +200,7 @@ std::map<std::string, QuantizedWeight> read_packed_layers(const Model& model) {
   return out;
 }
 
-std::map<std::string, QuantizedWeight> read_packed_checkpoint(const std::string& dir) {
+std::map<std::string, GridCodes> read_packed_checkpoint(const std::string& dir) {
   return read_packed_layers(Model::open(dir));
 }
 

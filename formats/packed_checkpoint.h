@@ -28,7 +28,7 @@ const PackedLayout* packed_layout_of(const std::string& dir);
 // Every packed linear layer of a packed checkpoint opened as a Model, by module name
 // (e.g. model.layers.0.self_attn.q_proj), unpacked to codes, fp16-exact scales, zeros, g_idx.
 // Throws Error naming the file and tensor on anything malformed or not a packed checkpoint.
-std::map<std::string, QuantizedWeight> read_packed_layers(const Model& model);
-std::map<std::string, QuantizedWeight> read_packed_checkpoint(const std::string& dir);
+std::map<std::string, GridCodes> read_packed_layers(const Model& model);
+std::map<std::string, GridCodes> read_packed_checkpoint(const std::string& dir);
 
 }  // namespace ptq

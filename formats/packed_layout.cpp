@@ -12,7 +12,7 @@ namespace ptq {
 static_assert(std::endian::native == std::endian::little,
               "packed buffers are copied as little-endian words");
 
-bool natural_g_idx(const QuantizedWeight& q) {
+bool natural_g_idx(const GridCodes& q) {
   for (int c = 0; c < q.cols; ++c) {
     const int want = q.grid.group_size <= 0 ? 0 : c / q.grid.group_size;
     if (q.g_idx[c] != want) return false;

@@ -1,5 +1,5 @@
 #pragma once
-// What a packed checkpoint layout (GPTQ v1, AWQ GEMM) provides: turning one QuantizedWeight into
+// What a packed checkpoint layout (GPTQ v1, AWQ GEMM) provides: turning one GridCodes into
 // its named int32/fp16 buffers and back, the HF `quantization_config`, and the alignment rules
 // that serving engines apply. docs/formats.md describes each layout byte by byte.
 #include <cstdint>
@@ -28,15 +28,15 @@ class PackedLayout {
   virtual std::string name() const = 0;  // the output format name: "gptq", "awq"
   // Throws Error naming `layer` when the layout cannot hold this grid / g_idx.
   virtual void validate(const std::string& layer, int rows, int cols, const QuantGrid& g) const = 0;
-  virtual void validate_g_idx(const std::string& layer, const QuantizedWeight& q) const {}
-  virtual PackedLayer pack(const QuantizedWeight& q) const = 0;
+  virtual void validate_g_idx(const std::string& layer, const GridCodes& q) const {}
+  virtual PackedLayer pack(const GridCodes& q) const = 0;
   // `where` names the file and module in errors. rows/cols are the true [N, K].
-  virtual QuantizedWeight unpack(const std::string& where, const PackedLayer& layer, int rows, int cols,
+  virtual GridCodes unpack(const std::string& where, const PackedLayer& layer, int rows, int cols,
                                  const QuantGrid& g) const = 0;
   // The HF quantization_config for layers quantized with `g` (desc_act: any g_idx permuted).
   virtual nlohmann::json quantization_config(const QuantGrid& g, bool desc_act) const = 0;
   // Why serving engines would refuse or misread this layer (empty when none would).
-  virtual std::vector<std::string> engine_refusals(const QuantizedWeight& q) const = 0;
+  virtual std::vector<std::string> engine_refusals(const GridCodes& q) const = 0;
 };
 
 const PackedLayout& gptq_layout();
@@ -46,7 +46,7 @@ const PackedLayout& awq_layout();
 const PackedLayout* layout_for_config(const nlohmann::json& quant_config, const std::string& where);
 
 // True when g_idx[c] == c / group_size for every column (no act-order permutation).
-bool natural_g_idx(const QuantizedWeight& q);
+bool natural_g_idx(const GridCodes& q);
 
 // Helpers shared by the layouts.
 namespace packed {

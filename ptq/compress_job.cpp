@@ -102,10 +102,10 @@ struct BlockRecorder {
   CheckpointWriter* writer;
   BlockRecord current;
 
-  void layer(const LayerResult& r, const QuantizedWeight* q) {
+  void layer(const LayerResult& r, const GridCodes* q) {
     writer->add_layer(r, q);
     current.results.push_back(r);
-    current.weights.push_back(q ? std::optional<QuantizedWeight>(*q) : std::nullopt);
+    current.weights.push_back(q ? std::optional<GridCodes>(*q) : std::nullopt);
   }
   void tensor(const std::string& name, const Mat& v) {
     writer->replace_tensor(name, v);
@@ -198,7 +198,7 @@ CompressResult run_compress(const CompressJob& job) {
     if (l == stop_after) _exit(137);
     if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
   };
-  LayerSink sink = [&](const LayerResult& r, const QuantizedWeight* q) { recorder.layer(r, q); };
+  LayerSink sink = [&](const LayerResult& r, const GridCodes* q) { recorder.layer(r, q); };
   TensorSink tensor_sink = [&](const std::string& name, const Mat& v) { recorder.tensor(name, v); };
   std::vector<LayerResult> fresh_layers =
       job.independent ? quantize_independent(model, *file, options, sink, tensor_sink)

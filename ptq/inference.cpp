@@ -16,7 +16,7 @@ LoadedModel load_model_for_inference(const std::string& path) {
     auto forward = std::make_shared<const LlamaModel>(model);
     return LoadedModel{std::move(model), std::move(forward)};
   }
-  const std::map<std::string, QuantizedWeight> packed = read_packed_layers(model);
+  const std::map<std::string, GridCodes> packed = read_packed_layers(model);
   std::vector<BlockWeights> blocks;
   // Layers the recipe kept in full precision (and norms, biases) load as usual.
   auto packed_for = [&](const std::string& module) -> std::shared_ptr<const PackedLinear> {

@@ -26,7 +26,7 @@ Spec with_arg(Spec s, const std::string& key, int value) {
 }
 
 
-double bits_per_weight(const QuantizedWeight& q) {
+double bits_per_weight(const GridCodes& q) {
   // Codes, plus an fp16 scale and (asymmetric) an integer zero of `bits` bits per group.
   double per_group = 16.0 + (q.grid.sym ? 0.0 : double(q.grid.bits));
   return double(q.grid.bits) + per_group * double(q.scales.cols()) / double(q.cols);
@@ -50,7 +50,7 @@ LayerResult quantize_one(const std::string& name, int layer, Mat& w, const Input
   r.spec = quantizer->spec();
   auto t0 = Clock::now();
   QuantLog log;
-  QuantizedWeight q = quantizer->quantize(w, quantizer->needs_stats() ? &stats : nullptr, &log);
+  GridCodes q = quantizer->quantize(w, quantizer->needs_stats() ? &stats : nullptr, &log);
   r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   Mat w_hat = q.dequantize();
   r.rel_error = relative_output_error(w, w_hat, stats.hessian());

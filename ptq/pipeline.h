@@ -63,7 +63,7 @@ struct LayerResult {
 };
 
 // Receives each quantized linear layer as soon as it is done (in model order).
-using LayerSink = std::function<void(const LayerResult&, const QuantizedWeight*)>;
+using LayerSink = std::function<void(const LayerResult&, const GridCodes*)>;
 
 // Receives full-precision tensors that transforms changed (e.g. RMSNorm gains with AWQ scales
 // folded in); the output must store these instead of the source's.

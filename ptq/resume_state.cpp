@@ -51,7 +51,7 @@ Vec read_vec(const SafetensorsFile& f, const std::string& name) {
   return Eigen::Map<const Vec>(m.data(), m.size());
 }
 
-json result_to_json(const LayerResult& r, const QuantizedWeight* q) {
+json result_to_json(const LayerResult& r, const GridCodes* q) {
   json j = {{"name", r.name},   {"layer", r.layer},         {"rows", r.rows},
             {"cols", r.cols},   {"spec", r.spec},           {"skipped", r.skipped},
             {"rel_error", r.rel_error}, {"seconds", r.seconds}, {"bits_per_weight", r.bits_per_weight},
@@ -76,8 +76,8 @@ LayerResult result_from_json(const json& j) {
   return r;
 }
 
-QuantizedWeight weight_from(const SafetensorsFile& f, const LayerResult& r, const json& grid) {
-  QuantizedWeight q;
+GridCodes weight_from(const SafetensorsFile& f, const LayerResult& r, const json& grid) {
+  GridCodes q;
   q.rows = r.rows;
   q.cols = r.cols;
   q.grid.bits = grid.at("bits");
@@ -140,7 +140,7 @@ void ResumeState::save_block(int layer, const BlockRecord& rec, const BlockWeigh
   json results = json::array();
   for (size_t i = 0; i < rec.results.size(); ++i) {
     const LayerResult& r = rec.results[i];
-    const QuantizedWeight* q = rec.weights[i] ? &*rec.weights[i] : nullptr;
+    const GridCodes* q = rec.weights[i] ? &*rec.weights[i] : nullptr;
     results.push_back(result_to_json(r, q));
     if (!q) continue;
     const std::string p = "q." + r.name + ".";

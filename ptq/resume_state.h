@@ -31,7 +31,7 @@ namespace ptq {
 struct BlockRecord {
   std::vector<std::pair<std::string, Mat>> tensors;  // tensor sink calls
   std::vector<LayerResult> results;
-  std::vector<std::optional<QuantizedWeight>> weights;  // parallel to results; empty = skipped
+  std::vector<std::optional<GridCodes>> weights;  // parallel to results; empty = skipped
 };
 
 class ResumeState {

@@ -33,11 +33,11 @@ Layer make_layer(int n, int k, int outliers, uint64_t seed, int calib_tokens = 2
   return l;
 }
 
-QuantizedWeight run(const std::string& spec, const Mat& w, const InputStats& s, QuantLog* log = nullptr) {
+GridCodes run(const std::string& spec, const Mat& w, const InputStats& s, QuantLog* log = nullptr) {
   return make_quantizer(parse_spec(spec))->quantize(w, &s, log);
 }
 
-double held_out_error(const Layer& l, const QuantizedWeight& q) {
+double held_out_error(const Layer& l, const GridCodes& q) {
   return relative_output_error(l.w, q.dequantize(), l.held_out.hessian());
 }
 
@@ -71,8 +71,8 @@ TEST(Gptq, ActOrderHelpsWithOutlierChannels) {
 
 TEST(Gptq, ActOrderGroupIndices) {
   Layer l = make_layer(16, 96, 4, 5);
-  QuantizedWeight dyn = run("gptq(w4,g32,act_order)", l.w, l.calib);
-  QuantizedWeight stat = run("gptq(w4,g32,act_order,static_groups)", l.w, l.calib);
+  GridCodes dyn = run("gptq(w4,g32,act_order)", l.w, l.calib);
+  GridCodes stat = run("gptq(w4,g32,act_order,static_groups)", l.w, l.calib);
   std::vector<int> count(3, 0);
   for (int c = 0; c < 96; ++c) {
     EXPECT_EQ(stat.g_idx[c], c / 32);
@@ -89,9 +89,9 @@ TEST(Gptq, BitIdenticalAcrossThreadCounts) {
   const int saved = omp_get_max_threads();
   for (const char* spec : {"gptq(w4,g32,act_order)", "gptq(w3,g0,mse)", "gptq(w4,g128,sym,act_order,static_groups)"}) {
     omp_set_num_threads(1);
-    QuantizedWeight a = run(spec, l.w, l.calib);
+    GridCodes a = run(spec, l.w, l.calib);
     omp_set_num_threads(2);
-    QuantizedWeight b = run(spec, l.w, l.calib);
+    GridCodes b = run(spec, l.w, l.calib);
     EXPECT_EQ(a.q, b.q) << spec;
     EXPECT_EQ(a.g_idx, b.g_idx) << spec;
     EXPECT_EQ(0, std::memcmp(a.scales.data(), b.scales.data(), a.scales.size() * sizeof(float))) << spec;
@@ -152,7 +152,7 @@ struct CodeAgreement {
   int rows_differing = 0;
 };
 
-CodeAgreement compare_codes(const std::vector<uint8_t>& ref, const QuantizedWeight& q) {
+CodeAgreement compare_codes(const std::vector<uint8_t>& ref, const GridCodes& q) {
   CodeAgreement a;
   a.total = ref.size();
   for (int r = 0; r < q.rows; ++r) {
@@ -174,7 +174,7 @@ TEST(Gptq, MatchesTextbookImplementation) {
   for (Case c : {Case{"gptq(w4,g128)", false, 128}, Case{"gptq(w4,g0)", false, 128},
                  Case{"gptq(w3,g0,act_order)", true, 128}, Case{"gptq(w4,g128,sym)", false, 128},
                  Case{"gptq(w4,g32)", false, 128}, Case{"gptq(w4,g64,block=32,act_order)", true, 32}}) {
-    QuantizedWeight q = run(c.spec, l.w, l.calib);
+    GridCodes q = run(c.spec, l.w, l.calib);
     std::vector<uint8_t> ref = textbook_gptq(l.w, l.calib.hessian(), q.grid, c.act_order, 0.01, c.block);
     const CodeAgreement a = compare_codes(ref, q);
     EXPECT_EQ(a.same, a.total) << c.spec << ": " << a.total - a.same << " codes differ";
@@ -192,7 +192,7 @@ TEST(Gptq, MatchesTextbookImplementationOverManyBlocks) {
   for (Case c : {Case{"gptq(w4,g0,block=64)", false, 64}, Case{"gptq(w3,g128,block=64,act_order)", true, 64},
                  Case{"gptq(w4,g0,act_order)", true, 128}, Case{"gptq(w4,g32)", false, 128},
                  Case{"gptq(w3,g256,act_order)", true, 128}}) {
-    QuantizedWeight q = run(c.spec, l.w, l.calib);
+    GridCodes q = run(c.spec, l.w, l.calib);
     std::vector<uint8_t> ref = textbook_gptq(l.w, l.calib.hessian(), q.grid, c.act_order, 0.01, c.block);
     const CodeAgreement a = compare_codes(ref, q);
     RecordProperty(std::string(c.spec) + "_codes_differing", std::to_string(a.total - a.same));
@@ -239,7 +239,7 @@ TEST(Gptq, RankDeficientHessianRetriesWithMoreDamping) {
   few.add_batch(act.sample(12, 52));  // 12 tokens: H has rank 12 < 64
   Mat w = synthetic_layer::weights(32, 64, 53);
   QuantLog log;
-  QuantizedWeight q = run("gptq(w4,g32,damp=0)", w, few, &log);
+  GridCodes q = run("gptq(w4,g32,damp=0)", w, few, &log);
   ASSERT_FALSE(log.messages.empty());
   EXPECT_NE(log.messages[0].find("Cholesky failed"), std::string::npos) << log.messages[0];
   EXPECT_NE(log.messages[0].find("[32 x 64]"), std::string::npos) << log.messages[0];
@@ -260,8 +260,8 @@ TEST(Gptq, ReusedWorkspaceGivesTheSameResult) {
   for (int round = 0; round < 2; ++round) {
     for (const auto& [w, h] : {std::pair{&small.w, small.calib.hessian()}, std::pair{&large.w, large.calib.hessian()},
                                std::pair{&w_few, few.hessian()}}) {
-      const QuantizedWeight fresh = gptq_quantize(*w, h, o, nullptr);
-      const QuantizedWeight reused = gptq_quantize(*w, h, o, nullptr, &workspace);
+      const GridCodes fresh = gptq_quantize(*w, h, o, nullptr);
+      const GridCodes reused = gptq_quantize(*w, h, o, nullptr, &workspace);
       EXPECT_EQ(fresh.q, reused.q) << "round " << round << ", K " << w->cols();
       EXPECT_EQ(fresh.scales, reused.scales) << "round " << round << ", K " << w->cols();
     }
@@ -321,7 +321,7 @@ TEST(Gptq, IndefiniteHessianIsRepairedByDamping) {
   GptqOptions o;
   o.damp = 0;
   QuantLog log;
-  QuantizedWeight q = gptq_quantize(synthetic_layer::weights(4, k, 72), h, o, &log);
+  GridCodes q = gptq_quantize(synthetic_layer::weights(4, k, 72), h, o, &log);
   EXPECT_EQ(log.messages.size(), 1u);
   EXPECT_TRUE(q.dequantize().allFinite());
 }

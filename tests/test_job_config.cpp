@@ -22,7 +22,7 @@ class StrictWriter final : public CheckpointWriter {
       throw Error(layer + ": group size " + std::to_string(grid.group_size) + " does not divide " +
                   std::to_string(cols) + " input features");
   }
-  void add_layer(const LayerResult&, const QuantizedWeight*) override {}
+  void add_layer(const LayerResult&, const GridCodes*) override {}
   void replace_tensor(const std::string&, const Mat&) override {}
   void finish(const Model&, const CheckpointMetadata&, const OutputDir&) override {}
 };

@@ -42,9 +42,9 @@ struct Case {
 
 // Random codes, scales and integer zeros; act-order assigns groups along a random column
 // permutation as GPTQ does (each group group_size columns of the permuted order).
-QuantizedWeight random_weight(const Case& c, uint64_t seed) {
+GridCodes random_weight(const Case& c, uint64_t seed) {
   std::mt19937_64 rng(seed);
-  QuantizedWeight q;
+  GridCodes q;
   q.rows = c.rows;
   q.cols = c.cols;
   q.grid.bits = c.bits;
@@ -116,9 +116,9 @@ void expect_within(const std::vector<float>& y, const Reference& ref, double tol
   }
 }
 
-TEST(Kernels, PackedDequantizeEqualsQuantizedWeight) {
+TEST(Kernels, PackedDequantizeEqualsGridCodes) {
   for (const Case& c : all_cases()) {
-    const QuantizedWeight q = random_weight(c, 7);
+    const GridCodes q = random_weight(c, 7);
     const Mat expected = q.dequantize();
     const Mat got = dequantize(pack_matrix(q));
     ASSERT_TRUE(got == expected) << c.name();
@@ -140,7 +140,7 @@ TEST(Kernels, Fp32LevelEveryPathMatchesDoubleReference) {
       continue;
     }
     for (const Case& c : all_cases()) {
-      const QuantizedWeight q = random_weight(c, 11 + c.bits);
+      const GridCodes q = random_weight(c, 11 + c.bits);
       const PackedMatrix m = pack_matrix(q);
       const Mat w = q.dequantize();
       for (int tokens : kTokenCounts) {
@@ -164,7 +164,7 @@ TEST(Kernels, Fp32LevelLongRowsAndOutlierWithinTolerance) {
   for (KernelPath path : all_paths()) {
     if (!cpu_supports(path)) continue;
     for (const Case& c : {Case{20, 11008, 8, -1, false}, Case{20, 11008, 4, 128, true}, Case{20, 11008, 3, -1, true}}) {
-      const QuantizedWeight q = random_weight(c, 5);
+      const GridCodes q = random_weight(c, 5);
       const PackedMatrix m = pack_matrix(q);
       std::vector<float> x = gaussian(size_t(2) * c.cols, 6);
       x[4321] = 300.0f;
@@ -207,7 +207,7 @@ TEST(Kernels, Int8EveryPathMatchesDoubleReference) {
       continue;
     }
     for (const Case& c : all_cases()) {
-      const QuantizedWeight q = random_weight(c, 11 + c.bits);
+      const GridCodes q = random_weight(c, 11 + c.bits);
       const PackedMatrix m = pack_matrix(q);
       const Mat w = q.dequantize();
       for (int tokens : kTokenCounts) {
@@ -248,7 +248,7 @@ TEST(Kernels, Int8SimdMatchesRefBitForBit) {
 // an outlier that coarsens its block's step d_b.
 TEST(Kernels, Int8ActivationErrorWithinBoundWithOutlier) {
   const Case c{48, 256, 4, 128, true};
-  const QuantizedWeight q = random_weight(c, 3);
+  const GridCodes q = random_weight(c, 3);
   const PackedMatrix m = pack_matrix(q);
   const Mat w = q.dequantize();
   std::vector<float> x = gaussian(c.cols, 9);
@@ -292,7 +292,7 @@ TEST(Kernels, OneAndTwoThreadsBitIdentical) {
 // default, fp32 or int8 when $PTQ_KERNEL_ACT asks for it.
 TEST(Kernels, PackedLinearMatchesDequantizedProduct) {
   const Case c{33, 172, 3, 32, true};
-  const QuantizedWeight q = random_weight(c, 41);
+  const GridCodes q = random_weight(c, 41);
   const auto linear = make_packed_linear(q);
   EXPECT_EQ(linear->rows(), 33);
   EXPECT_EQ(linear->cols(), 172);
@@ -317,7 +317,7 @@ TEST(Kernels, PackedLinearMatchesDequantizedProduct) {
 
 TEST(Kernels, BadWeightsThrowNamedErrors) {
   const Case c{16, 64, 4, 32, false};
-  auto expect_error = [](const QuantizedWeight& q, const std::string& fragment) {
+  auto expect_error = [](const GridCodes& q, const std::string& fragment) {
     try {
       pack_matrix(q);
       ADD_FAILURE() << "expected an error mentioning '" << fragment << "'";
@@ -325,7 +325,7 @@ TEST(Kernels, BadWeightsThrowNamedErrors) {
       EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
     }
   };
-  QuantizedWeight q = random_weight(c, 1);
+  GridCodes q = random_weight(c, 1);
   q.grid.bits = 5;
   expect_error(q, "expected 2, 3, 4 or 8 bits");
   q = random_weight(c, 1);

@@ -24,12 +24,12 @@
 namespace ptq {
 namespace {
 
-// A random QuantizedWeight: every code and zero value of the grid occurs (zero 0 included, the
+// A random GridCodes: every code and zero value of the grid occurs (zero 0 included, the
 // case v1's zero−1 convention wraps), scales are fp16-exact unless `raw_scales`.
-QuantizedWeight random_weight(int rows, int cols, QuantGrid g, bool act_order, uint64_t seed,
+GridCodes random_weight(int rows, int cols, QuantGrid g, bool act_order, uint64_t seed,
                               bool raw_scales = false) {
   std::mt19937_64 rng(seed);
-  QuantizedWeight q;
+  GridCodes q;
   q.rows = rows;
   q.cols = cols;
   q.grid = g;
@@ -52,7 +52,7 @@ QuantizedWeight random_weight(int rows, int cols, QuantGrid g, bool act_order, u
   return q;
 }
 
-void expect_same(const QuantizedWeight& a, const QuantizedWeight& b) {
+void expect_same(const GridCodes& a, const GridCodes& b) {
   ASSERT_EQ(a.rows, b.rows);
   ASSERT_EQ(a.cols, b.cols);
   EXPECT_EQ(a.q, b.q);
@@ -81,7 +81,7 @@ TEST(PackedGptq, RoundTripIsBitExactForEveryBitWidthGroupAndShape) {
                   c.act_order ? " act_order" : "");
     SCOPED_TRACE(trace);
     QuantGrid g{c.bits, c.group, false};
-    QuantizedWeight q = random_weight(c.rows, c.cols, g, c.act_order, seed++);
+    GridCodes q = random_weight(c.rows, c.cols, g, c.act_order, seed++);
     PackedLayer packed = gptq_layout().pack(q);
     expect_same(q, gptq_layout().unpack("test", packed, c.rows, c.cols, g));
   }
@@ -89,8 +89,8 @@ TEST(PackedGptq, RoundTripIsBitExactForEveryBitWidthGroupAndShape) {
 
 TEST(PackedGptq, ScalesRoundToFp16AndSymmetricZerosSurvive) {
   QuantGrid g{4, 32, true};
-  QuantizedWeight q = random_weight(40, 96, g, false, 7, /*raw_scales=*/true);
-  QuantizedWeight back = gptq_layout().unpack("test", gptq_layout().pack(q), 40, 96, g);
+  GridCodes q = random_weight(40, 96, g, false, 7, /*raw_scales=*/true);
+  GridCodes back = gptq_layout().unpack("test", gptq_layout().pack(q), 40, 96, g);
   expect_same(q, back);
   EXPECT_TRUE((back.zeros.array() == 8.0f).all());
   EXPECT_LE(((back.scales - q.scales).cwiseAbs().array() / q.scales.array()).maxCoeff(), 1.0f / 2048);
@@ -105,7 +105,7 @@ std::vector<uint32_t> words(const PackedBuffer& b) {
 TEST(PackedGptq, ThreeBitValuesStraddleWordsAsAutoGptqPacksThem) {
   // 32 three-bit values fill 3 words; value 10 covers bits 30..32 and value 21 bits 63..65.
   QuantGrid g{3, -1, false};
-  QuantizedWeight q = random_weight(1, 32, g, false, 3);
+  GridCodes q = random_weight(1, 32, g, false, 3);
   std::fill(q.q.begin(), q.q.end(), 0);
   q.q[10] = 0b111;
   q.q[21] = 0b101;
@@ -121,7 +121,7 @@ TEST(PackedGptq, ThreeBitValuesStraddleWordsAsAutoGptqPacksThem) {
 
 TEST(PackedGptq, FourBitNibblesAreLeastSignificantFirstAlongK) {
   QuantGrid g{4, -1, false};
-  QuantizedWeight q = random_weight(2, 8, g, false, 4);
+  GridCodes q = random_weight(2, 8, g, false, 4);
   for (int c = 0; c < 8; ++c) {
     q.q[c] = uint8_t(c + 1);       // row 0
     q.q[8 + c] = uint8_t(15 - c);  // row 1
@@ -136,7 +136,7 @@ TEST(PackedGptq, FourBitNibblesAreLeastSignificantFirstAlongK) {
 TEST(PackedAwq, NibbleOrderMatchesTheHandBuiltWord) {
   // Outputs 0..7 with codes 1..8 at one input; AWQ nibble i holds output [0,2,4,6,1,3,5,7][i].
   QuantGrid g{4, 32, false};
-  QuantizedWeight q = random_weight(8, 1, g, false, 5);
+  GridCodes q = random_weight(8, 1, g, false, 5);
   for (int r = 0; r < 8; ++r) {
     q.q[r] = uint8_t(r + 1);
     q.zeros(r, 0) = float(8 - r);
@@ -153,7 +153,7 @@ TEST(PackedAwq, RoundTripWithPaddedOutputs) {
   for (int group : {32, 128, -1})
     for (auto [rows, cols] : {std::pair{172, 64}, std::pair{64, 172}, std::pair{13, 40}}) {
       QuantGrid g{4, group, false};
-      QuantizedWeight q = random_weight(rows, cols, g, false, uint64_t(rows * 1000 + cols + group));
+      GridCodes q = random_weight(rows, cols, g, false, uint64_t(rows * 1000 + cols + group));
       PackedLayer p = awq_layout().pack(q);
       EXPECT_EQ(p["qweight"].shape, (std::vector<int64_t>{cols, (rows + 7) / 8}));
       expect_same(q, awq_layout().unpack("test", p, rows, cols, g));
@@ -170,7 +170,7 @@ TEST(PackedValidate, AwqRejectsThreeBitsAndActOrderNamingTheLayer) {
     EXPECT_NE(std::string(e.what()).find(layer), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("4-bit"), std::string::npos) << e.what();
   }
-  QuantizedWeight q = random_weight(172, 64, QuantGrid{4, 32, false}, /*act_order=*/true, 9);
+  GridCodes q = random_weight(172, 64, QuantGrid{4, 32, false}, /*act_order=*/true, 9);
   LayerResult r;
   r.name = layer;
   try {
@@ -188,7 +188,7 @@ TEST(PackedSize, FourBitG128LayerIsAtMostPoint27OfFp16) {
   // Synthetic: the q_proj and down_proj shapes of a 4096-wide model (ffn 11008).
   size_t packed_bytes = 0, fp16_bytes = 0;
   for (auto [rows, cols] : {std::pair{4096, 4096}, std::pair{4096, 11008}}) {
-    QuantizedWeight q = random_weight(rows, cols, QuantGrid{4, 128, false}, false, 11);
+    GridCodes q = random_weight(rows, cols, QuantGrid{4, 128, false}, false, 11);
     for (const auto& [suffix, b] : gptq_layout().pack(q)) packed_bytes += b.bytes.size();
     fp16_bytes += size_t(rows) * cols * 2;
   }
@@ -260,7 +260,7 @@ Mat awq_dequantize_independently(const SafetensorsFile& f, const std::string& m,
 
 // A small synthetic model (hidden 64, ffn 172: neither fills whole 3-bit words) written through
 // `format` with random quantized layers; returns them by module name.
-std::map<std::string, QuantizedWeight> write_packed(const std::string& format, QuantGrid g, bool act_order,
+std::map<std::string, GridCodes> write_packed(const std::string& format, QuantGrid g, bool act_order,
                                                     const std::string& src, const std::string& out) {
   synthetic::LlamaShape shape;
   shape.hidden = 64;
@@ -272,7 +272,7 @@ std::map<std::string, QuantizedWeight> write_packed(const std::string& format, Q
   synthetic::write_llama(src, shape);
   Model model = Model::open(src);
   auto writer = make_checkpoint_writer(format);
-  std::map<std::string, QuantizedWeight> layers;
+  std::map<std::string, GridCodes> layers;
   CheckpointMetadata meta;
   meta.recipe = "rtn(w" + std::to_string(g.bits) + ")";
   uint64_t seed = 100;

@@ -25,7 +25,7 @@ double quantized_ppl(const Model& model, const CalibrationSet& calib, const Toke
   o.recipe = parse_recipe(recipe);
   o.quiet = true;
   std::map<std::string, Mat> deq;
-  auto results = quantize_sequential(model, calib, o, [&](const LayerResult& r, const QuantizedWeight* q) {
+  auto results = quantize_sequential(model, calib, o, [&](const LayerResult& r, const GridCodes* q) {
     if (q) deq[r.name] = q->dequantize();
   });
   if (layers) *layers = results;
@@ -82,7 +82,7 @@ TEST_F(StoriesPipeline, OverridesSkipAndChangeBits) {
   o.overrides.push_back({"mlp\\.down_proj$", std::nullopt, std::nullopt, true});
   o.overrides.push_back({"layers\\.0\\.self_attn", 8, 64, false});
   std::map<std::string, std::string> spec_of;
-  auto results = quantize_sequential(*model_, calib_, o, [&](const LayerResult& r, const QuantizedWeight* q) {
+  auto results = quantize_sequential(*model_, calib_, o, [&](const LayerResult& r, const GridCodes* q) {
     EXPECT_EQ(q == nullptr, r.skipped) << r.name;
     spec_of[r.name] = r.spec;
   });
@@ -116,10 +116,10 @@ TEST_F(StoriesPipeline, IndependentModeMatchesTheFirstBlockOfSequentialMode) {
   o.quiet = true;
   o.true_sequential = false;
   std::map<std::string, Mat> seq, ind;
-  quantize_sequential(*model_, calib_, o, [&](const LayerResult& r, const QuantizedWeight* q) {
+  quantize_sequential(*model_, calib_, o, [&](const LayerResult& r, const GridCodes* q) {
     seq[r.name] = q->dequantize();
   });
-  auto results = quantize_independent(*model_, file, o, [&](const LayerResult& r, const QuantizedWeight* q) {
+  auto results = quantize_independent(*model_, file, o, [&](const LayerResult& r, const GridCodes* q) {
     ind[r.name] = q->dequantize();
   });
   EXPECT_EQ(results.size(), seq.size());

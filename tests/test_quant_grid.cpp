@@ -40,7 +40,7 @@ TEST(Grid, CodesInRangeAndErrorWithinHalfScale) {
     for (bool sym : {false, true})
       for (int group : {-1, 32, 64}) {
         QuantGrid g = make_grid(bits, group, sym);
-        QuantizedWeight q = grid::quantize_rtn(w, g);
+        GridCodes q = grid::quantize_rtn(w, g);
         Mat wq = q.dequantize();
         for (int r = 0; r < w.rows(); ++r)
           for (int c = 0; c < w.cols(); ++c) {
@@ -59,7 +59,7 @@ TEST(Grid, AsymmetricCoversTheWholeGroup) {
   Mat w = heavy_tailed(8, 128, 2);
   for (int bits = 2; bits <= 8; ++bits) {
     QuantGrid g = make_grid(bits, 32, false);
-    QuantizedWeight q = grid::quantize_rtn(w, g);
+    GridCodes q = grid::quantize_rtn(w, g);
     Mat wq = q.dequantize();
     for (int r = 0; r < w.rows(); ++r)
       for (int c = 0; c < w.cols(); ++c)
@@ -70,7 +70,7 @@ TEST(Grid, AsymmetricCoversTheWholeGroup) {
 TEST(Grid, PartialLastGroup) {
   Mat w = heavy_tailed(5, 172, 3);
   QuantGrid g = make_grid(4, 32, false);
-  QuantizedWeight q = grid::quantize_rtn(w, g);
+  GridCodes q = grid::quantize_rtn(w, g);
   ASSERT_EQ(g.num_groups(172), 6);
   ASSERT_EQ(q.scales.cols(), 6);
   EXPECT_EQ(q.g_idx[159], 4);
@@ -88,7 +88,7 @@ TEST(Grid, SymmetricZeroIsFixed) {
   Mat w = heavy_tailed(6, 96, 4);
   for (int bits = 2; bits <= 8; ++bits)
     for (bool mse : {false, true}) {
-      QuantizedWeight q = grid::quantize_rtn(w, make_grid(bits, 32, true, mse));
+      GridCodes q = grid::quantize_rtn(w, make_grid(bits, 32, true, mse));
       EXPECT_TRUE((q.zeros.array() == float((1 << bits) / 2)).all()) << bits;
     }
 }
@@ -147,15 +147,15 @@ TEST(Rtn, CanonicalSpecAndPerChannel) {
   auto q = make_quantizer(parse_spec("rtn(w4,g0)"));
   EXPECT_EQ(q->grid().group_size, -1);
   Mat w = heavy_tailed(4, 100, 6);
-  QuantizedWeight out = q->quantize(w, nullptr, nullptr);
+  GridCodes out = q->quantize(w, nullptr, nullptr);
   EXPECT_EQ(out.scales.cols(), 1);
   for (int32_t g : out.g_idx) EXPECT_EQ(g, 0);
 }
 
 TEST(Rtn, MatchesGridDirectly) {
   Mat w = heavy_tailed(7, 90, 7);
-  QuantizedWeight a = make_quantizer(parse_spec("rtn(w3,g32,sym)"))->quantize(w, nullptr, nullptr);
-  QuantizedWeight b = grid::quantize_rtn(w, make_grid(3, 32, true));
+  GridCodes a = make_quantizer(parse_spec("rtn(w3,g32,sym)"))->quantize(w, nullptr, nullptr);
+  GridCodes b = grid::quantize_rtn(w, make_grid(3, 32, true));
   EXPECT_EQ(a.q, b.q);
   EXPECT_TRUE(a.dequantize() == b.dequantize());
 }

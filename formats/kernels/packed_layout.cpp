@@ -52,7 +52,7 @@ void set_block_code(uint8_t* block, int bits, int r, int c, int code) {
 
 namespace {
 
-void validate(const QuantizedWeight& q) {
+void validate(const GridCodes& q) {
   const std::string what = "packed weight [" + std::to_string(q.rows) + "x" + std::to_string(q.cols) + "]: ";
   const int bits = q.grid.bits;
   if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
@@ -86,7 +86,7 @@ void validate(const QuantizedWeight& q) {
 
 // Groups made contiguous (stable: ascending original column within a group), each padded to
 // whole blocks; fills group_first_block and source_col.
-void plan_columns(const QuantizedWeight& q, PackedMatrix& m) {
+void plan_columns(const GridCodes& q, PackedMatrix& m) {
   std::vector<std::vector<int32_t>> members(m.groups);
   for (int c = 0; c < q.cols; ++c) members[q.g_idx[c]].push_back(c);
   m.group_first_block.assign(m.groups + 1, 0);
@@ -103,7 +103,7 @@ void plan_columns(const QuantizedWeight& q, PackedMatrix& m) {
 
 }  // namespace
 
-PackedMatrix pack_matrix(const QuantizedWeight& q) {
+PackedMatrix pack_matrix(const GridCodes& q) {
   validate(q);
   PackedMatrix m;
   m.rows = q.rows;

@@ -18,7 +18,7 @@
 //   Block<3>: uint8 low[2][64]      low 2 bits as Block<2>                          192 bytes
 //             uint8 high[64]        bit 2 of quad j = (high >> j) & 1
 // Per tile and group one GroupParams: float scale[16]; uint8 zero[16] (integer zero points, as
-// QuantizedWeight holds them), 80 bytes. w = scale·(code − zero).
+// GridCodes holds them), 80 bytes. w = scale·(code − zero).
 //
 // Buffers (T = ceil(N/16) tiles, B = Σ_g ceil(count_g/32) blocks, G groups):
 //   codes       T·B·sizeof(Block<bits>) bytes, 64-byte aligned, order [tile][block]
@@ -32,7 +32,7 @@
 #include <memory>
 #include <vector>
 
-#include "algorithms/quantizer.h"
+#include "ptq/quantized_layer.h"
 
 namespace ptq::kernels {
 
@@ -98,7 +98,7 @@ struct PackedMatrix {
 };
 
 // Validates q (throws ptq::Error naming what is wrong) and builds the packed layout.
-PackedMatrix pack_matrix(const QuantizedWeight& q);
+PackedMatrix pack_matrix(const GridCodes& q);
 // scale·(code − zero) in the original column order, [rows, cols]; equals q.dequantize().
 Mat dequantize(const PackedMatrix& m);
 

@@ -67,7 +67,7 @@ class KernelPackedLinear final : public PackedLinear {
 
 }  // namespace
 
-std::shared_ptr<const PackedLinear> make_packed_linear(const QuantizedWeight& q) {
+std::shared_ptr<const PackedLinear> make_packed_linear(const GridCodes& q) {
   return std::make_shared<KernelPackedLinear>(kernels::pack_matrix(q));
 }
 

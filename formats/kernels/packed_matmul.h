@@ -6,11 +6,11 @@
 // (formats/kernels/kernels.h, docs/kernels.md).
 #include <memory>
 
-#include "algorithms/quantizer.h"
+#include "ptq/quantized_layer.h"
 #include "ptq/linear.h"
 
 namespace ptq {
 
-std::shared_ptr<const PackedLinear> make_packed_linear(const QuantizedWeight& q);
+std::shared_ptr<const PackedLinear> make_packed_linear(const GridCodes& q);
 
 }  // namespace ptq
