@@ -110,7 +110,7 @@ void BM_GptqQuantize(benchmark::State& state) {
   state.counters["calib_err"] = relative_output_error(w, wq, h);
   state.counters["heldout_err"] = relative_output_error(w, wq, in.held_out->hessian());
   state.counters["rtn_heldout_err"] =
-      relative_output_error(w, make_quantizer(parse_spec("rtn(w4,g128)"))->quantize(w, nullptr, nullptr).dequantize(),
+      relative_output_error(w, make_quantizer(parse_spec("rtn(w4,g128)"))->quantize(w, nullptr, nullptr).grid.dequantize(),
                             in.held_out->hessian());
   state.counters["threads"] = omp_get_max_threads();
   state.SetLabel(o.act_order ? "w4 g128 asym act_order" : "w4 g128 asym");

@@ -16,16 +16,12 @@
 #include <vector>
 
 #include "calibration/text_data.h"
+#include "ptq/calibration_info.h"
+#include "ptq/captured_inputs.h"
 #include "ptq/forward.h"
 #include "ptq/tensor.h"
 
 namespace ptq {
-
-struct CalibrationInfo {
-  std::string model_sha256, data_sha256, data_path, sampler;
-  uint64_t seed = 0;
-  int samples = 0, seq_len = 0, hidden_size = 0, num_layers = 0;
-};
 
 class ActivationFileWriter {
  public:
@@ -43,7 +39,7 @@ class ActivationFileWriter {
   std::unique_ptr<Impl> impl_;
 };
 
-class ActivationFile {
+class ActivationFile final : public CapturedInputs {
  public:
   explicit ActivationFile(const std::string& path);  // throws Error naming the file
   ~ActivationFile();
@@ -56,7 +52,9 @@ class ActivationFile {
   int64_t cols(const std::string& dataset) const;
   Mat read_rows(const std::string& dataset, int64_t begin, int64_t count) const;
   // Checks the file fits `cfg` (hidden size, layer count, feature widths); Error otherwise.
-  void check_fits(const ModelConfig& cfg) const;
+  void check_fits(const ModelConfig& cfg) const override;
+  // The input of `module` read one window (seq_len rows) per batch; Error when none lists it.
+  InputStats input_stats(const std::string& module) const override;
 
  private:
   std::string path_;

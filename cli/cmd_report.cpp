@@ -1,7 +1,7 @@
 #include <cstdio>
 
 #include "cli/command.h"
-#include "ptq/report.h"
+#include "cli/jobs/report.h"
 
 namespace ptq::cli {
 namespace {

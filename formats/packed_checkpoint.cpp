@@ -37,16 +37,16 @@ size_t packed_bytes(const PackedLayer& layer) {
 // Packs each layer as the pipeline hands it over, so only packed bytes are held.
 class PackedCheckpointWriter final : public CheckpointWriter {
  public:
-  explicit PackedCheckpointWriter(const PackedLayout& layout) : layout_(layout) {}
+  PackedCheckpointWriter(const FormatTraits& traits, const PackedLayout& layout)
+      : CheckpointWriter(traits), layout_(layout) {}
 
-  void validate(const std::string& layer, int rows, int cols, const QuantGrid& grid) const override {
-    layout_.validate(layer, rows, cols, grid);
-  }
+  void replace_tensor(const std::string& name, const Mat& value) override { replaced_[name] = value; }
 
-  void add_layer(const LayerResult& r, const GridCodes* q) override {
-    if (!q) return;  // stays in full precision: its .weight is copied in finish()
-    layout_.validate(r.name, q->rows, q->cols, q->grid);
-    layout_.validate_g_idx(r.name, *q);
+ protected:
+  // The base class has checked the layer against packed_layer_refusal.
+  void store_layer(const LayerResult& r, const QuantizedLayer* layer) override {
+    if (!layer) return;  // stays in full precision: its .weight is copied in finish()
+    const GridCodes* q = &layer->grid;
     // One line per layer that serving engines with alignment rules would refuse or misread.
     std::string why;
     for (const auto& w : layout_.engine_refusals(*q)) why += (why.empty() ? "" : "; ") + w;
@@ -54,11 +54,13 @@ class PackedCheckpointWriter final : public CheckpointWriter {
     layers_[r.name] = {layout_.pack(*q), q->grid, q->rows, q->cols, !natural_g_idx(*q)};
   }
 
-  void replace_tensor(const std::string& name, const Mat& value) override { replaced_[name] = value; }
-
+ public:
   void finish(const Model& model, const CheckpointMetadata& meta, const OutputDir& out) override {
     SafetensorsWriter writer;
-    add_unpacked_tensors(model, writer);
+    // Packed layers replace their source .weight.
+    add_source_and_replaced_tensors(model, replaced_, [&](const std::string& name) {
+      return name.ends_with(".weight") && layers_.count(name.substr(0, name.size() - 7));
+    }, writer);
     json shapes = json::object();
     size_t bytes = 0, weights = 0;
     for (const auto& [module, e] : layers_) {
@@ -82,22 +84,6 @@ class PackedCheckpointWriter final : public CheckpointWriter {
   }
 
  private:
-  void add_unpacked_tensors(const Model& model, SafetensorsWriter& writer) const {
-    const TensorSource& src = model.tensors();
-    for (const auto& name : src.names()) {
-      const std::string suffix = ".weight";
-      if (name.size() > suffix.size() && name.ends_with(suffix) &&
-          layers_.count(name.substr(0, name.size() - suffix.size())))
-        continue;
-      const TensorInfo* info = src.find(name);
-      auto it = replaced_.find(name);
-      if (it != replaced_.end())
-        writer.add_f32(name, it->second, info->shape);
-      else
-        writer.add(name, info->dtype, info->shape, src.load_raw(name));
-    }
-  }
-
   json config(const CheckpointMetadata& meta) const {
     QuantGrid first;
     bool desc_act = false, mixed = false;
@@ -149,8 +135,8 @@ QuantGrid grid_from(const json& j, const QuantGrid& fallback, const std::string&
 
 }  // namespace
 
-std::unique_ptr<CheckpointWriter> make_packed_writer(const PackedLayout& layout) {
-  return std::make_unique<PackedCheckpointWriter>(layout);
+std::unique_ptr<CheckpointWriter> make_packed_writer(const FormatTraits& traits, const PackedLayout& layout) {
+  return std::make_unique<PackedCheckpointWriter>(traits, layout);
 }
 
 const PackedLayout* packed_layout_of(const std::string& dir) {
@@ -162,7 +148,7 @@ const PackedLayout* packed_layout_of(const std::string& dir) {
   return layout_for_config(j["quantization_config"], cfg.string());
 }
 
-std::map<std::string, GridCodes> read_packed_layers(const Model& model) {
+std::map<std::string, QuantizedLayer> read_packed_layers(const Model& model) {
   const PackedLayout* layout = packed_layout_of(model.path());
   const std::string cfg_path = (fs::path(model.path()) / "config.json").string();
   if (!layout)
@@ -173,7 +159,7 @@ std::map<std::string, GridCodes> read_packed_layers(const Model& model) {
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& [name, shape] : model.required_tensors()) shapes[name] = shape;
 
-  std::map<std::string, GridCodes> out;
+  std::map<std::string, QuantizedLayer> out;
   const TensorSource& src = model.tensors();
   for (const auto& module : linear_layer_names(model.config())) {
     const TensorInfo* qweight = src.find(module + ".qweight");
@@ -194,13 +180,13 @@ std::map<std::string, GridCodes> read_packed_layers(const Model& model) {
       const std::string name = module + "." + suffix;
       if (const TensorInfo* info = src.find(name)) buffers[suffix] = {info->dtype, info->shape, src.load_raw(name)};
     }
-    out[module] = layout->unpack(where, buffers, rows, cols, grid);
+    out[module] = QuantizedLayer::from_grid(layout->unpack(where, buffers, rows, cols, grid));
   }
   if (out.empty()) throw Error(model.path() + ": config.json names a packed format but no layer has a qweight");
   return out;
 }
 
-std::map<std::string, GridCodes> read_packed_checkpoint(const std::string& dir) {
+std::map<std::string, QuantizedLayer> read_packed_checkpoint(const std::string& dir) {
   return read_packed_layers(Model::open(dir));
 }
 
