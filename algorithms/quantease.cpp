@@ -54,20 +54,23 @@ struct Work {
   int group(int j) const { return j / gs; }
 };
 
-Work prepare(const Mat& w, const MatD& h, const QuantEaseOptions& o) {
+// `h` orders the columns (act-order, exactly as GPTQ does, so init=gptq shares its groups);
+// `sigma` (h, or h damped) is the Σ the descent minimises over.
+Work prepare(const Mat& w, const MatD& h, const MatD& sigma, const QuantEaseOptions& o) {
   Work p;
   p.n = int(w.rows());
   p.k = int(w.cols());
   p.gs = o.grid.group_size <= 0 ? p.k : o.grid.group_size;
   p.groups = o.grid.num_groups(p.k);
-  const VecD diag = h.diagonal();
-  const double mean = std::max(diag.mean(), 0.0);
+  const VecD order_diag = h.diagonal();
   p.perm.resize(p.k);
   std::iota(p.perm.begin(), p.perm.end(), 0);
-  if (o.act_order)  // GPTQ's order (dead inputs sort as 1), so init=gptq shares its groups
+  if (o.act_order)  // GPTQ's order: dead inputs sort as 1
     std::stable_sort(p.perm.begin(), p.perm.end(), [&](int a, int b) {
-      return (diag[a] == 0 ? 1.0 : diag[a]) > (diag[b] == 0 ? 1.0 : diag[b]);
+      return (order_diag[a] == 0 ? 1.0 : order_diag[a]) > (order_diag[b] == 0 ? 1.0 : order_diag[b]);
     });
+  const VecD diag = sigma.diagonal();
+  const double mean = std::max(diag.mean(), 0.0);
   p.d.resize(p.k);
   p.dead.assign(p.k, 0);
   for (int j = 0; j < p.k; ++j) {
@@ -83,7 +86,7 @@ Work prepare(const Mat& w, const MatD& h, const QuantEaseOptions& o) {
       std::fill(row, row + p.k, 0.0f);
       continue;
     }
-    const double* hrow = &h(p.perm[j], 0);
+    const double* hrow = &sigma(p.perm[j], 0);
     const double inv = 1.0 / p.d[j];
     for (int c = 0; c < p.k; ++c) row[c] = float(hrow[p.perm[c]] * inv);
     row[j] = 0.0f;
@@ -319,7 +322,13 @@ QuantizedLayer quantease_quantize(const Mat& w, const MatD& h, const QuantEaseOp
   if (!w.allFinite()) throw Error("quantease: layer " + shape_of(w) + " has non-finite weights");
   if (!h.allFinite()) throw Error("quantease: layer " + shape_of(w) + " has non-finite input statistics");
   FlushDenormals ftz;
-  Work p = prepare(w, h, o);
+  MatD damped;
+  if (o.damp > 0) {
+    damped = h;
+    damped.diagonal().array() += o.damp * std::max(h.diagonal().mean(), 0.0);
+  }
+  const MatD& sigma = o.damp > 0 ? damped : h;
+  Work p = prepare(w, h, sigma, o);
   const int maxq = o.grid.max_q();
   const Mat wt = to_working(w, p);
 
@@ -342,6 +351,7 @@ QuantizedLayer quantease_quantize(const Mat& w, const MatD& h, const QuantEaseOp
     GptqOptions go;
     go.grid = o.grid;
     go.act_order = o.act_order;
+    go.damp = std::max(o.damp, 0.01);
     const GridCodes gq = gptq_quantize(with_outliers ? from_working(target, p) : w, h, go, nullptr);
     // GPTQ's own grid (same permutation and groups), so the start is GPTQ's solution exactly.
     for (int r = 0; r < p.n; ++r)
@@ -357,7 +367,7 @@ QuantizedLayer quantease_quantize(const Mat& w, const MatD& h, const QuantEaseOp
       for (int j = 0; j < p.k; ++j) round_column(p, j, maxq, &x(j, 0));
   }
 
-  const double lambda = with_outliers ? lambda_max(h) : 0;
+  const double lambda = with_outliers ? lambda_max(sigma) : 0;
   Mat pw, ps, pt, q, d = Mat::Zero(p.k, p.n), u;
   sn_times(p, wt, true, &pw);
   if (with_outliers) sn_times(p, st, true, &ps);
@@ -428,6 +438,8 @@ std::string fmt_num(double v) {
   return std::string(buf, res.ptr);
 }
 
+constexpr double kDefaultDamp = 0.01;
+
 class QuantEase final : public WeightQuantizer {
  public:
   QuantEase(const Spec& spec, const GridConstraints& c) {
@@ -445,11 +457,12 @@ class QuantEase final : public WeightQuantizer {
     o_.structured = spec.flag("structured");
     o_.alpha = spec.double_value("alpha", 1.0);
     o_.block = spec.int_value("block", 128);
+    o_.damp = spec.double_value("damp", kDefaultDamp);
     spec.check_all_used();
     if (o_.iters < 0 || o_.iters > 1000 || o_.block < 1 || !(o_.outliers >= 0 && o_.outliers < 0.5) ||
-        !(o_.alpha > 0 && o_.alpha < 100))
+        !(o_.alpha > 0 && o_.alpha < 100) || !(o_.damp >= 0 && o_.damp < 10))
       throw Error("spec '" + spec.to_string() +
-                  "': need 0 <= iters <= 1000, block >= 1, 0 <= outliers < 0.5 and 0 < alpha < 100");
+                  "': need 0 <= iters <= 1000, block >= 1, 0 <= outliers < 0.5, 0 < alpha < 100, 0 <= damp < 10");
     if (o_.structured && o_.outliers == 0)
       throw Error("spec '" + spec.to_string() + "': structured needs outliers=FRACTION");
   }
@@ -464,6 +477,7 @@ class QuantEase final : public WeightQuantizer {
     if (o_.structured) s += ",structured";
     if (o_.alpha != 1.0) s += ",alpha=" + fmt_num(o_.alpha);
     if (o_.block != 128) s += ",block=" + std::to_string(o_.block);
+    if (o_.damp != kDefaultDamp) s += ",damp=" + fmt_num(o_.damp);
     return s + ")";
   }
   const QuantGrid& grid() const override { return o_.grid; }

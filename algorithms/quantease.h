@@ -4,7 +4,7 @@
 // cyclic coordinate descent on f(Ŵ) = tr((W − Ŵ) Σ (W − Ŵ)ᵀ), Σ ∝ XᵀX (the layer's H), each
 // column updated in closed form for all rows at once and rounded to its group's grid, which is
 // fitted up front. Registered as
-//   quantease(w3,g128[,sym][,act_order],iters=30,init=none|rtn|gptq[,no_relax]
+//   quantease(w3,g128[,sym][,act_order],iters=30,init=none|rtn|gptq[,no_relax],damp=0.01
 //             [,outliers=0.01[,structured],alpha=1])
 // The outlier-aware variant keeps a sparse full-precision set S (a fraction of the weights, or
 // whole input columns with `structured`) and alternates coordinate descent on Ŵ with an
@@ -30,6 +30,9 @@ struct QuantEaseOptions {
   double outliers = 0;  // fraction of weights (or of input columns when structured) kept in S
   bool structured = false;
   double alpha = 1.0;   // IHT step, in units of 1 / (2 λmax(Σ))
+  // Σ + damp·mean(diag Σ)·I replaces Σ: a ridge toward W that, like GPTQ's damping, keeps the
+  // descent from fitting the calibration tokens' noise (docs/quantease.md measures it).
+  double damp = 0.0;
   int block = 128;      // columns per Gauss–Seidel block (cache blocking only)
   // Test hook: called after every sweep with the iterate (dense part, original column order),
   // whether that sweep rounded, and the objective the solver tracked for it.
