@@ -56,31 +56,13 @@ KernelPath active_kernel_path() {
 
 void force_kernel_path(std::optional<KernelPath> p) { g_forced = p; }
 
-TileKernel gemv_kernel(KernelPath p) {
+TileKernels tile_kernels(KernelPath p, const PackedMatrix& m) {
   switch (p) {
-    case KernelPath::ref: return gemv_ref;
-    case KernelPath::avx2: return gemv_avx2;
-    case KernelPath::avx512: return gemv_avx512;
+    case KernelPath::ref: return ref_tile_kernels();
+    case KernelPath::avx2: return avx2_tile_kernels(m.bits, m.float_offsets);
+    case KernelPath::avx512: return avx512_tile_kernels(m.bits, m.float_offsets);
   }
-  return gemv_ref;
-}
-
-FloatTileKernel f32_kernel(KernelPath p) {
-  switch (p) {
-    case KernelPath::ref: return gemm_f32_ref;
-    case KernelPath::avx2: return gemm_f32_avx2;
-    case KernelPath::avx512: return gemm_f32_avx512;
-  }
-  return gemm_f32_ref;
-}
-
-SplitTileKernel split_kernel(KernelPath p) {
-  switch (p) {
-    case KernelPath::ref: return gemm_split_ref;
-    case KernelPath::avx2: return gemm_split_avx2;
-    case KernelPath::avx512: return gemm_split_avx512;
-  }
-  return gemm_split_ref;
+  return ref_tile_kernels();
 }
 
 std::string arithmetic_name(ActivationArithmetic a) {
@@ -104,14 +86,5 @@ ActivationArithmetic active_activation_arithmetic() {
 }
 
 void force_activation_arithmetic(std::optional<ActivationArithmetic> a) { g_forced_arithmetic = a; }
-
-TileKernel gemm_kernel(KernelPath p) {
-  switch (p) {
-    case KernelPath::ref: return gemm_ref;
-    case KernelPath::avx2: return gemm_avx2;
-    case KernelPath::avx512: return gemm_avx512;
-  }
-  return gemm_ref;
-}
 
 }  // namespace ptq::kernels

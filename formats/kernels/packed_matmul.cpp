@@ -28,41 +28,43 @@ void run_tiles(Kernel kernel, const PackedMatrix& m, const Activations& a, float
 
 }  // namespace
 
-void packed_matmul(const PackedMatrix& m, const float* x, int tokens, float* y, KernelPath path,
-                   ActivationArithmetic arithmetic) {
+void packed_matmul(const PackedMatrix& m, const float* x, int tokens, float* y, const DenseKernels& k) {
   for (int t0 = 0; t0 < tokens; t0 += kMaxGemmTokens) {
     const int n = std::min(kMaxGemmTokens, tokens - t0);
     const float* xt = x + size_t(t0) * m.cols;
     float* yt = y + size_t(t0) * m.rows;
-    if (arithmetic == ActivationArithmetic::fp32) {
-      run_tiles(f32_kernel(path), m, gather_activations(m, xt, n), yt);
-    } else if (arithmetic == ActivationArithmetic::int8x3) {
-      run_tiles(split_kernel(path), m, split_activations(m, xt, n), yt);
-    } else {
-      run_tiles(n == 1 ? gemv_kernel(path) : gemm_kernel(path), m, quantize_activations(m, xt, n), yt);
+    switch (k.arithmetic) {
+      case ActivationArithmetic::fp32: run_tiles(k.tiles.fp32, m, gather_activations(m, xt, n), yt); break;
+      case ActivationArithmetic::int8x3: run_tiles(k.tiles.int8x3, m, split_activations(m, xt, n), yt); break;
+      case ActivationArithmetic::int8: run_tiles(k.tiles.int8, m, quantize_activations(m, xt, n), yt); break;
     }
   }
+}
+
+void packed_matmul(const PackedMatrix& m, const float* x, int tokens, float* y, KernelPath path,
+                   ActivationArithmetic arithmetic) {
+  packed_matmul(m, x, tokens, y, DenseKernels{tile_kernels(path, m), arithmetic});
 }
 
 }  // namespace kernels
 
 namespace {
 
-// The kernel-side layout behind PackedLinear; the path and the activation arithmetic are chosen
-// per call so that tests can force them (force_kernel_path / $PTQ_KERNEL,
-// force_activation_arithmetic / $PTQ_KERNEL_ACT; int8x3 unless another is asked for).
+// The kernel-side layout and the kernels chosen for it when it was built (active_kernel_path /
+// $PTQ_KERNEL, active_activation_arithmetic / $PTQ_KERNEL_ACT).
 class KernelPackedLinear final : public PackedLinear {
  public:
-  explicit KernelPackedLinear(kernels::PackedMatrix m) : m_(std::move(m)) {}
+  explicit KernelPackedLinear(kernels::PackedMatrix m) : m_(std::move(m)) {
+    dense_ = {kernels::tile_kernels(kernels::active_kernel_path(), m_), kernels::active_activation_arithmetic()};
+  }
   int rows() const override { return m_.rows; }
   int cols() const override { return m_.cols; }
   Mat dequantize() const override { return kernels::dequantize(m_); }
-  void matmul(const float* x, int tokens, float* y) const override {
-    kernels::packed_matmul(m_, x, tokens, y, kernels::active_kernel_path(), kernels::active_activation_arithmetic());
-  }
+  void matmul(const float* x, int tokens, float* y) const override { kernels::packed_matmul(m_, x, tokens, y, dense_); }
 
  private:
   kernels::PackedMatrix m_;
+  kernels::DenseKernels dense_;
 };
 
 }  // namespace
