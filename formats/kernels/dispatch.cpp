@@ -27,12 +27,8 @@ KernelPath checked(KernelPath p, const char* source) {
 }  // namespace
 
 std::string path_name(KernelPath p) {
-  switch (p) {
-    case KernelPath::ref: return "ref";
-    case KernelPath::avx2: return "avx2";
-    case KernelPath::avx512: return "avx512";
-  }
-  return "?";
+  static const char* const kNames[] = {"ref", "avx2", "avx512"};
+  return kNames[int(p)];
 }
 
 bool cpu_supports(KernelPath p) {
@@ -56,22 +52,28 @@ KernelPath active_kernel_path() {
 
 void force_kernel_path(std::optional<KernelPath> p) { g_forced = p; }
 
-TileKernels tile_kernels(KernelPath p, const PackedMatrix& m) {
+namespace {
+
+struct PathKernels {
+  TileKernels (*tiles)(int bits, bool float_offsets);
+};
+
+PathKernels path_kernels(KernelPath p) {
   switch (p) {
-    case KernelPath::ref: return ref_tile_kernels();
-    case KernelPath::avx2: return avx2_tile_kernels(m.bits, m.float_offsets);
-    case KernelPath::avx512: return avx512_tile_kernels(m.bits, m.float_offsets);
+    case KernelPath::avx2: return {avx2_tile_kernels};
+    case KernelPath::avx512: return {avx512_tile_kernels};
+    case KernelPath::ref: break;
   }
-  return ref_tile_kernels();
+  return {ref_tile_kernels};
 }
 
+}  // namespace
+
+TileKernels tile_kernels(KernelPath p, const PackedMatrix& m) { return path_kernels(p).tiles(m.bits, m.float_offsets); }
+
 std::string arithmetic_name(ActivationArithmetic a) {
-  switch (a) {
-    case ActivationArithmetic::fp32: return "fp32";
-    case ActivationArithmetic::int8x3: return "int8x3";
-    case ActivationArithmetic::int8: return "int8";
-  }
-  return "?";
+  static const char* const kNames[] = {"fp32", "int8x3", "int8"};
+  return kNames[int(a)];
 }
 
 ActivationArithmetic active_activation_arithmetic() {

@@ -98,6 +98,6 @@ void gemm_split_ref(const PackedMatrix& m, const SplitActivations& a, int tile_b
   ref_tiles<SplitActivations, int8x3_row>(m, a, tile_begin, tile_end, y);
 }
 
-TileKernels ref_tile_kernels() { return {gemm_ref, gemm_f32_ref, gemm_split_ref}; }
+TileKernels ref_tile_kernels(int, bool) { return {gemm_ref, gemm_f32_ref, gemm_split_ref}; }
 
 }  // namespace ptq::kernels

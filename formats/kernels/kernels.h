@@ -57,10 +57,22 @@
 
 namespace ptq::kernels {
 
+// The shape the three activation layouts share: tokens × the matrix's padded columns (blocks ·
+// 32) and groups.
+struct ActivationShape {
+  int tokens = 0, blocks = 0, groups = 0;
+  ActivationShape(const PackedMatrix& m, int t) : tokens(t), blocks(m.blocks), groups(m.groups) {}
+  size_t width() const { return size_t(blocks) * kBlockCols; }     // padded columns per token
+  size_t values() const { return size_t(tokens) * width(); }       // [tokens][width]
+  size_t per_block() const { return size_t(tokens) * blocks; }     // [tokens][blocks]
+  size_t per_group() const { return size_t(tokens) * groups; }     // [tokens][groups]
+};
+
 // Activations of up to kMaxGemmTokens tokens, gathered into the packed column order and
 // quantized to int8 per block.
-struct ActivationBlocks {
-  int tokens = 0, blocks = 0, groups = 0;
+struct ActivationBlocks : ActivationShape {
+  ActivationBlocks(const PackedMatrix& m, int t)
+      : ActivationShape(m, t), q(values(), 0), scale(per_block(), 0.0f), group_sum(per_group(), 0.0f) {}
   std::vector<int8_t> q;           // [tokens][blocks * 32]
   std::vector<float> scale;        // [tokens][blocks]  d_b
   std::vector<float> group_sum;    // [tokens][groups]  Σ_{b∈g} d_b·Σ x̂
@@ -74,8 +86,9 @@ std::vector<float> dequantize_activations(const PackedMatrix& m, const Activatio
 
 // Activations of up to kMaxGemmTokens tokens gathered into the packed column order (padding
 // = 0), for the fp32 arithmetic.
-struct FloatActivations {
-  int tokens = 0, blocks = 0, groups = 0;
+struct FloatActivations : ActivationShape {
+  FloatActivations(const PackedMatrix& m, int t)
+      : ActivationShape(m, t), x(values(), 0.0f), x_shifted(values(), 0.0f), xsum(per_group(), 0.0f) {}
   std::vector<float> x;          // [tokens][blocks * 32]
   std::vector<float> x_shifted;  // [tokens][blocks * 32]  x·2^−e (AVX-512 decode, see above)
   std::vector<float> xsum;       // [tokens][groups]  Σ_{p∈g} x_p, sequential
@@ -100,8 +113,11 @@ constexpr int code_bit_offset(int bits, int c) {
 // (|q₀| ≤ 127, |q₁|, |q₂| ≤ 64), so |x − x̂| ≤ d_b·2^−15 = max|x_b|·2^−22 per element.
 constexpr int kDigits = 3;
 constexpr int kDigitBits = 7;
-struct SplitActivations {
-  int tokens = 0, blocks = 0, groups = 0;
+struct SplitActivations : ActivationShape {
+  SplitActivations(const PackedMatrix& m, int t)
+      : ActivationShape(m, t), digit{std::vector<int8_t>(values(), 0), std::vector<int8_t>(values(), 0),
+                                     std::vector<int8_t>(values(), 0)},
+        scale(per_block(), 0.0f), xsum(per_group(), 0.0f) {}
   std::vector<int8_t> digit[kDigits];  // [tokens][blocks * 32] each
   std::vector<float> scale;            // [tokens][blocks]  d_b
   std::vector<float> xsum;             // [tokens][groups]  Σ_{p∈g} x_p, sequential
@@ -112,6 +128,10 @@ struct SplitActivations {
 SplitActivations split_activations(const PackedMatrix& m, const float* x, int tokens);
 
 constexpr int kMaxGemmTokens = 64;
+
+// Block b of one token's x in the packed column order (padding = 0); returns max |x| over it.
+// Shared by the three activation preparations (activations.cpp).
+float gather_block(const PackedMatrix& m, const float* x, int b, float out[kBlockCols]);
 
 // A kernel computes y[t, row] for every token of `a` and the rows of tiles [tile_begin,
 // tile_end); y is [a.tokens, m.rows] row-major. Kernels never throw and never allocate. Each
@@ -157,7 +177,7 @@ struct TileKernels {
   SplitTileKernel int8x3 = nullptr;
 };
 TileKernels tile_kernels(KernelPath p, const PackedMatrix& m);
-TileKernels ref_tile_kernels();
+TileKernels ref_tile_kernels(int bits, bool float_offsets);  // gemm_ref.cpp; any bits and kind
 TileKernels avx2_tile_kernels(int bits, bool float_offsets);    // kernels_avx2.cpp
 TileKernels avx512_tile_kernels(int bits, bool float_offsets);  // kernels_avx512.cpp
 

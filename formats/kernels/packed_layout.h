@@ -49,19 +49,10 @@ constexpr int kQuadCols = 4;
 constexpr int kQuadsPerBlock = kBlockCols / kQuadCols;
 constexpr int kQuadBytes = kTileRows * kQuadCols;  // one 64-byte vector
 
+// 2, 4 and 8 bits: Bits vectors of 64 bytes, 8/Bits quads each.
 template <int Bits>
-struct Block;
-template <>
-struct Block<8> {
-  uint8_t q[8][kQuadBytes];
-};
-template <>
-struct Block<4> {
-  uint8_t q[4][kQuadBytes];
-};
-template <>
-struct Block<2> {
-  uint8_t q[2][kQuadBytes];
+struct Block {
+  uint8_t q[Bits][kQuadBytes];
 };
 template <>
 struct Block<3> {

@@ -24,7 +24,6 @@ struct Avx2 {
   static constexpr int kLanes = 8;
   static constexpr int kParts = kTileRows / kLanes;
   static constexpr int kGemmTokens = 2;
-  static constexpr int kXbVectors = 2;  // 4 tokens × 2 vectors = 8 of the 16 ymm registers
 
   // ---- fp32 arithmetic ----
   static PTQ_AVX2 inline F zero() { return _mm256_setzero_ps(); }
@@ -57,47 +56,18 @@ struct Avx2 {
     }
   }
 
-  // ---- packed blocks (int8 and int8x3 arithmetics) ----
-  static PTQ_AVX2 inline I load_half(const uint8_t* block, int v, int h) {
+  // ---- packed blocks: quad vectors of one block (decoded in simd_kernels.h) ----
+  // Half h (rows 8h..8h+7) of vector v of the block's codes.
+  static PTQ_AVX2 inline I load_codes(const uint8_t* block, int v, int h) {
     return _mm256_load_si256((const __m256i*)(block + v * kQuadBytes + 32 * h));
   }
-
-  // Half h (rows 8h..8h+7) of one block as its 8 quad vectors of u8 codes.
-  template <int Bits>
-  static PTQ_AVX2 inline void decode(const uint8_t* block, int h, I quad[kQuadsPerBlock]) {
-    if constexpr (Bits == 8) {
-      for (int j = 0; j < 8; ++j) quad[j] = load_half(block, j, h);
-    } else if constexpr (Bits == 4) {
-      const __m256i low4 = _mm256_set1_epi8(0x0F);
-      for (int v = 0; v < 4; ++v) {
-        const __m256i c = load_half(block, v, h);
-        quad[2 * v] = _mm256_and_si256(c, low4);
-        quad[2 * v + 1] = _mm256_and_si256(_mm256_srli_epi16(c, 4), low4);
-      }
-    } else {
-      static_assert(Bits == 2 || Bits == 3);
-      const __m256i low2 = _mm256_set1_epi8(0x03);
-      for (int v = 0; v < 2; ++v) {
-        const __m256i c = load_half(block, v, h);
-        quad[4 * v] = _mm256_and_si256(c, low2);
-        quad[4 * v + 1] = _mm256_and_si256(_mm256_srli_epi16(c, 2), low2);
-        quad[4 * v + 2] = _mm256_and_si256(_mm256_srli_epi16(c, 4), low2);
-        quad[4 * v + 3] = _mm256_and_si256(_mm256_srli_epi16(c, 6), low2);
-      }
-      if constexpr (Bits == 3) {
-        const __m256i hb = load_half(block, 2, h);
-        const __m256i bit2 = _mm256_set1_epi8(0x04);
-        quad[0] = _mm256_or_si256(quad[0], _mm256_and_si256(_mm256_slli_epi16(hb, 2), bit2));
-        quad[1] = _mm256_or_si256(quad[1], _mm256_and_si256(_mm256_slli_epi16(hb, 1), bit2));
-        quad[2] = _mm256_or_si256(quad[2], _mm256_and_si256(hb, bit2));
-        quad[3] = _mm256_or_si256(quad[3], _mm256_and_si256(_mm256_srli_epi16(hb, 1), bit2));
-        quad[4] = _mm256_or_si256(quad[4], _mm256_and_si256(_mm256_srli_epi16(hb, 2), bit2));
-        quad[5] = _mm256_or_si256(quad[5], _mm256_and_si256(_mm256_srli_epi16(hb, 3), bit2));
-        quad[6] = _mm256_or_si256(quad[6], _mm256_and_si256(_mm256_srli_epi16(hb, 4), bit2));
-        quad[7] = _mm256_or_si256(quad[7], _mm256_and_si256(_mm256_srli_epi16(hb, 5), bit2));
-      }
-    }
-  }
+  static PTQ_AVX2 inline I set1_u8(uint8_t v) { return _mm256_set1_epi8(char(v)); }
+  static PTQ_AVX2 inline I and_(I a, I b) { return _mm256_and_si256(a, b); }
+  static PTQ_AVX2 inline I or_(I a, I b) { return _mm256_or_si256(a, b); }
+  template <int N>
+  static PTQ_AVX2 inline I srli16(I a) { return _mm256_srli_epi16(a, N); }
+  template <int N>
+  static PTQ_AVX2 inline I slli16(I a) { return _mm256_slli_epi16(a, N); }
 
   static PTQ_AVX2 inline I broadcast4(const int8_t* x) {
     int32_t v;
@@ -129,10 +99,7 @@ struct Avx2 {
   // ---- packed blocks (fp32 arithmetic) ----
   // Blocks are decoded to one byte per code; column c's 8 codes are byte c mod 4 of each 32-bit
   // lane, shifted down, masked and converted, and multiplied by the plain x.
-  template <int Bits>
-  static PTQ_AVX2 inline void fp32_sources(const uint8_t* block, int h, I src[kQuadsPerBlock]) {
-    decode<Bits>(block, h, src);
-  }
+  static constexpr bool kFp32RawCodes = false;
   template <int Bits>
   static PTQ_AVX2 inline F fp32_column(const I src[kQuadsPerBlock], int c) {
     const int lane_byte = c % kQuadCols;
@@ -141,41 +108,6 @@ struct Avx2 {
     return _mm256_cvtepi32_ps(code);
   }
   static const float* fp32_x(const FloatActivations& a, int t) { return a.token_x(t); }
-
-  // ---- in-register butterflies (FWHT): lane l pairs with lane l ^ h, h ∈ {1, 2, 4} ----
-  static constexpr int kMaxInRegisterSpan = 4;
-  template <int H>
-  static PTQ_AVX2 inline F partner(F v) {
-    if constexpr (H == 1) return _mm256_permute_ps(v, 0xB1);
-    else if constexpr (H == 2) return _mm256_permute_ps(v, 0x4E);
-    else return _mm256_permute2f128_ps(v, v, 1);
-  }
-  // Lanes with bit H clear get v + p (a + b), the others p − v (a − b).
-  template <int H>
-  static PTQ_AVX2 inline F butterfly(F v) {
-    constexpr int high = H == 1 ? 0xAA : H == 2 ? 0xCC : 0xF0;
-    const F p = partner<H>(v);
-    return _mm256_blend_ps(_mm256_add_ps(v, p), _mm256_sub_ps(p, v), high);
-  }
-
-  // ---- CSR gathers: 16 chains as two vectors (chains 0–7, 8–15) ----
-  static PTQ_AVX2 inline F gather(const float* base, const int32_t* idx, int n) {
-    const I mask = first(n);
-    const I i = _mm256_maskload_epi32(idx, mask);
-    return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base, i, _mm256_castsi256_ps(mask), 4);
-  }
-  static PTQ_AVX2 inline F fmadd_first(F a, F b, F c, int n) {
-    return _mm256_blendv_ps(c, _mm256_fmadd_ps(a, b, c), _mm256_castsi256_ps(first(n)));
-  }
-  // c_l + c_{l+8} (the two vectors), then + 4 lanes, + 2, + 1: the tree every path sums in.
-  static constexpr int kChainVectors = 2;
-  static PTQ_AVX2 inline float tree_sum(const F c[kChainVectors]) {
-    const __m256 s8 = _mm256_add_ps(c[0], c[1]);
-    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    const __m128 s1 = _mm_add_ss(s2, _mm_movehdup_ps(s2));
-    return _mm_cvtss_f32(s1);
-  }
 };
 
 }  // namespace ptq::kernels

@@ -4,9 +4,8 @@
 // a traits type; kernels_avx512.cpp instantiates them with this one. Every function carries a
 // target attribute, so the library builds without -march=native.
 //
-// Block decoding (layout in packed_layout.h): one block → 8 quad vectors of u8 codes, 16 rows ×
-// 4 columns each; one quad vector times 4 int8 activations broadcast to every lane is one
-// vpdpbusd (64 multiply-adds).
+// One quad vector of u8 codes (16 rows × 4 columns, layout in packed_layout.h) times 4 int8
+// activations broadcast to every lane is one vpdpbusd (64 multiply-adds).
 #include <immintrin.h>
 
 #include <cstring>
@@ -26,8 +25,6 @@ struct Avx512 {
   // Tokens whose accumulators stay in registers in the int8 and fp32 GEMMs: 4 × (2 int + 1 fp)
   // accumulators + 8 quads fit the 32 zmm registers.
   static constexpr int kGemmTokens = 4;
-  // Output vectors per register tile of the fp32 x·B kernel (4 tokens × 4 vectors = 16 zmm).
-  static constexpr int kXbVectors = 4;
 
   // ---- fp32 arithmetic ----
   static PTQ_AVX512 inline F zero() { return _mm512_setzero_ps(); }
@@ -51,44 +48,18 @@ struct Avx512 {
   // Rows [0, valid) of a tile column.
   static PTQ_AVX512 inline void store_rows(float* dst, F v, int valid) { store_first(dst, v, valid); }
 
-  // ---- packed blocks (int8 and int8x3 arithmetics) ----
-  template <int Bits>
-  static PTQ_AVX512 inline void decode(const uint8_t* block, int /*part*/, I quad[kQuadsPerBlock]) {
-    if constexpr (Bits == 8) {
-      for (int j = 0; j < 8; ++j) quad[j] = _mm512_load_si512(block + j * kQuadBytes);
-    } else if constexpr (Bits == 4) {
-      const __m512i low4 = _mm512_set1_epi8(0x0F);
-      for (int v = 0; v < 4; ++v) {
-        const __m512i c = _mm512_load_si512(block + v * kQuadBytes);
-        quad[2 * v] = _mm512_and_si512(c, low4);
-        quad[2 * v + 1] = _mm512_and_si512(_mm512_srli_epi16(c, 4), low4);
-      }
-    } else {
-      static_assert(Bits == 2 || Bits == 3);
-      const __m512i low2 = _mm512_set1_epi8(0x03);
-      for (int v = 0; v < 2; ++v) {
-        const __m512i c = _mm512_load_si512(block + v * kQuadBytes);
-        quad[4 * v] = _mm512_and_si512(c, low2);
-        quad[4 * v + 1] = _mm512_and_si512(_mm512_srli_epi16(c, 2), low2);
-        quad[4 * v + 2] = _mm512_and_si512(_mm512_srli_epi16(c, 4), low2);
-        quad[4 * v + 3] = _mm512_and_si512(_mm512_srli_epi16(c, 6), low2);
-      }
-      if constexpr (Bits == 3) {
-        // Bit j of each high byte is bit 2 of quad j: shift it to bit 2 (16-bit shifts by at
-        // most 5 never move another byte's bits into bit 2) and mask.
-        const __m512i h = _mm512_load_si512(block + 2 * kQuadBytes);
-        const __m512i bit2 = _mm512_set1_epi8(0x04);
-        quad[0] = _mm512_or_si512(quad[0], _mm512_and_si512(_mm512_slli_epi16(h, 2), bit2));
-        quad[1] = _mm512_or_si512(quad[1], _mm512_and_si512(_mm512_slli_epi16(h, 1), bit2));
-        quad[2] = _mm512_or_si512(quad[2], _mm512_and_si512(h, bit2));
-        quad[3] = _mm512_or_si512(quad[3], _mm512_and_si512(_mm512_srli_epi16(h, 1), bit2));
-        quad[4] = _mm512_or_si512(quad[4], _mm512_and_si512(_mm512_srli_epi16(h, 2), bit2));
-        quad[5] = _mm512_or_si512(quad[5], _mm512_and_si512(_mm512_srli_epi16(h, 3), bit2));
-        quad[6] = _mm512_or_si512(quad[6], _mm512_and_si512(_mm512_srli_epi16(h, 4), bit2));
-        quad[7] = _mm512_or_si512(quad[7], _mm512_and_si512(_mm512_srli_epi16(h, 5), bit2));
-      }
-    }
+  // ---- packed blocks: quad vectors of one block (decoded in simd_kernels.h) ----
+  // Vector v of the block's codes for the whole tile (part is always 0).
+  static PTQ_AVX512 inline I load_codes(const uint8_t* block, int v, int /*part*/) {
+    return _mm512_load_si512(block + v * kQuadBytes);
   }
+  static PTQ_AVX512 inline I set1_u8(uint8_t v) { return _mm512_set1_epi8(char(v)); }
+  static PTQ_AVX512 inline I and_(I a, I b) { return _mm512_and_si512(a, b); }
+  static PTQ_AVX512 inline I or_(I a, I b) { return _mm512_or_si512(a, b); }
+  template <int N>
+  static PTQ_AVX512 inline I srli16(I a) { return _mm512_srli_epi16(a, N); }
+  template <int N>
+  static PTQ_AVX512 inline I slli16(I a) { return _mm512_slli_epi16(a, N); }
 
   static PTQ_AVX512 inline I broadcast4(const int8_t* x) {
     int32_t v;
@@ -109,62 +80,19 @@ struct Avx512 {
   }
 
   // ---- packed blocks (fp32 arithmetic) ----
-  // Column c's 16 codes are masked in place out of their quad vector (code·2^e, e =
+  // Column c's 16 codes are masked in place out of their raw quad vector (code·2^e, e =
   // code_bit_offset) and converted by vcvtudq2ps; the kernel multiplies them by x·2^−e
   // (FloatActivations::x_shifted). 3-bit blocks are decoded to bytes first.
+  static constexpr bool kFp32RawCodes = true;
   template <int Bits>
   static constexpr uint32_t kMaxCode = Bits == 3 ? 7u : (1u << Bits) - 1u;
 
-  template <int Bits>
-  static PTQ_AVX512 inline void fp32_sources(const uint8_t* block, int part, I src[kQuadsPerBlock]) {
-    if constexpr (Bits == 3) {
-      decode<3>(block, part, src);
-    } else {
-      constexpr int quads_per_vector = 8 / Bits;
-      for (int j = 0; j < kQuadsPerBlock; ++j) src[j] = _mm512_load_si512(block + (j / quads_per_vector) * kQuadBytes);
-    }
-  }
   template <int Bits>
   static PTQ_AVX512 inline F fp32_column(const I src[kQuadsPerBlock], int c) {
     const __m512i mask = _mm512_set1_epi32(int(kMaxCode<Bits> << code_bit_offset(Bits, c)));
     return _mm512_cvtepu32_ps(_mm512_and_si512(src[c / kQuadCols], mask));
   }
   static const float* fp32_x(const FloatActivations& a, int t) { return a.token_x_shifted(t); }
-
-  // ---- in-register butterflies (FWHT): lane l pairs with lane l ^ h, h ∈ {1, 2, 4, 8} ----
-  static constexpr int kMaxInRegisterSpan = 8;
-  template <int H>
-  static PTQ_AVX512 inline F partner(F v) {
-    if constexpr (H == 1) return _mm512_permute_ps(v, 0xB1);
-    else if constexpr (H == 2) return _mm512_permute_ps(v, 0x4E);
-    else if constexpr (H == 4) return _mm512_shuffle_f32x4(v, v, 0xB1);
-    else return _mm512_shuffle_f32x4(v, v, 0x4E);
-  }
-  // Lanes with bit H clear get v + p (a + b), the others p − v (a − b).
-  template <int H>
-  static PTQ_AVX512 inline F butterfly(F v) {
-    constexpr unsigned high = H == 1 ? 0xAAAA : H == 2 ? 0xCCCC : H == 4 ? 0xF0F0 : 0xFF00;
-    const F p = partner<H>(v);
-    return _mm512_mask_sub_ps(_mm512_add_ps(v, p), Mask(high), p, v);
-  }
-
-  // ---- CSR gathers: 16 chains ----
-  static PTQ_AVX512 inline F gather(const float* base, const int32_t* idx, int n) {
-    const __m512i i = _mm512_maskz_loadu_epi32(first(n), idx);
-    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), first(n), i, base, 4);
-  }
-  // Lanes [0, n) get fma(a, b, c), the others keep c.
-  static PTQ_AVX512 inline F fmadd_first(F a, F b, F c, int n) { return _mm512_mask3_fmadd_ps(a, b, c, first(n)); }
-  // ((c_l + c_{l+8}) then + 4 lanes, + 2, + 1): the tree every path sums 16 chains in.
-  static constexpr int kChainVectors = 1;
-  static PTQ_AVX512 inline float tree_sum(const F c[kChainVectors]) {
-    const __m256 high = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(c[0]), 1));
-    const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(c[0]), high);
-    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    const __m128 s1 = _mm_add_ss(s2, _mm_movehdup_ps(s2));
-    return _mm_cvtss_f32(s1);
-  }
 };
 
 }  // namespace ptq::kernels
