@@ -1,6 +1,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "formats/kernels/composed_kernels.h"
 #include "formats/kernels/kernels.h"
 #include "ptq/error.h"
 
@@ -34,7 +35,8 @@ std::string path_name(KernelPath p) {
 bool cpu_supports(KernelPath p) {
   switch (p) {
     case KernelPath::ref: return true;
-    case KernelPath::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case KernelPath::avx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     case KernelPath::avx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
@@ -56,20 +58,22 @@ namespace {
 
 struct PathKernels {
   TileKernels (*tiles)(int bits, bool float_offsets);
+  ComposedKernels (*composed)();
 };
 
 PathKernels path_kernels(KernelPath p) {
   switch (p) {
-    case KernelPath::avx2: return {avx2_tile_kernels};
-    case KernelPath::avx512: return {avx512_tile_kernels};
+    case KernelPath::avx2: return {avx2_tile_kernels, avx2_composed_kernels};
+    case KernelPath::avx512: return {avx512_tile_kernels, avx512_composed_kernels};
     case KernelPath::ref: break;
   }
-  return {ref_tile_kernels};
+  return {ref_tile_kernels, ref_composed_kernels};
 }
 
 }  // namespace
 
 TileKernels tile_kernels(KernelPath p, const PackedMatrix& m) { return path_kernels(p).tiles(m.bits, m.float_offsets); }
+ComposedKernels composed_kernels(KernelPath p) { return path_kernels(p).composed(); }
 
 std::string arithmetic_name(ActivationArithmetic a) {
   static const char* const kNames[] = {"fp32", "int8x3", "int8"};

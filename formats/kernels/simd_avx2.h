@@ -1,5 +1,5 @@
 #pragma once
-// Vector traits of the AVX2 + FMA path: 8 fp32 / int32 lanes, so a 16-row tile is processed as
+// Vector traits of the AVX2 + FMA (+ F16C) path: 8 fp32 / int32 lanes, so a 16-row tile is processed as
 // two halves of 8 rows (kParts = 2), each half of a 64-byte quad vector being 32 bytes. The
 // templates of simd_kernels.h are written once over a traits type; kernels_avx2.cpp
 // instantiates them with this one. Every function carries a target attribute.
@@ -14,7 +14,7 @@
 
 #include "formats/kernels/kernels.h"
 
-#define PTQ_AVX2 __attribute__((target("avx2,fma")))
+#define PTQ_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 namespace ptq::kernels {
 
@@ -24,6 +24,7 @@ struct Avx2 {
   static constexpr int kLanes = 8;
   static constexpr int kParts = kTileRows / kLanes;
   static constexpr int kGemmTokens = 2;
+  static constexpr int kXbVectors = 2;  // 4 tokens × 2 vectors = 8 of the 16 ymm registers
 
   // ---- fp32 arithmetic ----
   static PTQ_AVX2 inline F zero() { return _mm256_setzero_ps(); }
@@ -36,6 +37,7 @@ struct Avx2 {
   static PTQ_AVX2 inline F cvt(I v) { return _mm256_cvtepi32_ps(v); }
   static PTQ_AVX2 inline F loadu(const float* p) { return _mm256_loadu_ps(p); }
   static PTQ_AVX2 inline void storeu(float* p, F v) { _mm256_storeu_ps(p, v); }
+  static PTQ_AVX2 inline F loadu(const uint16_t* fp16) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)fp16)); }
   static PTQ_AVX2 inline I first(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }
@@ -108,6 +110,44 @@ struct Avx2 {
     return _mm256_cvtepi32_ps(code);
   }
   static const float* fp32_x(const FloatActivations& a, int t) { return a.token_x(t); }
+
+  // ---- in-register butterflies (FWHT): lane l pairs with lane l ^ h, h ∈ {1, 2, 4} ----
+  static constexpr int kMaxInRegisterSpan = 4;
+  template <int H>
+  static PTQ_AVX2 inline F partner(F v) {
+    if constexpr (H == 1) return _mm256_permute_ps(v, 0xB1);
+    else if constexpr (H == 2) return _mm256_permute_ps(v, 0x4E);
+    else return _mm256_permute2f128_ps(v, v, 1);
+  }
+  // Lanes with bit H clear get v + p (a + b), the others p − v (a − b).
+  template <int H>
+  static PTQ_AVX2 inline F butterfly(F v) {
+    constexpr int high = H == 1 ? 0xAA : H == 2 ? 0xCC : 0xF0;
+    const F p = partner<H>(v);
+    return _mm256_blend_ps(_mm256_add_ps(v, p), _mm256_sub_ps(p, v), high);
+  }
+
+  // ---- CSR gathers: 16 chains as two vectors (chains 0–7, 8–15) ----
+  static PTQ_AVX2 inline F gather(const float* base, const int32_t* idx) {
+    return _mm256_i32gather_ps(base, _mm256_loadu_si256((const __m256i*)idx), 4);
+  }
+  static PTQ_AVX2 inline F gather(const float* base, const int32_t* idx, int n) {
+    const I mask = first(n);
+    const I i = _mm256_maskload_epi32(idx, mask);
+    return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base, i, _mm256_castsi256_ps(mask), 4);
+  }
+  static PTQ_AVX2 inline F fmadd_first(F a, F b, F c, int n) {
+    return _mm256_blendv_ps(c, _mm256_fmadd_ps(a, b, c), _mm256_castsi256_ps(first(n)));
+  }
+  // c_l + c_{l+8} (the two vectors), then + 4 lanes, + 2, + 1: the tree every path sums in.
+  static constexpr int kChainVectors = 2;
+  static PTQ_AVX2 inline float tree_sum(const F c[kChainVectors]) {
+    const __m256 s8 = _mm256_add_ps(c[0], c[1]);
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    const __m128 s1 = _mm_add_ss(s2, _mm_movehdup_ps(s2));
+    return _mm_cvtss_f32(s1);
+  }
 };
 
 }  // namespace ptq::kernels

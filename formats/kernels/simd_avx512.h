@@ -25,6 +25,8 @@ struct Avx512 {
   // Tokens whose accumulators stay in registers in the int8 and fp32 GEMMs: 4 × (2 int + 1 fp)
   // accumulators + 8 quads fit the 32 zmm registers.
   static constexpr int kGemmTokens = 4;
+  // Output vectors per register tile of the fp32 x·B kernel (4 tokens × 4 vectors = 16 zmm).
+  static constexpr int kXbVectors = 4;
 
   // ---- fp32 arithmetic ----
   static PTQ_AVX512 inline F zero() { return _mm512_setzero_ps(); }
@@ -37,6 +39,7 @@ struct Avx512 {
   static PTQ_AVX512 inline F cvt(I v) { return _mm512_cvtepi32_ps(v); }
   static PTQ_AVX512 inline F loadu(const float* p) { return _mm512_loadu_ps(p); }
   static PTQ_AVX512 inline void storeu(float* p, F v) { _mm512_storeu_ps(p, v); }
+  static PTQ_AVX512 inline F loadu(const uint16_t* fp16) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)fp16)); }
   static PTQ_AVX512 inline Mask first(int n) { return n >= kLanes ? Mask(0xFFFF) : Mask((1u << n) - 1u); }
   // The first n lanes (0 < n ≤ kLanes); the rest read as +0 and are never written.
   static PTQ_AVX512 inline F load_first(const float* p, int n) { return _mm512_maskz_loadu_ps(first(n), p); }
@@ -93,6 +96,44 @@ struct Avx512 {
     return _mm512_cvtepu32_ps(_mm512_and_si512(src[c / kQuadCols], mask));
   }
   static const float* fp32_x(const FloatActivations& a, int t) { return a.token_x_shifted(t); }
+
+  // ---- in-register butterflies (FWHT): lane l pairs with lane l ^ h, h ∈ {1, 2, 4, 8} ----
+  static constexpr int kMaxInRegisterSpan = 8;
+  template <int H>
+  static PTQ_AVX512 inline F partner(F v) {
+    if constexpr (H == 1) return _mm512_permute_ps(v, 0xB1);
+    else if constexpr (H == 2) return _mm512_permute_ps(v, 0x4E);
+    else if constexpr (H == 4) return _mm512_shuffle_f32x4(v, v, 0xB1);
+    else return _mm512_shuffle_f32x4(v, v, 0x4E);
+  }
+  // Lanes with bit H clear get v + p (a + b), the others p − v (a − b).
+  template <int H>
+  static PTQ_AVX512 inline F butterfly(F v) {
+    constexpr unsigned high = H == 1 ? 0xAAAA : H == 2 ? 0xCCCC : H == 4 ? 0xF0F0 : 0xFF00;
+    const F p = partner<H>(v);
+    return _mm512_mask_sub_ps(_mm512_add_ps(v, p), Mask(high), p, v);
+  }
+
+  // ---- CSR gathers: 16 chains ----
+  static PTQ_AVX512 inline F gather(const float* base, const int32_t* idx) {
+    return _mm512_i32gather_ps(_mm512_loadu_si512(idx), base, 4);
+  }
+  static PTQ_AVX512 inline F gather(const float* base, const int32_t* idx, int n) {
+    const __m512i i = _mm512_maskz_loadu_epi32(first(n), idx);
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), first(n), i, base, 4);
+  }
+  // Lanes [0, n) get fma(a, b, c), the others keep c.
+  static PTQ_AVX512 inline F fmadd_first(F a, F b, F c, int n) { return _mm512_mask3_fmadd_ps(a, b, c, first(n)); }
+  // ((c_l + c_{l+8}) then + 4 lanes, + 2, + 1): the tree every path sums 16 chains in.
+  static constexpr int kChainVectors = 1;
+  static PTQ_AVX512 inline float tree_sum(const F c[kChainVectors]) {
+    const __m256 high = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(c[0]), 1));
+    const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(c[0]), high);
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    const __m128 s1 = _mm_add_ss(s2, _mm_movehdup_ps(s2));
+    return _mm_cvtss_f32(s1);
+  }
 };
 
 }  // namespace ptq::kernels
