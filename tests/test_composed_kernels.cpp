@@ -378,24 +378,40 @@ TEST(ComposedKernels, LayerMatchesEffectiveWeightEveryPartAndPath) {
       }
 }
 
+// Every part large enough to run in parallel (Hadamard 4096, 5% CSR, rank 64, 64 tokens): 1 vs
+// 2 threads and a rerun bit-identical, on every path.
+TEST(ComposedKernels, OneAndTwoThreadsBitIdentical) {
+  const int rows = 512, cols = 4096, tokens = 64;
+  QuantizedLayer l = QuantizedLayer::from_grid(random_grid(rows, cols, false, 21));
+  l.input_transform = hadamard(cols, {4096}, 22);
+  l.sparse = random_sparse(rows, cols, 0.05, 23);
+  l.low_rank = random_low_rank(rows, cols, 64, 24);
+  const Mat x = Eigen::Map<const Mat>(gaussian(size_t(tokens) * cols, 25).data(), tokens, cols);
+  for (KernelPath path : {KernelPath::ref, KernelPath::avx2, KernelPath::avx512}) {
+    if (!cpu_supports(path)) continue;
+    force_kernel_path(path);
+    const auto linear = make_composed_linear(l);
+    force_kernel_path(std::nullopt);
+    Mat y1(tokens, rows), y2(tokens, rows);
+    set_num_threads(1);
+    linear->matmul(x.data(), tokens, y1.data());
+    set_num_threads(2);
+    linear->matmul(x.data(), tokens, y2.data());
+    EXPECT_TRUE(same_bits(y1, y2)) << path_name(path) << " 1 vs 2 threads";
+    linear->matmul(x.data(), tokens, y1.data());
+    EXPECT_TRUE(same_bits(y1, y2)) << path_name(path) << " rerun";
+  }
+}
+
 // A refiner's rank-2 branch, an outlier extractor's CSR and a Hadamard input transform on one
-// layer at K = 1536: int8 arithmetic within its activation tolerance, 1 vs 2 threads and rerun
-// bit-identical, and dequantize() ≈ effective_weight().
-TEST(ComposedKernels, AllPartsThreadsInt8AndDequantize) {
+// layer at K = 1536: int8 arithmetic within its activation tolerance, and dequantize() ≈
+// effective_weight().
+TEST(ComposedKernels, AllPartsInt8AndDequantize) {
   const LayerCase c = layer_cases()[0];
   const QuantizedLayer l = make_layer(c, kTransform | kSparse | kLowRank, false);
   const auto linear = make_composed_linear(l);
   const int tokens = 64;
   const Mat x = Eigen::Map<const Mat>(gaussian(size_t(tokens) * c.cols, 11).data(), tokens, c.cols);
-  Mat y1(tokens, c.rows), y2(tokens, c.rows);
-  set_num_threads(1);
-  linear->matmul(x.data(), tokens, y1.data());
-  set_num_threads(2);
-  linear->matmul(x.data(), tokens, y2.data());
-  EXPECT_TRUE(same_bits(y1, y2)) << "1 vs 2 threads";
-  linear->matmul(x.data(), tokens, y1.data());
-  EXPECT_TRUE(same_bits(y1, y2)) << "rerun";
-
   const Mat expected = l.effective_weight();
   expect_within(run_layer(l, active_kernel_path(), ActivationArithmetic::int8, x),
                 expected_product(l, expected, x, kActivationTolerance), "int8");

@@ -10,9 +10,11 @@ namespace ptq::kernels {
 
 namespace {
 
-// Below this many multiply-adds a part runs on the calling thread (a parallel region costs a
-// few µs).
-constexpr long kMinParallelWork = 1L << 17;
+// A part runs on the calling thread below about 30 µs of single-threaded work: a parallel
+// region costs a few µs on a quiet machine and far more when other jobs share the cores.
+constexpr long kMinParallelMacs = 1L << 19;      // x·B multiply-adds
+constexpr long kMinParallelEntries = 1L << 16;   // CSR entries × tokens (gathers)
+constexpr long kMinParallelFwhtValues = 1L << 17;  // transformed values (tokens × K)
 constexpr int kColumnChunk = 64;  // x·B output columns per task (a multiple of 16)
 constexpr int kTokenChunk = 4;    // x·B tokens per task
 constexpr int kRowChunk = 64;     // CSR rows per task
@@ -34,7 +36,7 @@ int chunks_of(int n, int chunk) { return (n + chunk - 1) / chunk; }
 template <class Kernel, class B>
 void xb_chunked(const Kernel xb, const float* x, int ldx, int tokens, int depth, const B* b, int ldb, int width,
                 float* y, int ldy, bool accumulate) {
-  const bool parallel = long(tokens) * depth * width >= kMinParallelWork;
+  const bool parallel = long(tokens) * depth * width >= kMinParallelMacs;
   const int column_chunks = chunks_of(width, kColumnChunk);
   for_chunks(chunks_of(tokens, kTokenChunk) * column_chunks, parallel, [&](int task) {
     const int t0 = task / column_chunks * kTokenChunk, c = task % column_chunks;
@@ -60,7 +62,7 @@ void transform_input(const PackedTransform& t, const ComposedKernels& k, const f
       bool dense_factor = false;
       for (const HadamardFactor& f : t.hadamard.factors) dense_factor |= !f.power_of_two;
       std::vector<float> scratch(dense_factor ? size_t(tokens) * t.hadamard.block : 0);  // for the ±1 matrices
-      const bool parallel = long(tokens) * n * 16 >= kMinParallelWork;
+      const bool parallel = long(tokens) * n >= kMinParallelFwhtValues;
       for_chunks(tokens, parallel, [&](int i) {
         float* own = dense_factor ? scratch.data() + size_t(i) * t.hadamard.block : nullptr;
         k.fwht(t.hadamard, x + size_t(i) * n, out + size_t(i) * n, own);
@@ -77,7 +79,7 @@ void transform_input(const PackedTransform& t, const ComposedKernels& k, const f
 }
 
 void sparse_add(const PackedSparse& s, const ComposedKernels& k, const float* x, int tokens, float* y) {
-  const bool parallel = long(tokens) * long(s.values.size()) >= kMinParallelWork / 4;  // gathers cost more
+  const bool parallel = long(tokens) * long(s.values.size()) >= kMinParallelEntries;
   std::vector<float> blocks;
   if (k.csr_lanes > 0 && tokens > 1) blocks = transpose_tokens(x, tokens, s.cols, k.csr_lanes);
   const float* x_blocks = blocks.empty() ? nullptr : blocks.data();
