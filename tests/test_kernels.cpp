@@ -1,6 +1,8 @@
 // Packed matmul kernels (formats/kernels), all activation arithmetics (int8x3, the default, and
-// fp32, both at fp32 rounding level; the opt-in int8): every path against x · dequantize()ᵀ computed in double, SIMD against the
-// scalar reference bit for bit, and 1 vs 2 threads bit for bit.
+// fp32, both at fp32 rounding level; the opt-in int8): every path against x · dequantize()ᵀ
+// computed in double, SIMD against the scalar reference bit for bit, and 1 vs 2 threads bit for
+// bit; for integer zero points (GroupParams) and float offsets (OffsetParams: fractional zero
+// points and the additive rule).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -31,17 +33,25 @@ constexpr double kRoundingTolerance = 1e-5;
 // quantization of x (≤ max|x_b|/254 per element) dominates.
 constexpr double kActivationTolerance = 1e-2;
 
+// The statistics a grid holds: integer zero points (packed as GroupParams), or what the kernels
+// carry as float offsets: fractional zero points (SpQR-like) and additive offsets (Q4_1/Q4_K-like).
+enum class Zeros { integer, fractional, additive };
+const char* zeros_name(Zeros z) {
+  return z == Zeros::integer ? "integer zeros" : z == Zeros::fractional ? "fractional zeros" : "additive offsets";
+}
+
 struct Case {
   int rows, cols, bits, group_size;
   bool act_order;
+  Zeros zeros = Zeros::integer;
   std::string name() const {
     return std::to_string(rows) + "x" + std::to_string(cols) + " b" + std::to_string(bits) + " g" +
-           std::to_string(group_size) + (act_order ? " act-order" : "");
+           std::to_string(group_size) + (act_order ? " act-order" : "") + " " + zeros_name(zeros);
   }
 };
 
-// Random codes, scales and integer zeros; act-order assigns groups along a random column
-// permutation as GPTQ does (each group group_size columns of the permuted order).
+// Random codes, scales and zeros of the case's kind; act-order assigns groups along a random
+// column permutation as GPTQ does (each group group_size columns of the permuted order).
 GridCodes random_weight(const Case& c, uint64_t seed) {
   std::mt19937_64 rng(seed);
   GridCodes q;
@@ -59,7 +69,10 @@ GridCodes random_weight(const Case& c, uint64_t seed) {
     for (int g = 0; g < groups; ++g) {
       q.scales(r, g) = 0.01f * (0.5f + float(rng() % 1000) / 1000.0f);
       q.zeros(r, g) = float(rng() % (max_q + 1));
+      if (c.zeros == Zeros::fractional) q.zeros(r, g) = float(rng() % (1000 * max_q + 1)) / 1000.0f;
+      if (c.zeros == Zeros::additive) q.zeros(r, g) = -q.scales(r, g) * float(rng() % (1000 * max_q + 1)) / 1000.0f;
     }
+  if (c.zeros == Zeros::additive) q.rule = OffsetRule::kAdditive;
   std::vector<int> order(c.cols);
   std::iota(order.begin(), order.end(), 0);
   if (c.act_order) std::shuffle(order.begin(), order.end(), rng);
@@ -106,6 +119,10 @@ std::vector<Case> all_cases() {
     for (int gs : {32, 128, -1})
       for (int k : {172, 256})
         for (bool act : {false, true}) cases.push_back({40, k, bits, gs, act});
+  // Float offsets: every bit width and group size, partial blocks, act-order.
+  for (Zeros z : {Zeros::fractional, Zeros::additive})
+    for (int bits : {2, 3, 4, 8})
+      for (int gs : {32, 128, -1}) cases.push_back({40, 172, bits, gs, true, z});
   return cases;
 }
 
@@ -116,12 +133,30 @@ void expect_within(const std::vector<float>& y, const Reference& ref, double tol
   }
 }
 
+// Integer zeros keep the 80-byte GroupParams and their exact scale·(code − zero); additive
+// offsets are scale·code + offset as GridCodes evaluates them; fractional zero points become
+// offset = fp32(−scale·zero): fp32(scale·code) + offset against fp32(scale·(code − zero)), a few
+// roundings of the terms apart.
 TEST(Kernels, PackedDequantizeEqualsGridCodes) {
   for (const Case& c : all_cases()) {
     const GridCodes q = random_weight(c, 7);
+    const PackedMatrix m = pack_matrix(q);
+    ASSERT_EQ(m.float_offsets, c.zeros != Zeros::integer) << c.name();
+    ASSERT_EQ(m.params.size() * sizeof(GroupParams) + m.offset_params.size() * sizeof(OffsetParams),
+              size_t(m.tiles) * m.groups * (m.float_offsets ? 128 : 80)) << c.name();
     const Mat expected = q.dequantize();
-    const Mat got = dequantize(pack_matrix(q));
-    ASSERT_TRUE(got == expected) << c.name();
+    const Mat got = dequantize(m);
+    if (c.zeros != Zeros::fractional) {
+      ASSERT_TRUE(got == expected) << c.name();
+      continue;
+    }
+    for (int r = 0; r < c.rows; ++r)
+      for (int k = 0; k < c.cols; ++k) {
+        const int g = q.g_idx[k];
+        const double s = q.scales(r, g), code = q.q[size_t(r) * c.cols + k];
+        const double bound = std::ldexp(std::fabs(s) * code + std::fabs(s * q.zeros(r, g)) + 2 * std::fabs(expected(r, k)), -23);
+        ASSERT_LE(std::fabs(double(got(r, k)) - expected(r, k)), bound) << c.name() << " at " << r << ", " << k;
+      }
   }
 }
 
@@ -163,7 +198,8 @@ TEST(Kernels, Fp32LevelLongRowsAndOutlierWithinTolerance) {
   for (ActivationArithmetic arithmetic : kExactArithmetics)
   for (KernelPath path : all_paths()) {
     if (!cpu_supports(path)) continue;
-    for (const Case& c : {Case{20, 11008, 8, -1, false}, Case{20, 11008, 4, 128, true}, Case{20, 11008, 3, -1, true}}) {
+    for (const Case& c : {Case{20, 11008, 8, -1, false}, Case{20, 11008, 4, 128, true}, Case{20, 11008, 3, -1, true},
+                          Case{20, 11008, 4, 128, true, Zeros::additive}, Case{20, 11008, 8, -1, false, Zeros::fractional}}) {
       const GridCodes q = random_weight(c, 5);
       const PackedMatrix m = pack_matrix(q);
       std::vector<float> x = gaussian(size_t(2) * c.cols, 6);
@@ -268,31 +304,36 @@ TEST(Kernels, Int8ActivationErrorWithinBoundWithOutlier) {
 }
 
 TEST(Kernels, OneAndTwoThreadsBitIdentical) {
-  const Case c{520, 512, 4, 128, true};  // large enough to run in parallel; 520 = partial tile
-  const PackedMatrix m = pack_matrix(random_weight(c, 31));
-  for (ActivationArithmetic arithmetic : {kInt8x3, kFp32, kInt8})
-    for (KernelPath path : all_paths()) {
-      if (!cpu_supports(path)) continue;
-      for (int tokens : {1, 8}) {
-        const std::string what = arithmetic_name(arithmetic) + " " + path_name(path) + " tokens " + std::to_string(tokens);
-        const std::vector<float> x = gaussian(size_t(tokens) * c.cols, 77);
-        std::vector<float> y1(size_t(tokens) * c.rows), y2(y1.size());
-        set_num_threads(1);
-        packed_matmul(m, x.data(), tokens, y1.data(), path, arithmetic);
-        set_num_threads(2);
-        packed_matmul(m, x.data(), tokens, y2.data(), path, arithmetic);
-        EXPECT_EQ(0, std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float))) << what;
-        packed_matmul(m, x.data(), tokens, y1.data(), path, arithmetic);  // rerun
-        EXPECT_EQ(0, std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float))) << what << " rerun";
+  for (Zeros zeros : {Zeros::integer, Zeros::additive}) {
+    const Case c{520, 512, 4, 128, true, zeros};  // large enough to run in parallel; 520 = partial tile
+    const PackedMatrix m = pack_matrix(random_weight(c, 31));
+    for (ActivationArithmetic arithmetic : {kInt8x3, kFp32, kInt8})
+      for (KernelPath path : all_paths()) {
+        if (!cpu_supports(path)) continue;
+        for (int tokens : {1, 8}) {
+          const std::string what =
+              arithmetic_name(arithmetic) + " " + path_name(path) + " " + c.name() + " tokens " + std::to_string(tokens);
+          const std::vector<float> x = gaussian(size_t(tokens) * c.cols, 77);
+          std::vector<float> y1(size_t(tokens) * c.rows), y2(y1.size());
+          set_num_threads(1);
+          packed_matmul(m, x.data(), tokens, y1.data(), path, arithmetic);
+          set_num_threads(2);
+          packed_matmul(m, x.data(), tokens, y2.data(), path, arithmetic);
+          EXPECT_EQ(0, std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float))) << what;
+          packed_matmul(m, x.data(), tokens, y1.data(), path, arithmetic);  // rerun
+          EXPECT_EQ(0, std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float))) << what << " rerun";
+        }
       }
-    }
+  }
 }
 
 // PackedLinear through make_packed_linear, with more tokens than one GEMM call takes: int8x3 by
-// default, fp32 or int8 when $PTQ_KERNEL_ACT asks for it.
+// default, fp32 or int8 when $PTQ_KERNEL_ACT asks for it when the linear is built. The
+// environment is read once, at build time: changing it later changes nothing.
 TEST(Kernels, PackedLinearMatchesDequantizedProduct) {
   const Case c{33, 172, 3, 32, true};
   const GridCodes q = random_weight(c, 41);
+  ::unsetenv("PTQ_KERNEL_ACT");
   const auto linear = make_packed_linear(q);
   EXPECT_EQ(linear->rows(), 33);
   EXPECT_EQ(linear->cols(), 172);
@@ -304,15 +345,25 @@ TEST(Kernels, PackedLinearMatchesDequantizedProduct) {
   linear->matmul(x.data(), tokens, y.data());
   expect_within(y, ref, kFp32Tolerance, "PackedLinear default (int8x3)");
   ::setenv("PTQ_KERNEL_ACT", "fp32", 1);
+  const auto linear32 = make_packed_linear(q);
   std::vector<float> y32(y.size());
-  linear->matmul(x.data(), tokens, y32.data());
+  linear32->matmul(x.data(), tokens, y32.data());
   expect_within(y32, ref, kFp32Tolerance, "PackedLinear fp32");
   ::setenv("PTQ_KERNEL_ACT", "int8", 1);
-  std::vector<float> y8(y.size());
-  linear->matmul(x.data(), tokens, y8.data());
+  const auto linear8 = make_packed_linear(q);
+  std::vector<float> y8(y.size()), y_again(y.size());
+  linear8->matmul(x.data(), tokens, y8.data());
+  linear->matmul(x.data(), tokens, y_again.data());  // built under the default: unaffected
   ::unsetenv("PTQ_KERNEL_ACT");
   expect_within(y8, ref, kActivationTolerance, "PackedLinear int8");
   EXPECT_NE(0, std::memcmp(y.data(), y8.data(), y.size() * sizeof(float))) << "PTQ_KERNEL_ACT=int8 had no effect";
+  EXPECT_EQ(0, std::memcmp(y.data(), y_again.data(), y.size() * sizeof(float)))
+      << "a linear built before PTQ_KERNEL_ACT changed followed it";
+  ::setenv("PTQ_KERNEL", "sse9", 1);
+  EXPECT_THROW(make_packed_linear(q), Error) << "an unknown PTQ_KERNEL must fail when the linear is built";
+  linear->matmul(x.data(), tokens, y_again.data());  // matmul does not read the environment
+  ::unsetenv("PTQ_KERNEL");
+  EXPECT_EQ(0, std::memcmp(y.data(), y_again.data(), y.size() * sizeof(float)));
 }
 
 TEST(Kernels, BadWeightsThrowNamedErrors) {
@@ -332,8 +383,11 @@ TEST(Kernels, BadWeightsThrowNamedErrors) {
   q.q[70] = 16;
   expect_error(q, "exceeds 15");
   q = random_weight(c, 1);
-  q.zeros(3, 1) = 2.5f;
-  expect_error(q, "not an integer");
+  q.zeros(3, 1) = std::nanf("");
+  expect_error(q, "not finite");
+  q = random_weight(c, 1);
+  q.scales(2, 0) = INFINITY;
+  expect_error(q, "not finite");
   q = random_weight(c, 1);
   q.g_idx[5] = 2;
   expect_error(q, "g_idx[5]");

@@ -1,3 +1,4 @@
+// Activations for the int8 arithmetic (kernels.h) and the block gather all three share.
 #include <algorithm>
 #include <cmath>
 
@@ -5,6 +6,16 @@
 #include "ptq/error.h"
 
 namespace ptq::kernels {
+
+float gather_block(const PackedMatrix& m, const float* x, int b, float out[kBlockCols]) {
+  float amax = 0.0f;
+  for (int i = 0; i < kBlockCols; ++i) {
+    const int c = m.source_col[size_t(b) * kBlockCols + i];
+    out[i] = c < 0 ? 0.0f : x[c];
+    amax = std::max(amax, std::fabs(out[i]));
+  }
+  return amax;
+}
 
 namespace {
 
@@ -16,13 +27,7 @@ void quantize_token(const PackedMatrix& m, const float* x, int8_t* q, float* sca
   for (int g = 0; g < m.groups; ++g) {
     float gsum = 0.0f;
     for (int b = m.group_first_block[g]; b < m.group_first_block[g + 1]; ++b) {
-      float amax = 0.0f;
-      for (int i = 0; i < kBlockCols; ++i) {
-        const int c = m.source_col[size_t(b) * kBlockCols + i];
-        gathered[i] = c < 0 ? 0.0f : x[c];
-        amax = std::max(amax, std::fabs(gathered[i]));
-      }
-      const float d = amax / 127.0f;
+      const float d = gather_block(m, x, b, gathered) / 127.0f;
       const float inv = d > 0.0f ? 1.0f / d : 0.0f;
       int isum = 0;
       for (int i = 0; i < kBlockCols; ++i) {
@@ -41,13 +46,7 @@ void quantize_token(const PackedMatrix& m, const float* x, int8_t* q, float* sca
 
 ActivationBlocks quantize_activations(const PackedMatrix& m, const float* x, int tokens) {
   PTQ_ASSERT(tokens >= 0);
-  ActivationBlocks a;
-  a.tokens = tokens;
-  a.blocks = m.blocks;
-  a.groups = m.groups;
-  a.q.assign(size_t(tokens) * m.blocks * kBlockCols, 0);
-  a.scale.assign(size_t(tokens) * m.blocks, 0.0f);
-  a.group_sum.assign(size_t(tokens) * m.groups, 0.0f);
+  ActivationBlocks a(m, tokens);
   for (int t = 0; t < tokens; ++t)
     quantize_token(m, x + size_t(t) * m.cols, a.q.data() + size_t(t) * m.blocks * kBlockCols,
                    a.scale.data() + size_t(t) * m.blocks, a.group_sum.data() + size_t(t) * m.groups);

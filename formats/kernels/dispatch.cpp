@@ -1,6 +1,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "formats/kernels/composed_kernels.h"
 #include "formats/kernels/kernels.h"
 #include "ptq/error.h"
 
@@ -27,18 +28,15 @@ KernelPath checked(KernelPath p, const char* source) {
 }  // namespace
 
 std::string path_name(KernelPath p) {
-  switch (p) {
-    case KernelPath::ref: return "ref";
-    case KernelPath::avx2: return "avx2";
-    case KernelPath::avx512: return "avx512";
-  }
-  return "?";
+  static const char* const kNames[] = {"ref", "avx2", "avx512"};
+  return kNames[int(p)];
 }
 
 bool cpu_supports(KernelPath p) {
   switch (p) {
     case KernelPath::ref: return true;
-    case KernelPath::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case KernelPath::avx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     case KernelPath::avx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
@@ -56,40 +54,30 @@ KernelPath active_kernel_path() {
 
 void force_kernel_path(std::optional<KernelPath> p) { g_forced = p; }
 
-TileKernel gemv_kernel(KernelPath p) {
+namespace {
+
+struct PathKernels {
+  TileKernels (*tiles)(int bits, bool float_offsets);
+  ComposedKernels (*composed)();
+};
+
+PathKernels path_kernels(KernelPath p) {
   switch (p) {
-    case KernelPath::ref: return gemv_ref;
-    case KernelPath::avx2: return gemv_avx2;
-    case KernelPath::avx512: return gemv_avx512;
+    case KernelPath::avx2: return {avx2_tile_kernels, avx2_composed_kernels};
+    case KernelPath::avx512: return {avx512_tile_kernels, avx512_composed_kernels};
+    case KernelPath::ref: break;
   }
-  return gemv_ref;
+  return {ref_tile_kernels, ref_composed_kernels};
 }
 
-FloatTileKernel f32_kernel(KernelPath p) {
-  switch (p) {
-    case KernelPath::ref: return gemm_f32_ref;
-    case KernelPath::avx2: return gemm_f32_avx2;
-    case KernelPath::avx512: return gemm_f32_avx512;
-  }
-  return gemm_f32_ref;
-}
+}  // namespace
 
-SplitTileKernel split_kernel(KernelPath p) {
-  switch (p) {
-    case KernelPath::ref: return gemm_split_ref;
-    case KernelPath::avx2: return gemm_split_avx2;
-    case KernelPath::avx512: return gemm_split_avx512;
-  }
-  return gemm_split_ref;
-}
+TileKernels tile_kernels(KernelPath p, const PackedMatrix& m) { return path_kernels(p).tiles(m.bits, m.float_offsets); }
+ComposedKernels composed_kernels(KernelPath p) { return path_kernels(p).composed(); }
 
 std::string arithmetic_name(ActivationArithmetic a) {
-  switch (a) {
-    case ActivationArithmetic::fp32: return "fp32";
-    case ActivationArithmetic::int8x3: return "int8x3";
-    case ActivationArithmetic::int8: return "int8";
-  }
-  return "?";
+  static const char* const kNames[] = {"fp32", "int8x3", "int8"};
+  return kNames[int(a)];
 }
 
 ActivationArithmetic active_activation_arithmetic() {
@@ -104,14 +92,5 @@ ActivationArithmetic active_activation_arithmetic() {
 }
 
 void force_activation_arithmetic(std::optional<ActivationArithmetic> a) { g_forced_arithmetic = a; }
-
-TileKernel gemm_kernel(KernelPath p) {
-  switch (p) {
-    case KernelPath::ref: return gemm_ref;
-    case KernelPath::avx2: return gemm_avx2;
-    case KernelPath::avx512: return gemm_avx512;
-  }
-  return gemm_ref;
-}
 
 }  // namespace ptq::kernels

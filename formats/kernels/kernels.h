@@ -42,6 +42,12 @@
 //   enough to move a model's perplexity by ~1e-3 relative. llama.cpp's Q8_0 activations make
 //   the same trade.
 // Within one arithmetic the fp32 operations are the same, in the same order, in every path.
+//
+// Float offsets (OffsetParams, packed_layout.h: additive grids, fractional zero points): the
+// group update of every arithmetic becomes
+//     y_r = fma(offset, xsum_g, fma(scale, acc, y_r))       (xsum_g = gsum_g for int8)
+// with acc the arithmetic's group accumulator (accq / gacc above): the same code, one FMA more
+// per group and row.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -51,10 +57,22 @@
 
 namespace ptq::kernels {
 
+// The shape the three activation layouts share: tokens × the matrix's padded columns (blocks ·
+// 32) and groups.
+struct ActivationShape {
+  int tokens = 0, blocks = 0, groups = 0;
+  ActivationShape(const PackedMatrix& m, int t) : tokens(t), blocks(m.blocks), groups(m.groups) {}
+  size_t width() const { return size_t(blocks) * kBlockCols; }     // padded columns per token
+  size_t values() const { return size_t(tokens) * width(); }       // [tokens][width]
+  size_t per_block() const { return size_t(tokens) * blocks; }     // [tokens][blocks]
+  size_t per_group() const { return size_t(tokens) * groups; }     // [tokens][groups]
+};
+
 // Activations of up to kMaxGemmTokens tokens, gathered into the packed column order and
 // quantized to int8 per block.
-struct ActivationBlocks {
-  int tokens = 0, blocks = 0, groups = 0;
+struct ActivationBlocks : ActivationShape {
+  ActivationBlocks(const PackedMatrix& m, int t)
+      : ActivationShape(m, t), q(values(), 0), scale(per_block(), 0.0f), group_sum(per_group(), 0.0f) {}
   std::vector<int8_t> q;           // [tokens][blocks * 32]
   std::vector<float> scale;        // [tokens][blocks]  d_b
   std::vector<float> group_sum;    // [tokens][groups]  Σ_{b∈g} d_b·Σ x̂
@@ -68,8 +86,9 @@ std::vector<float> dequantize_activations(const PackedMatrix& m, const Activatio
 
 // Activations of up to kMaxGemmTokens tokens gathered into the packed column order (padding
 // = 0), for the fp32 arithmetic.
-struct FloatActivations {
-  int tokens = 0, blocks = 0, groups = 0;
+struct FloatActivations : ActivationShape {
+  FloatActivations(const PackedMatrix& m, int t)
+      : ActivationShape(m, t), x(values(), 0.0f), x_shifted(values(), 0.0f), xsum(per_group(), 0.0f) {}
   std::vector<float> x;          // [tokens][blocks * 32]
   std::vector<float> x_shifted;  // [tokens][blocks * 32]  x·2^−e (AVX-512 decode, see above)
   std::vector<float> xsum;       // [tokens][groups]  Σ_{p∈g} x_p, sequential
@@ -94,8 +113,11 @@ constexpr int code_bit_offset(int bits, int c) {
 // (|q₀| ≤ 127, |q₁|, |q₂| ≤ 64), so |x − x̂| ≤ d_b·2^−15 = max|x_b|·2^−22 per element.
 constexpr int kDigits = 3;
 constexpr int kDigitBits = 7;
-struct SplitActivations {
-  int tokens = 0, blocks = 0, groups = 0;
+struct SplitActivations : ActivationShape {
+  SplitActivations(const PackedMatrix& m, int t)
+      : ActivationShape(m, t), digit{std::vector<int8_t>(values(), 0), std::vector<int8_t>(values(), 0),
+                                     std::vector<int8_t>(values(), 0)},
+        scale(per_block(), 0.0f), xsum(per_group(), 0.0f) {}
   std::vector<int8_t> digit[kDigits];  // [tokens][blocks * 32] each
   std::vector<float> scale;            // [tokens][blocks]  d_b
   std::vector<float> xsum;             // [tokens][groups]  Σ_{p∈g} x_p, sequential
@@ -107,56 +129,69 @@ SplitActivations split_activations(const PackedMatrix& m, const float* x, int to
 
 constexpr int kMaxGemmTokens = 64;
 
+// Block b of one token's x in the packed column order (padding = 0); returns max |x| over it.
+// Shared by the three activation preparations (activations.cpp).
+float gather_block(const PackedMatrix& m, const float* x, int b, float out[kBlockCols]);
+
 // A kernel computes y[t, row] for every token of `a` and the rows of tiles [tile_begin,
-// tile_end); y is [a.tokens, m.rows] row-major. Kernels never throw and never allocate.
+// tile_end); y is [a.tokens, m.rows] row-major. Kernels never throw and never allocate. Each
+// serves any token count 1..kMaxGemmTokens.
 using TileKernel = void (*)(const PackedMatrix& m, const ActivationBlocks& a, int tile_begin, int tile_end,
-                            float* y);
-
-// GEMV: a.tokens == 1. GEMM: 1..kMaxGemmTokens tokens.
-void gemv_ref(const PackedMatrix& m, const ActivationBlocks& a, int tile_begin, int tile_end, float* y);
-void gemm_ref(const PackedMatrix& m, const ActivationBlocks& a, int tile_begin, int tile_end, float* y);
-void gemv_avx2(const PackedMatrix& m, const ActivationBlocks& a, int tile_begin, int tile_end, float* y);
-void gemm_avx2(const PackedMatrix& m, const ActivationBlocks& a, int tile_begin, int tile_end, float* y);
-void gemv_avx512(const PackedMatrix& m, const ActivationBlocks& a, int tile_begin, int tile_end, float* y);
-void gemm_avx512(const PackedMatrix& m, const ActivationBlocks& a, int tile_begin, int tile_end, float* y);
-
-// fp32-activation kernels, same contract as TileKernel.
+                            float* y);                                                   // int8
 using FloatTileKernel = void (*)(const PackedMatrix& m, const FloatActivations& a, int tile_begin, int tile_end,
-                                 float* y);
-void gemm_f32_ref(const PackedMatrix& m, const FloatActivations& a, int tile_begin, int tile_end, float* y);
-void gemm_f32_avx2(const PackedMatrix& m, const FloatActivations& a, int tile_begin, int tile_end, float* y);
-void gemm_f32_avx512(const PackedMatrix& m, const FloatActivations& a, int tile_begin, int tile_end, float* y);
-
-// int8x3 kernels (three digit dot products per block), same contract as TileKernel.
+                                 float* y);                                              // fp32
 using SplitTileKernel = void (*)(const PackedMatrix& m, const SplitActivations& a, int tile_begin, int tile_end,
-                                 float* y);
+                                 float* y);                                              // int8x3
+
+// Scalar references (gemm_ref.cpp): any bit width and either statistics kind, decoded through
+// block_code. The SIMD kernels (one template per arithmetic over a vector-traits type,
+// simd_kernels.h, instantiated for AVX2 and AVX-512 in kernels_avx{2,512}.cpp) perform the
+// same integer sums and fp32 operations in the same order, so every path agrees bit for bit.
+void gemm_ref(const PackedMatrix& m, const ActivationBlocks& a, int tile_begin, int tile_end, float* y);
+void gemm_f32_ref(const PackedMatrix& m, const FloatActivations& a, int tile_begin, int tile_end, float* y);
 void gemm_split_ref(const PackedMatrix& m, const SplitActivations& a, int tile_begin, int tile_end, float* y);
-void gemm_split_avx2(const PackedMatrix& m, const SplitActivations& a, int tile_begin, int tile_end, float* y);
-void gemm_split_avx512(const PackedMatrix& m, const SplitActivations& a, int tile_begin, int tile_end, float* y);
 
 enum class KernelPath { ref, avx2, avx512 };
 std::string path_name(KernelPath p);
 bool cpu_supports(KernelPath p);  // __builtin_cpu_supports at run time
-// The path matmul uses: force_kernel_path's if set, else $PTQ_KERNEL (ref|avx2|avx512) if set,
-// else the best the CPU supports. Throws ptq::Error for an unknown or unsupported forced path.
+// The path the packed linears use: force_kernel_path's if set, else $PTQ_KERNEL
+// (ref|avx2|avx512) if set, else the best the CPU supports. Throws ptq::Error for an unknown or
+// unsupported forced path. Read when a linear is built (make_packed_linear,
+// make_composed_linear), never per matmul.
 KernelPath active_kernel_path();
 void force_kernel_path(std::optional<KernelPath> p);  // for tests and benchmarks; not thread-safe
 
-TileKernel gemv_kernel(KernelPath p);
-TileKernel gemm_kernel(KernelPath p);
-FloatTileKernel f32_kernel(KernelPath p);    // any token count 1..kMaxGemmTokens
-SplitTileKernel split_kernel(KernelPath p);  // any token count 1..kMaxGemmTokens
-
 enum class ActivationArithmetic { fp32, int8x3, int8 };
 std::string arithmetic_name(ActivationArithmetic a);
-// The arithmetic matmul uses: force_activation_arithmetic's if set, else $PTQ_KERNEL_ACT
-// (int8x3|fp32|int8) if set, else int8x3. Throws ptq::Error for an unknown name.
+// The arithmetic the packed linears use: force_activation_arithmetic's if set, else
+// $PTQ_KERNEL_ACT (int8x3|fp32|int8) if set, else int8x3. Throws ptq::Error for an unknown
+// name. Read when a linear is built, like active_kernel_path.
 ActivationArithmetic active_activation_arithmetic();
 void force_activation_arithmetic(std::optional<ActivationArithmetic> a);  // tests/benchmarks; not thread-safe
 
-// y [tokens, rows] = x [tokens, cols] · Wᵀ on `path` with `arithmetic`, OpenMP across tiles in
-// fixed chunks (each output row is computed by one thread in a fixed order: bit-identical at any
+// The tile kernels of one path, already specialised for one matrix's bit width and statistics
+// kind (resolved once; null for a path the build lacks).
+struct TileKernels {
+  TileKernel int8 = nullptr;
+  FloatTileKernel fp32 = nullptr;
+  SplitTileKernel int8x3 = nullptr;
+};
+TileKernels tile_kernels(KernelPath p, const PackedMatrix& m);
+TileKernels ref_tile_kernels(int bits, bool float_offsets);  // gemm_ref.cpp; any bits and kind
+TileKernels avx2_tile_kernels(int bits, bool float_offsets);    // kernels_avx2.cpp
+TileKernels avx512_tile_kernels(int bits, bool float_offsets);  // kernels_avx512.cpp
+
+// A matrix with its kernels chosen: what a packed linear holds.
+struct DenseKernels {
+  TileKernels tiles;
+  ActivationArithmetic arithmetic = ActivationArithmetic::int8x3;
+};
+
+// y [tokens, rows] = x [tokens, cols] · Wᵀ with the chosen kernels, OpenMP across tiles in fixed
+// chunks (each output row is computed by one thread in a fixed order: bit-identical at any
 // thread count).
+void packed_matmul(const PackedMatrix& m, const float* x, int tokens, float* y, const DenseKernels& k);
+// The same on `path` with `arithmetic` (resolves the kernels first; tests and benchmarks).
 void packed_matmul(const PackedMatrix& m, const float* x, int tokens, float* y, KernelPath path,
                    ActivationArithmetic arithmetic = ActivationArithmetic::int8x3);
 

@@ -76,12 +76,21 @@ void validate(const GridCodes& q) {
       throw Error(what + "code " + std::to_string(q.q[i]) + " at row " + std::to_string(i / q.cols) + " exceeds " +
                   std::to_string(max_q) + " for " + std::to_string(bits) + " bits");
   for (int r = 0; r < q.rows; ++r)
-    for (int g = 0; g < groups; ++g) {
-      const float z = q.zeros(r, g);
-      if (!(z >= 0.0f && z <= 255.0f && z == std::floor(z)))
-        throw Error(what + "zero point " + std::to_string(z) + " at row " + std::to_string(r) + ", group " +
-                    std::to_string(g) + " is not an integer in [0, 255]");
-    }
+    for (int g = 0; g < groups; ++g)
+      if (!std::isfinite(q.scales(r, g)) || !std::isfinite(q.zeros(r, g)))
+        throw Error(what + "scale or " + (q.rule == OffsetRule::kAdditive ? "offset" : "zero point") + " at row " +
+                    std::to_string(r) + ", group " + std::to_string(g) + " is not finite");
+}
+
+// Integer zero points in [0, 255] under the zero-point rule fit GroupParams and keep the exact
+// scale·(acc − zero·xsum) arithmetic; everything else is carried as float offsets.
+bool fits_integer_zeros(const GridCodes& q) {
+  if (q.rule != OffsetRule::kZeroPoint) return false;
+  for (Eigen::Index i = 0; i < q.zeros.size(); ++i) {
+    const float z = q.zeros.data()[i];
+    if (!(z >= 0.0f && z <= 255.0f && z == std::floor(z))) return false;
+  }
+  return true;
 }
 
 // Groups made contiguous (stable: ascending original column within a group), each padded to
@@ -119,7 +128,9 @@ PackedMatrix pack_matrix(const GridCodes& q) {
   m.codes.reset(static_cast<uint8_t*>(std::aligned_alloc(64, alloc == 0 ? 64 : alloc)));
   PTQ_ASSERT(m.codes, "out of memory packing weights");
   std::memset(m.codes.get(), 0, alloc == 0 ? 64 : alloc);
-  m.params.assign(size_t(m.tiles) * m.groups, GroupParams{});
+  m.float_offsets = !fits_integer_zeros(q);
+  if (m.float_offsets) m.offset_params.assign(size_t(m.tiles) * m.groups, OffsetParams{});
+  else m.params.assign(size_t(m.tiles) * m.groups, GroupParams{});
 
   for (int tile = 0; tile < m.tiles; ++tile) {
     uint8_t* tile_codes = m.codes.get() + size_t(tile) * m.blocks * m.block_size;
@@ -133,9 +144,16 @@ PackedMatrix pack_matrix(const GridCodes& q) {
                        q.q[size_t(row) * q.cols + c]);
       }
       for (int g = 0; g < m.groups; ++g) {
-        GroupParams& gp = m.params[size_t(tile) * m.groups + g];
-        gp.scale[r] = q.scales(row, g);
-        gp.zero[r] = uint8_t(q.zeros(row, g));
+        const float scale = q.scales(row, g), zero = q.zeros(row, g);
+        if (m.float_offsets) {
+          OffsetParams& op = m.offset_params[size_t(tile) * m.groups + g];
+          op.scale[r] = scale;
+          op.offset[r] = q.rule == OffsetRule::kAdditive ? zero : -(scale * zero);
+        } else {
+          GroupParams& gp = m.params[size_t(tile) * m.groups + g];
+          gp.scale[r] = scale;
+          gp.zero[r] = uint8_t(zero);
+        }
       }
     }
   }
@@ -145,18 +163,25 @@ PackedMatrix pack_matrix(const GridCodes& q) {
 Mat dequantize(const PackedMatrix& m) {
   Mat w(m.rows, m.cols);
   for (int tile = 0; tile < m.tiles; ++tile)
-    for (int g = 0; g < m.groups; ++g) {
-      const GroupParams& gp = m.tile_params(tile)[g];
+    for (int g = 0; g < m.groups; ++g)
       for (int b = m.group_first_block[g]; b < m.group_first_block[g + 1]; ++b) {
         const uint8_t* block = m.tile_codes(tile) + size_t(b) * m.block_size;
         for (int r = 0; r < kTileRows && tile * kTileRows + r < m.rows; ++r)
           for (int c = 0; c < kBlockCols; ++c) {
             const int col = m.source_col[size_t(b) * kBlockCols + c];
             if (col < 0) continue;
-            w(tile * kTileRows + r, col) = gp.scale[r] * (float(block_code(block, m.bits, r, c)) - float(gp.zero[r]));
+            const float code = float(block_code(block, m.bits, r, c));
+            float v;
+            if (m.float_offsets) {
+              const OffsetParams& op = m.tile_offset_params(tile)[g];
+              v = op.scale[r] * code + op.offset[r];
+            } else {
+              const GroupParams& gp = m.tile_params(tile)[g];
+              v = gp.scale[r] * (code - float(gp.zero[r]));
+            }
+            w(tile * kTileRows + r, col) = v;
           }
       }
-    }
   return w;
 }
 

@@ -17,19 +17,26 @@
 //   Block<2>: uint8 q[2][64]        quad j = (q[j/4] >> 2·(j%4)) & 0x3              128 bytes
 //   Block<3>: uint8 low[2][64]      low 2 bits as Block<2>                          192 bytes
 //             uint8 high[64]        bit 2 of quad j = (high >> j) & 1
-// Per tile and group one GroupParams: float scale[16]; uint8 zero[16] (integer zero points, as
-// GridCodes holds them), 80 bytes. w = scale·(code − zero).
+// Per tile and group one set of statistics, of one of two kinds for the whole matrix:
+//   GroupParams   float scale[16]; uint8 zero[16]                80 bytes   w = scale·(code − zero)
+//     when every zero is an integer in [0, 255] under the zero-point rule (RTN/GPTQ/AWQ grids);
+//   OffsetParams  float scale[16]; float offset[16]             128 bytes   w = scale·code + offset
+//     otherwise: the additive rule (offset = the grid's offset) or fractional / out-of-range
+//     zero points (offset = fp32(−scale·zero)).
 //
 // Buffers (T = ceil(N/16) tiles, B = Σ_g ceil(count_g/32) blocks, G groups):
-//   codes       T·B·sizeof(Block<bits>) bytes, 64-byte aligned, order [tile][block]
-//   params      T·G·80 bytes, order [tile][group]
-//   source_col  32·B int32
+//   codes          T·B·sizeof(Block<bits>) bytes, 64-byte aligned, order [tile][block]
+//   params         T·G·80 bytes, order [tile][group]     (empty with float offsets)
+//   offset_params  T·G·128 bytes, order [tile][group]    (empty with integer zeros)
+//   source_col     32·B int32
 //   group_first_block  (G+1) int32, prefix sums of the blocks per group
-// 4-bit g128: (16·128/2 + 80) bytes per 16×128 weights = 4.31 bits per weight.
+// 4-bit g128: (16·128/2 + 80) bytes per 16×128 weights = 4.31 bits per weight (4.5 with float
+// offsets).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "ptq/quantized_layer.h"
@@ -42,19 +49,10 @@ constexpr int kQuadCols = 4;
 constexpr int kQuadsPerBlock = kBlockCols / kQuadCols;
 constexpr int kQuadBytes = kTileRows * kQuadCols;  // one 64-byte vector
 
+// 2, 4 and 8 bits: Bits vectors of 64 bytes, 8/Bits quads each.
 template <int Bits>
-struct Block;
-template <>
-struct Block<8> {
-  uint8_t q[8][kQuadBytes];
-};
-template <>
-struct Block<4> {
-  uint8_t q[4][kQuadBytes];
-};
-template <>
-struct Block<2> {
-  uint8_t q[2][kQuadBytes];
+struct Block {
+  uint8_t q[Bits][kQuadBytes];
 };
 template <>
 struct Block<3> {
@@ -71,6 +69,12 @@ struct GroupParams {
   uint8_t zero[kTileRows];
 };
 static_assert(sizeof(GroupParams) == 80);
+
+struct OffsetParams {
+  float scale[kTileRows];
+  float offset[kTileRows];
+};
+static_assert(sizeof(OffsetParams) == 128);
 
 size_t block_bytes(int bits);  // sizeof(Block<bits>)
 
@@ -89,17 +93,31 @@ struct PackedMatrix {
   std::vector<int32_t> group_first_block;  // [groups + 1]
   std::vector<int32_t> source_col;         // [blocks * 32]
   std::unique_ptr<uint8_t, FreeDeleter> codes;  // [tiles][blocks] Block<bits>, 64-byte aligned
-  std::vector<GroupParams> params;              // [tiles][groups]
+  bool float_offsets = false;                   // which of the two statistics kinds is held
+  std::vector<GroupParams> params;              // [tiles][groups], integer zeros
+  std::vector<OffsetParams> offset_params;      // [tiles][groups], float offsets
 
   const uint8_t* tile_codes(int tile) const { return codes.get() + size_t(tile) * blocks * block_size; }
   const GroupParams* tile_params(int tile) const { return params.data() + size_t(tile) * groups; }
-  // Bytes a matmul streams from memory: codes + group params.
-  size_t weight_bytes() const { return size_t(tiles) * blocks * block_size + params.size() * sizeof(GroupParams); }
+  const OffsetParams* tile_offset_params(int tile) const { return offset_params.data() + size_t(tile) * groups; }
+  // Bytes a matmul streams from memory: codes + group statistics.
+  size_t weight_bytes() const {
+    return size_t(tiles) * blocks * block_size + params.size() * sizeof(GroupParams) +
+           offset_params.size() * sizeof(OffsetParams);
+  }
 };
+
+// The statistics of one tile in the kind P (GroupParams or OffsetParams) the matrix holds.
+template <class P>
+const P* tile_statistics(const PackedMatrix& m, int tile) {
+  if constexpr (std::is_same_v<P, OffsetParams>) return m.tile_offset_params(tile);
+  else return m.tile_params(tile);
+}
 
 // Validates q (throws ptq::Error naming what is wrong) and builds the packed layout.
 PackedMatrix pack_matrix(const GridCodes& q);
-// scale·(code − zero) in the original column order, [rows, cols]; equals q.dequantize().
+// The weight in the original column order, [rows, cols]: scale·(code − zero) or
+// scale·code + offset in fp32; equals q.dequantize() for integer zeros and the additive rule.
 Mat dequantize(const PackedMatrix& m);
 
 }  // namespace ptq::kernels

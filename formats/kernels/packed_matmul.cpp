@@ -1,7 +1,10 @@
 #include "formats/kernels/packed_matmul.h"
 
 #include <algorithm>
+#include <optional>
+#include <string>
 
+#include "formats/kernels/composed_kernels.h"
 #include "formats/kernels/kernels.h"
 
 namespace ptq {
@@ -28,47 +31,91 @@ void run_tiles(Kernel kernel, const PackedMatrix& m, const Activations& a, float
 
 }  // namespace
 
-void packed_matmul(const PackedMatrix& m, const float* x, int tokens, float* y, KernelPath path,
-                   ActivationArithmetic arithmetic) {
+void packed_matmul(const PackedMatrix& m, const float* x, int tokens, float* y, const DenseKernels& k) {
   for (int t0 = 0; t0 < tokens; t0 += kMaxGemmTokens) {
     const int n = std::min(kMaxGemmTokens, tokens - t0);
     const float* xt = x + size_t(t0) * m.cols;
     float* yt = y + size_t(t0) * m.rows;
-    if (arithmetic == ActivationArithmetic::fp32) {
-      run_tiles(f32_kernel(path), m, gather_activations(m, xt, n), yt);
-    } else if (arithmetic == ActivationArithmetic::int8x3) {
-      run_tiles(split_kernel(path), m, split_activations(m, xt, n), yt);
-    } else {
-      run_tiles(n == 1 ? gemv_kernel(path) : gemm_kernel(path), m, quantize_activations(m, xt, n), yt);
+    switch (k.arithmetic) {
+      case ActivationArithmetic::fp32: run_tiles(k.tiles.fp32, m, gather_activations(m, xt, n), yt); break;
+      case ActivationArithmetic::int8x3: run_tiles(k.tiles.int8x3, m, split_activations(m, xt, n), yt); break;
+      case ActivationArithmetic::int8: run_tiles(k.tiles.int8, m, quantize_activations(m, xt, n), yt); break;
     }
   }
+}
+
+void packed_matmul(const PackedMatrix& m, const float* x, int tokens, float* y, KernelPath path,
+                   ActivationArithmetic arithmetic) {
+  packed_matmul(m, x, tokens, y, DenseKernels{tile_kernels(path, m), arithmetic});
 }
 
 }  // namespace kernels
 
 namespace {
 
-// The kernel-side layout behind PackedLinear; the path and the activation arithmetic are chosen
-// per call so that tests can force them (force_kernel_path / $PTQ_KERNEL,
-// force_activation_arithmetic / $PTQ_KERNEL_ACT; int8x3 unless another is asked for).
-class KernelPackedLinear final : public PackedLinear {
+// The kernel-side layouts of a layer's parts and the kernels chosen for them when it was built
+// (active_kernel_path / $PTQ_KERNEL, active_activation_arithmetic / $PTQ_KERNEL_ACT).
+class ComposedPackedLinear final : public PackedLinear {
  public:
-  explicit KernelPackedLinear(kernels::PackedMatrix m) : m_(std::move(m)) {}
+  ComposedPackedLinear(kernels::PackedMatrix m, std::optional<kernels::PackedTransform> transform,
+                       std::optional<kernels::PackedSparse> sparse, std::optional<kernels::PackedLowRank> low_rank)
+      : m_(std::move(m)), transform_(std::move(transform)), sparse_(std::move(sparse)), low_rank_(std::move(low_rank)) {
+    const kernels::KernelPath path = kernels::active_kernel_path();
+    dense_ = {kernels::tile_kernels(path, m_), kernels::active_activation_arithmetic()};
+    composed_ = kernels::composed_kernels(path);
+  }
   int rows() const override { return m_.rows; }
   int cols() const override { return m_.cols; }
-  Mat dequantize() const override { return kernels::dequantize(m_); }
-  void matmul(const float* x, int tokens, float* y) const override {
-    kernels::packed_matmul(m_, x, tokens, y, kernels::active_kernel_path(), kernels::active_activation_arithmetic());
+
+  void matmul(const float* x, int tokens, float* y) const override { run(x, tokens, y, dense_); }
+
+  Mat dequantize() const override {
+    if (!transform_ && !sparse_ && !low_rank_) return kernels::dequantize(m_);
+    // y = x·Wᵀ with x = I gives y = Wᵀ.
+    const Mat identity = Mat::Identity(m_.cols, m_.cols);
+    Mat wt(m_.cols, m_.rows);
+    run(identity.data(), m_.cols, wt.data(), {dense_.tiles, kernels::ActivationArithmetic::fp32});
+    return wt.transpose();
   }
 
  private:
+  void run(const float* x, int tokens, float* y, const kernels::DenseKernels& dense) const {
+    std::vector<float> transformed;
+    if (transform_) {
+      transformed.resize(size_t(tokens) * m_.cols);
+      kernels::transform_input(*transform_, composed_, x, tokens, transformed.data());
+      x = transformed.data();
+    }
+    kernels::packed_matmul(m_, x, tokens, y, dense);
+    if (sparse_) kernels::sparse_add(*sparse_, composed_, x, tokens, y);
+    if (low_rank_) kernels::low_rank_add(*low_rank_, composed_, x, tokens, y);
+  }
+
   kernels::PackedMatrix m_;
+  std::optional<kernels::PackedTransform> transform_;
+  std::optional<kernels::PackedSparse> sparse_;
+  std::optional<kernels::PackedLowRank> low_rank_;
+  kernels::DenseKernels dense_;
+  kernels::ComposedKernels composed_;
 };
 
 }  // namespace
 
 std::shared_ptr<const PackedLinear> make_packed_linear(const GridCodes& q) {
-  return std::make_shared<KernelPackedLinear>(kernels::pack_matrix(q));
+  return std::make_shared<ComposedPackedLinear>(kernels::pack_matrix(q), std::nullopt, std::nullopt, std::nullopt);
+}
+
+std::shared_ptr<const PackedLinear> make_composed_linear(const QuantizedLayer& layer) {
+  const int rows = layer.rows(), cols = layer.cols();
+  const std::string where = "composed layer [" + std::to_string(rows) + "x" + std::to_string(cols) + "]";
+  kernels::PackedMatrix m = kernels::pack_matrix(layer.grid);
+  std::optional<kernels::PackedTransform> transform;
+  std::optional<kernels::PackedSparse> sparse;
+  std::optional<kernels::PackedLowRank> low_rank;
+  if (layer.input_transform) transform = kernels::pack_transform(where, *layer.input_transform, cols);
+  if (layer.sparse) sparse = kernels::pack_sparse(where, *layer.sparse, rows, cols);
+  if (layer.low_rank) low_rank = kernels::pack_low_rank(where, *layer.low_rank, rows, cols);
+  return std::make_shared<ComposedPackedLinear>(std::move(m), std::move(transform), std::move(sparse), std::move(low_rank));
 }
 
 }  // namespace ptq

@@ -15,14 +15,8 @@ void split_token(const PackedMatrix& m, const float* x, int8_t* digit[kDigits], 
   for (int g = 0; g < m.groups; ++g) {
     float sum = 0.0f;
     for (int b = m.group_first_block[g]; b < m.group_first_block[g + 1]; ++b) {
-      float amax = 0.0f;
-      for (int i = 0; i < kBlockCols; ++i) {
-        const int c = m.source_col[size_t(b) * kBlockCols + i];
-        gathered[i] = c < 0 ? 0.0f : x[c];
-        amax = std::max(amax, std::fabs(gathered[i]));
-        sum += gathered[i];
-      }
-      const float d = amax / 127.0f;
+      const float d = gather_block(m, x, b, gathered) / 127.0f;
+      for (int i = 0; i < kBlockCols; ++i) sum += gathered[i];
       scale[b] = d;
       for (int i = 0; i < kBlockCols; ++i) {
         // Residual r is exact in double; each digit takes its rounding, the next the remainder·2^7.
@@ -42,14 +36,8 @@ void split_token(const PackedMatrix& m, const float* x, int8_t* digit[kDigits], 
 
 SplitActivations split_activations(const PackedMatrix& m, const float* x, int tokens) {
   PTQ_ASSERT(tokens >= 0);
-  SplitActivations a;
-  a.tokens = tokens;
-  a.blocks = m.blocks;
-  a.groups = m.groups;
-  const size_t width = size_t(m.blocks) * kBlockCols;
-  for (auto& d : a.digit) d.assign(size_t(tokens) * width, 0);
-  a.scale.assign(size_t(tokens) * m.blocks, 0.0f);
-  a.xsum.assign(size_t(tokens) * m.groups, 0.0f);
+  SplitActivations a(m, tokens);
+  const size_t width = a.width();
   for (int t = 0; t < tokens; ++t) {
     int8_t* digit[kDigits];
     for (int k = 0; k < kDigits; ++k) digit[k] = a.digit[k].data() + size_t(t) * width;
