@@ -8,28 +8,10 @@
 namespace ptq {
 namespace {
 
-// Until the composed kernel serves layers with parts beyond a dense grid: their effective weight
-// as a dense fp32 matmul.
-class DenseLayer final : public PackedLinear {
- public:
-  explicit DenseLayer(const QuantizedLayer& q) : w_(q.effective_weight()) {}
-  int rows() const override { return int(w_.rows()); }
-  int cols() const override { return int(w_.cols()); }
-  void matmul(const float* x, int tokens, float* y) const override {
-    Eigen::Map<const Mat> xm(x, tokens, w_.cols());
-    Eigen::Map<Mat> ym(y, tokens, w_.rows());
-    ym.noalias() = xm * w_.transpose();
-  }
-  Mat dequantize() const override { return w_; }
-
- private:
-  Mat w_;
-};
-
+// Dense grids run on the packed tiles; layers with more parts on the composed kernel.
 std::shared_ptr<const PackedLinear> kernel_for(const QuantizedLayer& q) {
-  const bool dense_grid = !q.sparse && !q.low_rank && !q.input_transform && q.grid.integer_zeros();
-  if (dense_grid) return make_packed_linear(q.grid);
-  return std::make_shared<DenseLayer>(q);
+  const bool dense_grid = !q.sparse && !q.low_rank && !q.input_transform;
+  return dense_grid ? make_packed_linear(q.grid) : make_composed_linear(q);
 }
 
 }  // namespace
