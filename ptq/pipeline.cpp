@@ -50,7 +50,16 @@ LayerResult quantize_one(const std::string& name, int layer, Mat& w, const Input
   r.spec = quantizer->spec();
   auto t0 = Clock::now();
   QuantLog log;
-  GridCodes q = quantizer->quantize(w, quantizer->needs_stats() ? &stats : nullptr, &log);
+  GridCodes q;
+  try {
+    q = quantizer->quantize(w, quantizer->needs_stats() ? &stats : nullptr, &log);
+  } catch (const Error& e) {
+    throw Error(name + ": " + e.what());  // the quantizer sees a matrix; the user knows the layer
+  }
+  // Weights near float's limit make the grid's range overflow; nothing downstream can use that.
+  if (!all_finite(q.scales.data(), size_t(q.scales.size())) || !all_finite(q.zeros.data(), size_t(q.zeros.size())))
+    throw Error(name + ": " + r.spec + " gave a non-finite scale or zero point: the weights' range (max |w| = " +
+                std::to_string(w.cwiseAbs().maxCoeff()) + ") overflows float32");
   r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   Mat w_hat = q.dequantize();
   r.rel_error = relative_output_error(w, w_hat, stats.hessian());

@@ -1,5 +1,6 @@
 #include "ptq/resume_state.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -76,6 +77,15 @@ LayerResult result_from_json(const json& j) {
   return r;
 }
 
+// Resume state is ptq's own, but a damaged file must still not be read past its tensors' ends.
+const TensorInfo& expect_tensor(const SafetensorsFile& f, const std::string& name, DType dtype,
+                                const std::vector<int64_t>& shape) {
+  auto it = f.tensors().find(name);
+  if (it == f.tensors().end() || it->second.dtype != dtype || it->second.shape != shape)
+    throw Error(f.path() + ": damaged resume state (tensor '" + name + "' is missing or has another shape); rerun with --fresh");
+  return it->second;
+}
+
 GridCodes weight_from(const SafetensorsFile& f, const LayerResult& r, const json& grid) {
   GridCodes q;
   q.rows = r.rows;
@@ -85,12 +95,18 @@ GridCodes weight_from(const SafetensorsFile& f, const LayerResult& r, const json
   q.grid.sym = grid.at("sym");
   q.grid.mse = grid.at("mse");
   const std::string p = "q." + r.name + ".";
+  if (r.rows <= 0 || r.cols <= 0) throw Error(f.path() + ": damaged resume state (layer " + r.name + "); rerun with --fresh");
+  expect_tensor(f, p + "codes", DType::U8, {r.rows, r.cols});
+  expect_tensor(f, p + "g_idx", DType::I32, {r.cols});
   const uint8_t* codes = f.data(p + "codes");
   q.q.assign(codes, codes + size_t(r.rows) * size_t(r.cols));
   q.scales = read_mat(f, p + "scales");
   q.zeros = read_mat(f, p + "zeros");
-  const auto* gi = reinterpret_cast<const int32_t*>(f.data(p + "g_idx"));
-  q.g_idx.assign(gi, gi + r.cols);
+  q.g_idx.resize(r.cols);
+  std::memcpy(q.g_idx.data(), f.data(p + "g_idx"), q.g_idx.size() * sizeof(int32_t));  // may be unaligned
+  const bool fits = q.scales.rows() == r.rows && q.zeros.rows() == r.rows && q.zeros.cols() == q.scales.cols() &&
+                    std::all_of(q.g_idx.begin(), q.g_idx.end(), [&](int32_t g) { return g >= 0 && g < q.scales.cols(); });
+  if (!fits) throw Error(f.path() + ": damaged resume state (statistics of " + r.name + "); rerun with --fresh");
   return q;
 }
 
@@ -117,6 +133,9 @@ ResumeState::ResumeState(std::string dir, const std::string& fingerprint_inputs,
     json fp = {{"sha256", hash}, {"inputs", json::parse(fingerprint_inputs)}};
     write_file_atomic(fp_file, fp.dump(2) + "\n");
   }
+  // A kill during save_block leaves its temp file (block_LLL.safetensors.tmp.<pid>): not a block.
+  for (const auto& e : fs::directory_iterator(dir_, ec))
+    if (e.path().filename().string().find(".tmp.") != std::string::npos) fs::remove(e.path(), ec);
   while (fs::exists(block_file(completed_))) ++completed_;
 }
 
@@ -182,12 +201,27 @@ BlockRecord ResumeState::load_record(int layer) const {
 BlockWeights ResumeState::load_final_weights(const Model& model, int layer) const {
   SafetensorsFile f(block_file(layer));
   BlockWeights w = BlockWeights::load(model, layer);
-  w.attn_norm = read_vec(f, "final.attn_norm");
-  w.ffn_norm = read_vec(f, "final.ffn_norm");
+  auto same_size = [&](const std::string& name, Eigen::Index got, Eigen::Index want) {
+    if (got != want)
+      throw Error(f.path() + ": damaged resume state ('" + name + "' does not fit the model); rerun with --fresh");
+  };
+  const Vec attn = read_vec(f, "final.attn_norm"), ffn = read_vec(f, "final.ffn_norm");
+  same_size("final.attn_norm", attn.size(), w.attn_norm.size());
+  same_size("final.ffn_norm", ffn.size(), w.ffn_norm.size());
+  w.attn_norm = attn;
+  w.ffn_norm = ffn;
   for (const auto& [n, member] : kLinears) {
     Linear& lin = w.*member;
-    lin.w = read_mat(f, std::string("final.") + n + ".w");
-    if (lin.bias.size() > 0) lin.bias = read_vec(f, std::string("final.") + n + ".bias");
+    const std::string name = std::string("final.") + n;
+    const Mat m = read_mat(f, name + ".w");
+    same_size(name + ".w", m.rows(), lin.w.rows());
+    same_size(name + ".w", m.cols(), lin.w.cols());
+    lin.w = m;
+    if (lin.bias.size() > 0) {
+      const Vec b = read_vec(f, name + ".bias");
+      same_size(name + ".bias", b.size(), lin.bias.size());
+      lin.bias = b;
+    }
   }
   return w;
 }
