@@ -198,7 +198,7 @@ OutputDir::~OutputDir() {
 
 std::string OutputDir::partial_note() const {
   if (committed_ || mode_ == Staging::kFresh || (created_staging_ && !keep_on_failure_)) return "";
-  return "the interrupted run's state is kept in " + staging_ +
+  return "its finished blocks are kept in " + staging_ +
          "/: rerun the same job to resume, or delete that directory to start over";
 }
 

@@ -161,14 +161,17 @@ void SafetensorsFile::check_spans_tile_buffer(std::vector<std::pair<std::pair<ui
                                               uint64_t data_size) const {
   std::sort(spans.begin(), spans.end());
   uint64_t covered = 0;
-  std::string prev = "the start of the data buffer";
+  std::string prev = "the start";
   for (const auto& [range, name] : spans) {
     if (range.first < covered)
       throw Error(path_ + ": tensor '" + name + "' span starting at " + std::to_string(range.first) +
                   " overlaps " + prev + " which ends at " + std::to_string(covered) + "; expected disjoint spans");
     if (range.first > covered)
-      throw Error(path_ + ": tensor '" + name + "' starts at " + std::to_string(range.first) + " but " + prev +
-                  " ends at " + std::to_string(covered) + "; the format allows no gap between tensors");
+      throw Error(path_ + ": tensor '" + name + "' starts at byte " + std::to_string(range.first) +
+                  " of the data buffer but " +
+                  (covered == 0 && prev[0] != 't' ? std::string("no tensor precedes it")
+                                                  : prev + " ends at " + std::to_string(covered)) +
+                  "; the format allows no gap between tensors");
     covered = range.second;
     prev = "tensor '" + name + "'";
   }

@@ -433,7 +433,7 @@ TEST(Reliability, SafetensorsFormatRules) {
   const std::string cap = in_dir("rel_st_cap", "{}", 0, 100000001);
   expect_refused("safetensors header length over 100 MB", "inspect " + cap, {"header length 100000001 exceeds the format's limit"});
   const std::string gap = in_dir("rel_st_gap", R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8);
-  expect_refused("safetensors gap between spans", "inspect " + gap, {"tensor 'a' starts at 4", "no gap"});
+  expect_refused("safetensors gap between spans", "inspect " + gap, {"tensor 'a' starts at byte 4 of the data buffer but no tensor precedes it", "no gap"});
   const std::string trail = in_dir("rel_st_trail", R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 12);
   expect_refused("safetensors trailing bytes", "inspect " + trail, {"cover 4 of the 12 bytes", "no trailing bytes"});
   const std::string ovf =
