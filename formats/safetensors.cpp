@@ -161,19 +161,19 @@ void SafetensorsFile::check_spans_tile_buffer(std::vector<std::pair<std::pair<ui
                                               uint64_t data_size) const {
   std::sort(spans.begin(), spans.end());
   uint64_t covered = 0;
-  std::string prev = "the start";
+  std::string prev;  // the tensor before this one, "" at the start
   for (const auto& [range, name] : spans) {
     if (range.first < covered)
       throw Error(path_ + ": tensor '" + name + "' span starting at " + std::to_string(range.first) +
-                  " overlaps " + prev + " which ends at " + std::to_string(covered) + "; expected disjoint spans");
+                  " overlaps tensor '" + prev + "' which ends at " + std::to_string(covered) + "; expected disjoint spans");
     if (range.first > covered)
       throw Error(path_ + ": tensor '" + name + "' starts at byte " + std::to_string(range.first) +
                   " of the data buffer but " +
-                  (covered == 0 && prev[0] != 't' ? std::string("no tensor precedes it")
-                                                  : prev + " ends at " + std::to_string(covered)) +
+                  (prev.empty() ? std::string("no tensor precedes it")
+                                : "tensor '" + prev + "' ends at " + std::to_string(covered)) +
                   "; the format allows no gap between tensors");
     covered = range.second;
-    prev = "tensor '" + name + "'";
+    prev = name;
   }
   if (covered != data_size)
     throw Error(path_ + ": the tensors cover " + std::to_string(covered) + " of the " + std::to_string(data_size) +
