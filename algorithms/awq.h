@@ -9,7 +9,7 @@
 // accepted as explicit defaults. Canonical printing omits defaults: plain `awq`.
 #include <string>
 
-#include "algorithms/transform.h"
+#include "ptq/stages.h"
 
 namespace ptq {
 

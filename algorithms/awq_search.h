@@ -19,7 +19,7 @@
 // at any thread count.
 #include <vector>
 
-#include "algorithms/quantizer.h"
+#include "ptq/stages.h"
 
 namespace ptq::awq {
 

@@ -296,8 +296,9 @@ namespace {
 
 class Gptq final : public WeightQuantizer {
  public:
-  explicit Gptq(const Spec& spec) {
+  Gptq(const Spec& spec, const GridConstraints& c) {
     opt_.grid = grid::grid_from_spec(spec);
+    c.apply(opt_.grid);
     opt_.act_order = spec.flag("act_order");
     opt_.static_groups = spec.flag("static_groups");
     opt_.damp = spec.double_value("damp", 0.01);
@@ -316,7 +317,7 @@ class Gptq final : public WeightQuantizer {
   }
   const QuantGrid& grid() const override { return opt_.grid; }
   bool needs_stats() const override { return true; }
-  GridCodes quantize(const Mat& w, const InputStats* stats, QuantLog* log) const override {
+  QuantizedLayer quantize(const Mat& w, const InputStats* stats, QuantLog* log) const override {
     if (!stats || stats->tokens() == 0)
       throw Error("gptq: layer " + shape_of(w) + " needs calibration inputs, got none");
     if (stats->k() != w.cols())
@@ -324,7 +325,8 @@ class Gptq final : public WeightQuantizer {
                   std::to_string(stats->k()) + " features");
     // The workspace serves one call at a time; a concurrent call allocates its own.
     std::unique_lock<std::mutex> lock(workspace_mutex_, std::try_to_lock);
-    return gptq_quantize(w, stats->hessian(), opt_, log, lock.owns_lock() ? &workspace_ : nullptr);
+    return QuantizedLayer::from_grid(
+        gptq_quantize(w, stats->hessian(), opt_, log, lock.owns_lock() ? &workspace_ : nullptr));
   }
 
  private:
@@ -333,8 +335,8 @@ class Gptq final : public WeightQuantizer {
   mutable GptqWorkspace workspace_;  // reused from layer to layer
 };
 
-const QuantizerRegistrar kRegister("gptq", [](const Spec& s) -> std::unique_ptr<WeightQuantizer> {
-  return std::make_unique<Gptq>(s);
+const QuantizerRegistrar kRegister("gptq", [](const Spec& s, const GridConstraints& c) -> std::unique_ptr<WeightQuantizer> {
+  return std::make_unique<Gptq>(s, c);
 });
 
 }  // namespace

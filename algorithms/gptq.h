@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <memory>
 
-#include "algorithms/quantizer.h"
+#include "ptq/stages.h"
 
 namespace ptq {
 

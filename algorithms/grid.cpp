@@ -16,6 +16,9 @@ constexpr float kMseNorm = 2.4f;
 Params params_for_range(float lo, float hi, const QuantGrid& g) {
   Params p;
   p.scale = (hi - lo) / static_cast<float>(g.max_q());
+  // Rounded into fp16's finite positive range (subnormal 2^-24 up to 65504): a format that stores
+  // fp16 must never read back a zero or infinite scale.
+  if (g.fp16_stats) p.scale = std::clamp(f16_to_f32(f32_to_f16(p.scale)), 0x1p-24f, 65504.0f);
   p.zero = g.sym ? static_cast<float>((g.max_q() + 1) / 2) : std::nearbyint(-lo / p.scale);
   return p;
 }

@@ -16,7 +16,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "algorithms/quantizer.h"
+#include "ptq/stages.h"
 
 namespace ptq::grid {
 

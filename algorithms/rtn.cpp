@@ -13,13 +13,16 @@ namespace {
 
 class Rtn final : public WeightQuantizer {
  public:
-  explicit Rtn(const Spec& spec) : grid_(grid::grid_from_spec(spec)) { spec.check_all_used(); }
+  Rtn(const Spec& spec, const GridConstraints& c) : grid_(grid::grid_from_spec(spec)) {
+    spec.check_all_used();
+    c.apply(grid_);
+  }
   std::string spec() const override { return "rtn(" + grid::grid_spec_args(grid_) + ")"; }
   const QuantGrid& grid() const override { return grid_; }
   bool needs_stats() const override { return false; }
-  GridCodes quantize(const Mat& w, const InputStats*, QuantLog* log) const override {
+  QuantizedLayer quantize(const Mat& w, const InputStats*, QuantLog* log) const override {
     auto t0 = std::chrono::steady_clock::now();
-    GridCodes q = grid::quantize_rtn(w, grid_);
+    QuantizedLayer q = QuantizedLayer::from_grid(grid::quantize_rtn(w, grid_));
     if (log) log->seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return q;
   }
@@ -28,8 +31,8 @@ class Rtn final : public WeightQuantizer {
   QuantGrid grid_;
 };
 
-const QuantizerRegistrar kRegister("rtn", [](const Spec& s) -> std::unique_ptr<WeightQuantizer> {
-  return std::make_unique<Rtn>(s);
+const QuantizerRegistrar kRegister("rtn", [](const Spec& s, const GridConstraints& c) -> std::unique_ptr<WeightQuantizer> {
+  return std::make_unique<Rtn>(s, c);
 });
 
 }  // namespace

@@ -9,7 +9,7 @@
 #include <random>
 
 #include "ptq/eval.h"
-#include "ptq/inference.h"
+#include "formats/loaded_model.h"
 #include "ptq/parallel.h"
 #include "support/synthetic.h"
 

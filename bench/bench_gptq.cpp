@@ -29,6 +29,7 @@ constexpr int kBatch = 2048;
 struct Inputs {
   std::unique_ptr<synthetic_layer::Activations> act;
   std::unique_ptr<InputStats> calib, held_out;
+  std::unique_ptr<InputStats> calib_unfinalized;  // the accumulated state before hessian()
 };
 
 // Activations depend on K only; built once per K and shared by every benchmark.
@@ -40,6 +41,7 @@ const Inputs& inputs(int k) {
   in.act = std::make_unique<synthetic_layer::Activations>(k, 64, 0.1f, 8, 25.0f, 1000 + k);
   in.calib = std::make_unique<InputStats>(k);
   for (int b = 0; b < kCalibTokens / kBatch; ++b) in.calib->add_batch(in.act->sample(kBatch, 10 + b));
+  in.calib_unfinalized = std::make_unique<InputStats>(*in.calib);
   in.held_out = std::make_unique<InputStats>(k);
   in.held_out->add_batch(in.act->sample(kHeldOutTokens, 999));
   return cache.emplace(k, std::move(in)).first->second;
@@ -59,7 +61,7 @@ void BM_HessianAccumulate(benchmark::State& state) {
     for (const Mat& x : batches) s.add_batch(x);
     state.PauseTiming();
     const auto t0 = std::chrono::steady_clock::now();
-    MatD h = s.hessian();
+    const MatD& h = s.hessian();
     hessian_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     benchmark::DoNotOptimize(h.data());
     state.ResumeTiming();
@@ -110,7 +112,7 @@ void BM_GptqQuantize(benchmark::State& state) {
   state.counters["calib_err"] = relative_output_error(w, wq, h);
   state.counters["heldout_err"] = relative_output_error(w, wq, in.held_out->hessian());
   state.counters["rtn_heldout_err"] =
-      relative_output_error(w, make_quantizer(parse_spec("rtn(w4,g128)"))->quantize(w, nullptr, nullptr).dequantize(),
+      relative_output_error(w, make_quantizer(parse_spec("rtn(w4,g128)"))->quantize(w, nullptr, nullptr).grid.dequantize(),
                             in.held_out->hessian());
   state.counters["threads"] = omp_get_max_threads();
   state.SetLabel(o.act_order ? "w4 g128 asym act_order" : "w4 g128 asym");
@@ -141,6 +143,46 @@ void BM_UpdateFactor(benchmark::State& state) {
   state.SetLabel(state.range(1) == 0 ? "ours: tiled fp32 potrf(reversed)" : "reference: spotrf+spotri+spotrf");
 }
 
+// One linear group as the pipeline quantizes it: three layers [N, K] reading one input (q/k/v),
+// GPTQ W4 g128, each layer quantized and its output error measured. Arg 2 picks the pipeline:
+//   0 = before (main at c5cf1f5): a new quantizer per layer (so GPTQ's workspace starts cold)
+//       and the K×K H formed twice per layer (once for GPTQ, once for the error);
+//   1 = now: one quantizer per spec for the whole job (warm workspace after the first layer)
+//       and H formed once per group.
+// Each iteration starts from the accumulated, not yet finalized statistics (copied untimed).
+void BM_PipelineGroup(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0)), k = static_cast<int>(state.range(1));
+  const bool now = state.range(2) != 0;
+  const Inputs& in = inputs(k);
+  const Mat w[3] = {synthetic_layer::weights(n, k, 3000 + n), synthetic_layer::weights(n, k, 3001 + n),
+                    synthetic_layer::weights(n, k, 3002 + n)};
+  const Spec spec = parse_spec("gptq(w4,g128)");
+  std::unique_ptr<WeightQuantizer> shared = make_quantizer(spec);
+  shared->quantize(w[0], in.calib.get(), nullptr);  // an earlier group of the job warmed it
+  double err = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    InputStats stats(*in.calib_unfinalized);
+    state.ResumeTiming();
+    for (const Mat& layer : w) {
+      if (now) {
+        const QuantizedLayer q = shared->quantize(layer, &stats, nullptr);
+        err += relative_output_error(layer, q.stored_weight(), stats.hessian());
+      } else {
+        // The former InputStats::hessian() built a fresh [K, K] matrix on every call.
+        const QuantizedLayer q = make_quantizer(spec)->quantize(layer, &stats, nullptr);
+        InputStats again(*in.calib_unfinalized);
+        err += relative_output_error(layer, q.stored_weight(), MatD(again.hessian()));
+      }
+      if (!now) stats = InputStats(*in.calib_unfinalized);  // the next layer forms H afresh
+    }
+  }
+  benchmark::DoNotOptimize(err);
+  state.counters["layers"] = 3;  // time per layer = time / 3
+  state.counters["threads"] = omp_get_max_threads();
+  state.SetLabel(now ? "now: shared quantizer, H once per group" : "before: quantizer per layer, H twice per layer");
+}
+
 BENCHMARK(BM_HessianAccumulate)->Arg(4096)->Arg(11008)->Iterations(1)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime()->UseRealTime();
 BENCHMARK(BM_XtX_Baseline)->Args({4096, 0})->Args({4096, 1})->Args({11008, 0})->Iterations(1)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime()->UseRealTime();
 BENCHMARK(BM_UpdateFactor)->Args({4096, 0})->Args({4096, 1})->Args({11008, 0})->Iterations(1)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime()->UseRealTime();
@@ -150,6 +192,10 @@ BENCHMARK(BM_GptqQuantize)
     ->Args({11008, 4096, 0})->Args({11008, 4096, 1})
     ->Args({4096, 11008, 0})->Args({4096, 11008, 1})
     ->Iterations(1)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime()->UseRealTime();
+// Args: N, K, pipeline (0 before, 1 now).
+BENCHMARK(BM_PipelineGroup)
+    ->Args({4096, 4096, 0})->Args({4096, 4096, 1})
+    ->Iterations(2)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime()->UseRealTime();
 
 }  // namespace
 

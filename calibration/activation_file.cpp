@@ -556,4 +556,15 @@ void ActivationFile::check_fits(const ModelConfig& cfg) const {
   }
 }
 
+InputStats ActivationFile::input_stats(const std::string& module) const {
+  const std::string ds = find_input(module);
+  if (ds.empty())
+    throw Error(path_ + ": no input for '" + module + "' (no dataset lists it in its `consumers` attribute)");
+  InputStats st(int(cols(ds)));
+  // One window per batch, as the sequential pipeline feeds them, so both modes form the same H.
+  const int64_t n = rows(ds), chunk = info_.seq_len > 0 ? info_.seq_len : 4096;
+  for (int64_t b = 0; b < n; b += chunk) st.add_batch(read_rows(ds, b, std::min(chunk, n - b)));
+  return st;
+}
+
 }  // namespace ptq

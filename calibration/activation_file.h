@@ -16,16 +16,12 @@
 #include <vector>
 
 #include "calibration/text_data.h"
+#include "ptq/calibration_info.h"
+#include "ptq/captured_inputs.h"
 #include "ptq/forward.h"
 #include "ptq/tensor.h"
 
 namespace ptq {
-
-struct CalibrationInfo {
-  std::string model_sha256, data_sha256, data_path, sampler;
-  uint64_t seed = 0;
-  int samples = 0, seq_len = 0, hidden_size = 0, num_layers = 0;
-};
 
 class ActivationFileWriter {
  public:
@@ -43,7 +39,7 @@ class ActivationFileWriter {
   std::unique_ptr<Impl> impl_;
 };
 
-class ActivationFile {
+class ActivationFile final : public CapturedInputs {
  public:
   // Throws Error naming the file. Checks, in this order and before any data is read: the
   // superblock (plain I/O), then in an isolated child process (ptq/isolated.h) and again here:
@@ -62,7 +58,9 @@ class ActivationFile {
   Mat read_rows(const std::string& dataset, int64_t begin, int64_t count) const;
   // Checks the file fits `cfg` (hidden size, layer count, feature widths, token ids within the
   // vocabulary, window lengths within the positions); Error otherwise.
-  void check_fits(const ModelConfig& cfg) const;
+  void check_fits(const ModelConfig& cfg) const override;
+  // The input of `module` read one window (seq_len rows) per batch; Error when none lists it.
+  InputStats input_stats(const std::string& module) const override;
 
  private:
   struct Scan;

@@ -1,12 +1,12 @@
 #include <cstdio>
 
-#include "algorithms/spec.h"
-#include "algorithms/transform.h"
+#include "ptq/spec.h"
+#include "ptq/stages.h"
 #include "cli/common.h"
 #include "cli/job_cli.h"
 #include "formats/checkpoint_writer.h"
 #include "ptq/error.h"
-#include "ptq/job_config.h"
+#include "cli/jobs/job_config.h"
 
 namespace ptq::cli {
 namespace {
@@ -64,7 +64,7 @@ JobSpec job_from_flags(const CompressOptions& o) {
 
 std::string format_list() {
   std::string s;
-  for (const auto& f : registered_checkpoint_formats()) s += (s.empty() ? "" : ", ") + f;
+  for (const auto& f : format_names()) s += (s.empty() ? "" : ", ") + f;
   return s;
 }
 
@@ -99,13 +99,16 @@ CommandRegistrar reg("compress", "Quantize a model in one shot (same code path a
   sub->add_flag("--no-true-sequential", o->no_true_sequential,
                 "Quantize all of a block's layers on the block's fp inputs (default: off)");
   // Open string checked against the registry, so new formats need no change here.
-  sub->add_option("--format", o->format, "Output format (registered: " + format_list() + ")")
+  sub->add_option("--format", o->format, "Output format spec (" + format_list() + ")")
       ->default_val("gptq")
       ->check(CLI::Validator(
           [](std::string& v) {
-            for (const auto& f : registered_checkpoint_formats())
-              if (f == v) return std::string();
-            return "unknown output format '" + v + "' (known: " + format_list() + ")";
+            try {
+              format_traits(v);
+              return std::string();
+            } catch (const ptq::Error& e) {
+              return std::string(e.what());
+            }
           },
           "FORMAT"));
   sub->add_option("--out", o->out, "Output directory (staged in OUT.partial until complete)")->required();

@@ -9,7 +9,7 @@
 #include "ptq/forward.h"
 #include "ptq/parallel.h"
 #include "ptq/progress.h"
-#include "ptq/inference.h"
+#include "formats/loaded_model.h"
 
 namespace ptq::cli {
 namespace {

@@ -1,7 +1,8 @@
 #include <cstdio>
 
 #include "cli/common.h"
-#include "ptq/inference.h"
+#include "formats/loaded_model.h"
+#include "ptq/generate.h"
 #include "ptq/parallel.h"
 
 namespace ptq::cli {

@@ -3,8 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/jobs/report.h"
 #include "ptq/error.h"
-#include "ptq/report.h"
 
 namespace ptq::cli {
 namespace {

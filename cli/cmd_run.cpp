@@ -2,7 +2,7 @@
 
 #include "cli/job_cli.h"
 #include "ptq/error.h"
-#include "ptq/job_config.h"
+#include "cli/jobs/job_config.h"
 
 namespace ptq::cli {
 namespace {

@@ -2,7 +2,7 @@
 // What `ptq run` and `ptq compress` share on the command line: progress options and printing a
 // finished job's outcome.
 #include "cli/command.h"
-#include "ptq/job_run.h"
+#include "cli/jobs/job_run.h"
 
 namespace ptq::cli {
 

@@ -12,6 +12,7 @@
 // its dequantization kernel). qzeros[g, j] packs zero[g, 8j..8j+7] the same way, stored as is
 // (no −1). Padded outputs n ≥ N hold 0. w[n, k] = scales[g, n] · (code − zero) with g = k / group.
 #include "formats/checkpoint_writer.h"
+#include "formats/format_rows.h"
 #include "formats/packed_checkpoint.h"
 #include "formats/packed_layout.h"
 #include "ptq/error.h"
@@ -47,20 +48,20 @@ class AwqLayout final : public PackedLayout {
  public:
   std::string name() const override { return "awq"; }
 
-  void validate(const std::string& layer, int, int, const QuantGrid& g) const override {
+  std::string grid_refusal(int, int, const QuantGrid& g) const override {
     if (g.bits != 4)
-      throw Error(layer + ": the awq (GEMM) format packs only 4-bit weights, not " + std::to_string(g.bits) +
-                  "-bit; use --format gptq");
+      return "the awq (GEMM) format packs only 4-bit weights, not " + std::to_string(g.bits) + "-bit; use --format gptq";
+    return "";
   }
 
-  void validate_g_idx(const std::string& layer, const GridCodes& q) const override {
+  std::string codes_refusal(const GridCodes& q) const override {
     if (!natural_g_idx(q))
-      throw Error(layer + ": the awq format has no g_idx, so it cannot hold act-order groups "
-                          "(g_idx[c] must be c / group_size); quantize without act_order or use --format gptq");
+      return "the awq format has no g_idx, so it cannot hold act-order groups (g_idx[c] must be "
+             "c / group_size); quantize without act_order or use --format gptq";
+    return "";
   }
 
   PackedLayer pack(const GridCodes& q) const override {
-    validate_g_idx("awq", q);
     const int n = q.rows, k = q.cols, groups = int(q.scales.cols());
     const int64_t words = round_up(n, 8) / 8;
     std::vector<uint32_t> codes(size_t(k) * n), zeros(size_t(groups) * n);
@@ -69,7 +70,6 @@ class AwqLayout final : public PackedLayout {
       for (int c = 0; c < k; ++c) codes[size_t(c) * n + r] = q.q[size_t(r) * k + c];
     for (int g = 0; g < groups; ++g)
       for (int r = 0; r < n; ++r) {
-        PTQ_ASSERT(q.zeros(r, g) >= 0 && q.zeros(r, g) <= 15, "4-bit zero points lie on the grid");
         zeros[size_t(g) * n + r] = uint32_t(q.zeros(r, g));
         scales[size_t(g) * n + r] = q.scales(r, g);
       }
@@ -82,7 +82,7 @@ class AwqLayout final : public PackedLayout {
 
   GridCodes unpack(const std::string& where, const PackedLayer& layer, int n, int k,
                          const QuantGrid& grid) const override {
-    validate(where, n, k, grid);
+    if (const std::string why = grid_refusal(n, k, grid); !why.empty()) throw Error(where + ": " + why);
     const int groups = grid.num_groups(k);
     const int64_t words = round_up(n, 8) / 8;
     auto qweight = packed::words_of(packed::expect(where, layer, "qweight", DType::I32, {k, words}));
@@ -128,13 +128,23 @@ class AwqLayout final : public PackedLayout {
   }
 };
 
-const CheckpointFormatRegistrar kRegister("awq", [] { return make_packed_writer(awq_layout()); });
-
 }  // namespace
 
 const PackedLayout& awq_layout() {
   static const AwqLayout layout;
   return layout;
+}
+
+FormatTraits format_rows::awq() {
+  return {FormatId::kAwq,
+          "awq",
+          "AWQ GEMM packed 4-bit codes and zeros, fp16 scales (AutoAWQ/transformers/vLLM)",
+          {},
+          [](int rows, int cols, const QuantGrid& g) { return awq_layout().grid_refusal(rows, cols, g); },
+          [](const QuantizedLayer& layer) { return packed_layer_refusal(awq_layout(), layer); },
+          [](const Spec&) { return make_packed_writer(format_traits("awq"), awq_layout()); },
+          [](const nlohmann::json& qc) { return qc.is_object() && qc.value("quant_method", std::string()) == "awq"; },
+          read_packed_layers};
 }
 
 }  // namespace ptq

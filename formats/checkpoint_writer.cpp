@@ -1,34 +1,90 @@
 #include "formats/checkpoint_writer.h"
 
-#include <map>
+#include <filesystem>
 
+#include <nlohmann/json.hpp>
+
+#include "formats/format_rows.h"
+#include "formats/safetensors.h"
 #include "ptq/error.h"
+#include "ptq/json_read.h"
+#include "ptq/fs.h"
+
+namespace fs = std::filesystem;
 
 namespace ptq {
 
-static std::map<std::string, CheckpointWriterFactory>& formats() {
-  static std::map<std::string, CheckpointWriterFactory> m;
-  return m;
+const std::vector<FormatTraits>& format_table() {
+  static const std::vector<FormatTraits> table = {format_rows::fake(), format_rows::ptq_native(),
+                                                  format_rows::gptq(), format_rows::awq()};
+  return table;
 }
 
-void register_checkpoint_format(const std::string& name, CheckpointWriterFactory f) {
-  formats()[name] = std::move(f);
-}
-
-std::vector<std::string> registered_checkpoint_formats() {
+std::vector<std::string> format_names() {
   std::vector<std::string> names;
-  for (const auto& [n, f] : formats()) names.push_back(n);
+  for (const auto& f : format_table()) names.push_back(f.name);
   return names;
 }
 
-std::unique_ptr<CheckpointWriter> make_checkpoint_writer(const std::string& name) {
-  auto it = formats().find(name);
-  if (it == formats().end()) {
-    std::string known;
-    for (const auto& n : registered_checkpoint_formats()) known += (known.empty() ? "" : ", ") + n;
-    throw Error("unknown output format '" + name + "' (known: " + known + ")");
+const FormatTraits& format_traits(const std::string& text) {
+  const Spec spec = parse_spec(text);
+  for (const auto& f : format_table()) {
+    if (spec.name != f.name) continue;
+    if (!spec.args.empty())
+      throw Error("output format '" + text + "': the " + f.name + " format takes no arguments");
+    return f;
   }
-  return it->second();
+  std::string known;
+  for (const auto& n : format_names()) known += (known.empty() ? "" : ", ") + n;
+  throw Error("unknown output format '" + text + "' (known: " + known + ")");
+}
+
+const FormatTraits* detect_format(const std::string& dir) {
+  std::error_code ec;
+  const fs::path cfg = fs::path(dir) / "config.json";
+  if (!fs::is_directory(dir, ec) || !fs::exists(cfg, ec)) return nullptr;
+  const nlohmann::json j = read_json_file(cfg.string());
+  if (!j.is_object() || !j.contains("quantization_config")) return nullptr;
+  const nlohmann::json& qc = j["quantization_config"];
+  // The detectors compare quant_method as a string: any other type is an error here, by name.
+  if (qc.is_object()) json_string_field(qc, "quant_method", "", cfg.string() + ": quantization_config");
+  for (const auto& f : format_table())
+    if (f.detect && f.detect(qc)) return &f;
+  return nullptr;
+}
+
+void CheckpointWriter::add_layer(const LayerResult& result, const QuantizedLayer* q) {
+  if (q) {
+    const std::string why = traits_.layer_refusal(*q);
+    if (!why.empty())
+      throw Error(result.name + ": the " + traits_.name + " format cannot store this layer (" + q->part_names() +
+                  "): " + why);
+  }
+  store_layer(result, q);
+}
+
+std::unique_ptr<CheckpointWriter> make_checkpoint_writer(const std::string& spec) {
+  return format_traits(spec).make_writer(parse_spec(spec));
+}
+
+void add_source_and_replaced_tensors(const Model& model, const std::map<std::string, Mat>& replaced,
+                                     const std::function<bool(const std::string&)>& skip, SafetensorsWriter& w) {
+  const TensorSource& src = model.tensors();
+  for (const auto& name : src.names()) {
+    if (skip && skip(name)) continue;
+    const TensorInfo* info = src.find(name);
+    auto it = replaced.find(name);
+    if (it != replaced.end())
+      w.add_f32(name, it->second, info->shape);
+    else
+      w.add(name, info->dtype, info->shape, src.load_raw(name));
+  }
+  for (const auto& [name, value] : replaced) {
+    if (src.find(name) || (skip && skip(name))) continue;
+    const std::vector<int64_t> shape = value.cols() == 1 ? std::vector<int64_t>{value.rows()}
+                                                         : std::vector<int64_t>{value.rows(), value.cols()};
+    w.add_f32(name, value, shape);
+  }
 }
 
 }  // namespace ptq

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "formats/checkpoint_writer.h"
+#include "formats/format_rows.h"
 #include "formats/metadata.h"
 #include "formats/safetensors.h"
 #include "ptq/error.h"
@@ -30,41 +31,46 @@ std::string output_config_json(const Model& model, const std::string& extra_key,
 
 namespace {
 
-// `replaced` holds dequantized linear weights (by module name + ".weight") and transformed
-// full-precision tensors; everything else is copied from the source in its stored dtype.
-void write_fake_quant(const Model& model, const std::map<std::string, Mat>& replaced,
-                      const CheckpointMetadata& meta, const OutputDir& out) {
-  SafetensorsWriter writer;
-  const TensorSource& src = model.tensors();
-  for (const auto& name : src.names()) {
-    const TensorInfo* info = src.find(name);
-    auto it = replaced.find(name);
-    if (it != replaced.end())
-      writer.add_f32(name, it->second, info->shape);
-    else
-      writer.add(name, info->dtype, info->shape, src.load_raw(name));
-  }
-  for (const auto& [k, v] : meta.to_strings()) writer.set_metadata(k, v);
-  writer.write(out.path_of("model.safetensors"));
-  out.write_text("config.json", output_config_json(model, "", ""));
-}
-
+// Every part of a QuantizedLayer folds into its effective weight.
 class FakeQuantWriter final : public CheckpointWriter {
  public:
-  void add_layer(const LayerResult& r, const GridCodes* q) override {
-    if (q) replaced_[r.name + ".weight"] = q->dequantize();
-  }
+  using CheckpointWriter::CheckpointWriter;
   void replace_tensor(const std::string& name, const Mat& value) override { replaced_[name] = value; }
   void finish(const Model& model, const CheckpointMetadata& meta, const OutputDir& out) override {
-    write_fake_quant(model, replaced_, meta, out);
+    SafetensorsWriter writer;
+    add_source_and_replaced_tensors(model, replaced_, {}, writer);
+    for (const auto& [k, v] : meta.to_strings()) writer.set_metadata(k, v);
+    writer.write(out.path_of("model.safetensors"));
+    out.write_text("config.json", output_config_json(model, "", ""));
+  }
+
+ protected:
+  void store_layer(const LayerResult& r, const QuantizedLayer* q) override {
+    if (q) replaced_[r.name + ".weight"] = q->effective_weight();
   }
 
  private:
+  // Effective weights of quantized layers (module name + ".weight") and transformed tensors.
   std::map<std::string, Mat> replaced_;
 };
 
-const CheckpointFormatRegistrar kRegister("fake", [] { return std::make_unique<FakeQuantWriter>(); });
+std::string no_refusal(int, int, const QuantGrid&) { return ""; }
+std::string carries_everything(const QuantizedLayer&) { return ""; }
 
 }  // namespace
+
+FormatTraits format_rows::fake() {
+  return {FormatId::kFake,
+          "fake",
+          "fp32 HF checkpoint of the effective (dequantized) weights; every part folds in",
+          {},
+          no_refusal,
+          carries_everything,
+          [](const Spec&) -> std::unique_ptr<CheckpointWriter> {
+            return std::make_unique<FakeQuantWriter>(format_traits("fake"));
+          },
+          nullptr,
+          nullptr};
+}
 
 }  // namespace ptq

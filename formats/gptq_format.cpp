@@ -21,6 +21,7 @@
 #include <numeric>
 
 #include "formats/checkpoint_writer.h"
+#include "formats/format_rows.h"
 #include "formats/packed_checkpoint.h"
 #include "formats/packed_layout.h"
 #include "ptq/error.h"
@@ -35,10 +36,10 @@ class GptqLayout final : public PackedLayout {
  public:
   std::string name() const override { return "gptq"; }
 
-  void validate(const std::string& layer, int, int, const QuantGrid& g) const override {
+  std::string grid_refusal(int, int, const QuantGrid& g) const override {
     if (g.bits != 2 && g.bits != 3 && g.bits != 4 && g.bits != 8)
-      throw Error(layer + ": the gptq format packs 2, 3, 4 or 8-bit weights, not " + std::to_string(g.bits) +
-                  "-bit");
+      return "the gptq format packs 2, 3, 4 or 8-bit weights, not " + std::to_string(g.bits) + "-bit";
+    return "";
   }
 
   PackedLayer pack(const GridCodes& q) const override {
@@ -52,8 +53,7 @@ class GptqLayout final : public PackedLayout {
     std::vector<float> scales(size_t(groups) * n);
     for (int g = 0; g < groups; ++g) {
       for (int r = 0; r < n; ++r) {
-        const uint32_t zero = uint32_t(q.zeros(r, g));
-        PTQ_ASSERT(float(zero) == q.zeros(r, g) && zero <= mask, "zero points are integers on the grid");
+        const uint32_t zero = uint32_t(q.zeros(r, g));  // integers on the grid: packed_layer_refusal
         packed::put_bits(&qzeros[size_t(g) * z_cols], 1, z_cols, r, b, (zero - 1) & mask);
         scales[size_t(g) * n + r] = q.scales(r, g);
       }
@@ -69,7 +69,7 @@ class GptqLayout final : public PackedLayout {
 
   GridCodes unpack(const std::string& where, const PackedLayer& layer, int n, int k,
                          const QuantGrid& grid) const override {
-    validate(where, n, k, grid);
+    if (const std::string why = grid_refusal(n, k, grid); !why.empty()) throw Error(where + ": " + why);
     const int b = grid.bits, groups = grid.num_groups(k);
     const int64_t vb = values_per_word_block(b);
     const int64_t w_rows = round_up(k, vb) * b / 32, z_cols = round_up(n, vb) * b / 32;
@@ -140,13 +140,23 @@ class GptqLayout final : public PackedLayout {
   }
 };
 
-const CheckpointFormatRegistrar kRegister("gptq", [] { return make_packed_writer(gptq_layout()); });
-
 }  // namespace
 
 const PackedLayout& gptq_layout() {
   static const GptqLayout layout;
   return layout;
+}
+
+FormatTraits format_rows::gptq() {
+  return {FormatId::kGptq,
+          "gptq",
+          "GPTQ v1 packed int32 codes, fp16 scales, packed zeros and g_idx (AutoGPTQ/GPTQModel/transformers/vLLM)",
+          {},
+          [](int rows, int cols, const QuantGrid& g) { return gptq_layout().grid_refusal(rows, cols, g); },
+          [](const QuantizedLayer& layer) { return packed_layer_refusal(gptq_layout(), layer); },
+          [](const Spec&) { return make_packed_writer(format_traits("gptq"), gptq_layout()); },
+          [](const nlohmann::json& qc) { return qc.is_object() && qc.value("quant_method", std::string()) == "gptq"; },
+          read_packed_layers};
 }
 
 }  // namespace ptq

@@ -160,4 +160,7 @@ OpenedSource open_hf_dir(const std::string& dir) {
   return out;
 }
 
+// A directory is an HF checkpoint; any other file falls back to llama2.c (checked by its header).
+static const ModelSourceRegistrar kHfSource({"hf", 20, [](const std::string& p) { std::error_code ec; return std::filesystem::is_directory(p, ec); }, open_hf_dir});
+
 }  // namespace ptq

@@ -2,6 +2,7 @@
 // arrays, each stacked over layers. Mapped onto HF names so the rest of ptq sees one layout.
 #include <climits>
 #include <cstring>
+#include <filesystem>
 #include <map>
 
 #include "formats/tensor_sources.h"
@@ -179,5 +180,8 @@ OpenedSource open_llama2c(const std::string& path) {
   out.files = {path};
   return out;
 }
+
+// A directory is an HF checkpoint; any other file falls back to llama2.c (checked by its header).
+static const ModelSourceRegistrar kLlama2cSource({"llama2c", 90, [](const std::string& p) { std::error_code ec; return std::filesystem::is_regular_file(p, ec); }, open_llama2c});
 
 }  // namespace ptq

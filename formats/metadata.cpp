@@ -16,11 +16,13 @@ std::map<std::string, std::string> CheckpointMetadata::to_strings() const {
              {"seq_len", c.seq_len}};
   }
   nlohmann::json layer_list = nlohmann::json::array();
-  for (const auto& l : layers)
+  for (const auto& l : layers) {
     layer_list.push_back({{"name", l.name},
                           {"spec", l.spec},
                           {"rel_error", l.rel_error},
                           {"bits_per_weight", l.bits_per_weight}});
+    if (!l.parts.empty() && l.parts != "grid") layer_list.back()["parts"] = l.parts;
+  }
   return {{"format", "pt"},
           {"ptq.version", kVersion},
           {"ptq.commit", kGitCommit},

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "calibration/activation_file.h"
+#include "ptq/calibration_info.h"
 #include "ptq/pipeline.h"
 
 namespace ptq {

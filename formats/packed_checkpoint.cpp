@@ -53,16 +53,16 @@ void check_scales_fit_f16(const std::string& layer, const GridCodes& q) {
 // Packs each layer as the pipeline hands it over, so only packed bytes are held.
 class PackedCheckpointWriter final : public CheckpointWriter {
  public:
-  explicit PackedCheckpointWriter(const PackedLayout& layout) : layout_(layout) {}
+  PackedCheckpointWriter(const FormatTraits& traits, const PackedLayout& layout)
+      : CheckpointWriter(traits), layout_(layout) {}
 
-  void validate(const std::string& layer, int rows, int cols, const QuantGrid& grid) const override {
-    layout_.validate(layer, rows, cols, grid);
-  }
+  void replace_tensor(const std::string& name, const Mat& value) override { replaced_[name] = value; }
 
-  void add_layer(const LayerResult& r, const GridCodes* q) override {
-    if (!q) return;  // stays in full precision: its .weight is copied in finish()
-    layout_.validate(r.name, q->rows, q->cols, q->grid);
-    layout_.validate_g_idx(r.name, *q);
+ protected:
+  // The base class has checked the layer against packed_layer_refusal.
+  void store_layer(const LayerResult& r, const QuantizedLayer* layer) override {
+    if (!layer) return;  // stays in full precision: its .weight is copied in finish()
+    const GridCodes* q = &layer->grid;
     check_scales_fit_f16(r.name, *q);
     // One line per layer that serving engines with alignment rules would refuse or misread.
     std::string why;
@@ -71,11 +71,13 @@ class PackedCheckpointWriter final : public CheckpointWriter {
     layers_[r.name] = {layout_.pack(*q), q->grid, q->rows, q->cols, !natural_g_idx(*q)};
   }
 
-  void replace_tensor(const std::string& name, const Mat& value) override { replaced_[name] = value; }
-
+ public:
   void finish(const Model& model, const CheckpointMetadata& meta, const OutputDir& out) override {
     SafetensorsWriter writer;
-    add_unpacked_tensors(model, writer);
+    // Packed layers replace their source .weight.
+    add_source_and_replaced_tensors(model, replaced_, [&](const std::string& name) {
+      return name.ends_with(".weight") && layers_.count(name.substr(0, name.size() - 7));
+    }, writer);
     json shapes = json::object();
     size_t bytes = 0, weights = 0;
     for (const auto& [module, e] : layers_) {
@@ -99,22 +101,6 @@ class PackedCheckpointWriter final : public CheckpointWriter {
   }
 
  private:
-  void add_unpacked_tensors(const Model& model, SafetensorsWriter& writer) const {
-    const TensorSource& src = model.tensors();
-    for (const auto& name : src.names()) {
-      const std::string suffix = ".weight";
-      if (name.size() > suffix.size() && name.ends_with(suffix) &&
-          layers_.count(name.substr(0, name.size() - suffix.size())))
-        continue;
-      const TensorInfo* info = src.find(name);
-      auto it = replaced_.find(name);
-      if (it != replaced_.end())
-        writer.add_f32(name, it->second, info->shape);
-      else
-        writer.add(name, info->dtype, info->shape, src.load_raw(name));
-    }
-  }
-
   json config(const CheckpointMetadata& meta) const {
     QuantGrid first;
     bool desc_act = false, mixed = false;
@@ -168,8 +154,8 @@ json ptq_layers_of(const json& qc, const std::string& where) {
 
 }  // namespace
 
-std::unique_ptr<CheckpointWriter> make_packed_writer(const PackedLayout& layout) {
-  return std::make_unique<PackedCheckpointWriter>(layout);
+std::unique_ptr<CheckpointWriter> make_packed_writer(const FormatTraits& traits, const PackedLayout& layout) {
+  return std::make_unique<PackedCheckpointWriter>(traits, layout);
 }
 
 const PackedLayout* packed_layout_of(const std::string& dir) {
@@ -181,7 +167,7 @@ const PackedLayout* packed_layout_of(const std::string& dir) {
   return layout_for_config(j["quantization_config"], cfg.string());
 }
 
-std::map<std::string, GridCodes> read_packed_layers(const Model& model) {
+std::map<std::string, QuantizedLayer> read_packed_layers(const Model& model) {
   const PackedLayout* layout = packed_layout_of(model.path());
   const std::string cfg_path = (fs::path(model.path()) / "config.json").string();
   if (!layout)
@@ -192,7 +178,7 @@ std::map<std::string, GridCodes> read_packed_layers(const Model& model) {
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& [name, shape] : model.required_tensors()) shapes[name] = shape;
 
-  std::map<std::string, GridCodes> out;
+  std::map<std::string, QuantizedLayer> out;
   const TensorSource& src = model.tensors();
   for (const auto& module : linear_layer_names(model.config())) {
     const TensorInfo* qweight = src.find(module + ".qweight");
@@ -218,13 +204,13 @@ std::map<std::string, GridCodes> read_packed_layers(const Model& model) {
     GridCodes q = layout->unpack(where, buffers, rows, cols, grid);
     if (!all_finite(q.scales.data(), size_t(q.scales.size())))
       throw Error(where + ".scales: holds a non-finite scale (an fp16 infinity or NaN); the checkpoint is damaged");
-    out[module] = std::move(q);
+    out[module] = QuantizedLayer::from_grid(std::move(q));
   }
   if (out.empty()) throw Error(model.path() + ": config.json names a packed format but no layer has a qweight");
   return out;
 }
 
-std::map<std::string, GridCodes> read_packed_checkpoint(const std::string& dir) {
+std::map<std::string, QuantizedLayer> read_packed_checkpoint(const std::string& dir) {
   return read_packed_layers(Model::open(dir));
 }
 

@@ -12,14 +12,13 @@
 #include <memory>
 #include <string>
 
-#include "algorithms/quantizer.h"
 #include "formats/checkpoint_writer.h"
 #include "formats/packed_layout.h"
 #include "ptq/model.h"
 
 namespace ptq {
 
-std::unique_ptr<CheckpointWriter> make_packed_writer(const PackedLayout& layout);
+std::unique_ptr<CheckpointWriter> make_packed_writer(const FormatTraits& traits, const PackedLayout& layout);
 
 // The layout named by `dir`/config.json's quantization_config; nullptr for an fp or fake-quant
 // directory (or a file).
@@ -28,7 +27,7 @@ const PackedLayout* packed_layout_of(const std::string& dir);
 // Every packed linear layer of a packed checkpoint opened as a Model, by module name
 // (e.g. model.layers.0.self_attn.q_proj), unpacked to codes, fp16-exact scales, zeros, g_idx.
 // Throws Error naming the file and tensor on anything malformed or not a packed checkpoint.
-std::map<std::string, GridCodes> read_packed_layers(const Model& model);
-std::map<std::string, GridCodes> read_packed_checkpoint(const std::string& dir);
+std::map<std::string, QuantizedLayer> read_packed_layers(const Model& model);
+std::map<std::string, QuantizedLayer> read_packed_checkpoint(const std::string& dir);
 
 }  // namespace ptq

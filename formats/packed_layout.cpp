@@ -21,6 +21,17 @@ bool natural_g_idx(const GridCodes& q) {
   return true;
 }
 
+std::string packed_layer_refusal(const PackedLayout& layout, const QuantizedLayer& layer) {
+  if (layer.sparse || layer.low_rank || layer.input_transform || layer.grid.coded_scales ||
+      layer.grid.coded_zeros)
+    return "it stores only a dense grid (use --format ptq for sparse, low-rank, coded-statistic and "
+           "input-transform parts)";
+  if (!layer.grid.integer_zeros())
+    return "its zero points are integers on the grid; this layer has fractional zeros or additive offsets";
+  std::string why = layout.grid_refusal(layer.rows(), layer.cols(), layer.grid.grid);
+  return why.empty() ? layout.codes_refusal(layer.grid) : why;
+}
+
 const PackedLayout* layout_for_config(const nlohmann::json& qc, const std::string& where) {
   if (!qc.is_object()) return nullptr;
   const std::string method = json_string_field(qc, "quant_method", "", where + ": quantization_config");

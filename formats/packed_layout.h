@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "algorithms/quantizer.h"
+#include "ptq/quantized_layer.h"
 #include "ptq/tensor.h"
 
 namespace ptq {
@@ -26,9 +26,12 @@ class PackedLayout {
  public:
   virtual ~PackedLayout() = default;
   virtual std::string name() const = 0;  // the output format name: "gptq", "awq"
-  // Throws Error naming `layer` when the layout cannot hold this grid / g_idx.
-  virtual void validate(const std::string& layer, int rows, int cols, const QuantGrid& g) const = 0;
-  virtual void validate_g_idx(const std::string& layer, const GridCodes& q) const {}
+  // "" when the layout can hold a layer of this shape and grid, else why not.
+  virtual std::string grid_refusal(int rows, int cols, const QuantGrid& g) const = 0;
+  // "" when the layout can hold these codes (zero points, g_idx), else why not. The layouts store
+  // only a dense grid with integer zero points; other parts are refused by packed_layer_refusal.
+  virtual std::string codes_refusal(const GridCodes& q) const { return ""; }
+  // Packs a grid that grid_refusal and codes_refusal accept.
   virtual PackedLayer pack(const GridCodes& q) const = 0;
   // `where` names the file and module in errors. rows/cols are the true [N, K].
   virtual GridCodes unpack(const std::string& where, const PackedLayer& layer, int rows, int cols,
@@ -47,6 +50,10 @@ const PackedLayout* layout_for_config(const nlohmann::json& quant_config, const 
 
 // True when g_idx[c] == c / group_size for every column (no act-order permutation).
 bool natural_g_idx(const GridCodes& q);
+
+// Why `layout` cannot store `layer` ("" when it can): any part besides the dense grid, zero
+// points that are not integers on the grid, and the layout's own grid and codes rules.
+std::string packed_layer_refusal(const PackedLayout& layout, const QuantizedLayer& layer);
 
 // Helpers shared by the layouts.
 namespace packed {

@@ -8,12 +8,6 @@
 
 namespace ptq {
 
-struct OpenedSource {
-  ModelConfig config;
-  std::shared_ptr<TensorSource> tensors;
-  std::vector<std::string> files;  // hashed by Model::checksum(), config first
-};
-
 // An HF directory: config.json plus model.safetensors or a sharded model.safetensors.index.json.
 std::shared_ptr<TensorSource> open_hf_tensors(const std::string& dir,
                                               std::vector<std::string>* weight_files);

@@ -62,6 +62,8 @@ Linear* BlockWeights::linear(const std::string& n) {
   return nullptr;
 }
 
+const Linear* BlockWeights::linear(const std::string& n) const { return const_cast<BlockWeights*>(this)->linear(n); }
+
 HeadWeights HeadWeights::load(const Model& model) {
   HeadWeights h;
   h.embed = model.weight("model.embed_tokens.weight");

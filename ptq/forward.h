@@ -35,6 +35,7 @@ struct BlockWeights {
   using PackedLookup = std::function<std::shared_ptr<const PackedLinear>(const std::string& module)>;
   static BlockWeights load(const Model& model, int layer, const PackedLookup& packed_for = {});
   Linear* linear(const std::string& short_name);  // "q_proj", ..., "down_proj"; nullptr if unknown
+  const Linear* linear(const std::string& short_name) const;
 };
 
 // Short names of the linear layers reading each input, in module order.
@@ -84,6 +85,7 @@ class LlamaModel {
   const ModelConfig& config() const { return cfg_; }
   Mat logits(const std::vector<int32_t>& ids) const;  // [T, vocab]
   std::vector<BlockWeights>& blocks() { return blocks_; }
+  const std::vector<BlockWeights>& blocks() const { return blocks_; }
 
  private:
   ModelConfig cfg_;

@@ -3,6 +3,7 @@
 // quantized matrix run on the packed kernels (formats/ and kernels/ provide PackedLinear).
 #include <memory>
 
+#include "ptq/quantized_layer.h"
 #include "ptq/tensor.h"
 
 namespace ptq {
@@ -21,6 +22,9 @@ struct Linear {
   Mat w;                                       // [out, in]; empty when packed
   std::shared_ptr<const PackedLinear> packed;  // set for packed checkpoints
   Vec bias;                                    // empty when the layer has none
+  // Applied to x before w while a transform stage's group awaits quantization (w is then in the
+  // transformed basis); packed layers apply their own transform inside `packed`.
+  std::shared_ptr<const InputTransform> input_transform;
 
   Mat forward(const Mat& x) const;
   int rows() const { return packed ? packed->rows() : int(w.rows()); }

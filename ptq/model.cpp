@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "formats/tensor_sources.h"
 #include "ptq/error.h"
 #include "ptq/fs.h"
 #include "ptq/json_read.h"
@@ -194,10 +194,42 @@ static std::string shape_str(const std::vector<int64_t>& s) {
   return out + "]";
 }
 
+namespace {
+struct SourceRegistry {
+  std::mutex mutex;
+  std::vector<ModelSource> sources;
+};
+SourceRegistry& sources() {
+  static SourceRegistry r;
+  return r;
+}
+}  // namespace
+
+void register_model_source(const ModelSource& source) {
+  SourceRegistry& r = sources();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  r.sources.push_back(source);
+  std::stable_sort(r.sources.begin(), r.sources.end(),
+                   [](const ModelSource& a, const ModelSource& b) { return a.priority < b.priority; });
+}
+
 Model Model::open(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) throw Error(path + ": cannot open: No such file or directory");
-  OpenedSource src = fs::is_directory(path, ec) ? open_hf_dir(path) : open_llama2c(path);
+  std::vector<ModelSource> list;
+  {
+    SourceRegistry& r = sources();
+    std::lock_guard<std::mutex> lock(r.mutex);
+    list = r.sources;
+  }
+  const ModelSource* chosen = nullptr;
+  for (const auto& s : list)
+    if (s.accepts(path)) {
+      chosen = &s;
+      break;
+    }
+  if (!chosen) throw Error(path + ": not a model ptq can read (no registered source accepts it)");
+  OpenedSource src = chosen->open(path);
   Model m(std::move(src.config), std::move(src.tensors), path, std::move(src.files));
   check_size_against_files(m);
   for (const auto& [name, shape] : m.required_tensors()) {
@@ -243,7 +275,8 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> Model::required_tensor
 bool Model::is_packed_weight(const std::string& weight_name) const {
   const std::string suffix = ".weight";
   if (!weight_name.ends_with(suffix)) return false;
-  return tensors_->find(weight_name.substr(0, weight_name.size() - suffix.size()) + ".qweight") != nullptr;
+  const std::string module = weight_name.substr(0, weight_name.size() - suffix.size());
+  return tensors_->find(module + ".qweight") != nullptr || tensors_->find(module + ".grid.codes") != nullptr;
 }
 
 int64_t Model::parameter_count() const {

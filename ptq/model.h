@@ -67,10 +67,31 @@ class TensorSource {
   virtual std::vector<uint8_t> load_raw(const std::string& name) const = 0;
 };
 
+// What a model source yields (formats/ registers the sources: HF directories, llama2.c files).
+struct OpenedSource {
+  ModelConfig config;
+  std::shared_ptr<TensorSource> tensors;
+  std::vector<std::string> files;  // hashed by Model::checksum(), config first
+};
+
+// A kind of on-disk checkpoint Model::open can read. Sources are tried by ascending priority;
+// the first whose `accepts` is true opens the path (throwing Error on anything malformed).
+struct ModelSource {
+  const char* name;
+  int priority;
+  bool (*accepts)(const std::string& path);
+  OpenedSource (*open)(const std::string& path);
+};
+void register_model_source(const ModelSource& source);
+struct ModelSourceRegistrar {
+  explicit ModelSourceRegistrar(const ModelSource& s) { register_model_source(s); }
+};
+
 class Model {
  public:
-  // `path` is an HF directory or a llama2.c .bin. Throws Error on anything malformed, and when a
-  // tensor the architecture needs is missing or has the wrong shape.
+  // `path` is anything a registered source accepts (an HF directory, a llama2.c .bin, ...).
+  // Throws Error on anything malformed, and when a tensor the architecture needs is missing or
+  // has the wrong shape.
   static Model open(const std::string& path);
 
   const ModelConfig& config() const { return config_; }
@@ -79,8 +100,9 @@ class Model {
   Mat weight(const std::string& name) const { return tensors_->load_f32(name); }
   // Every tensor name the architecture needs, in layer order, with its expected shape.
   std::vector<std::pair<std::string, std::vector<int64_t>>> required_tensors() const;
-  // True when a linear weight (`<module>.weight`) is stored packed as `<module>.qweight` (GPTQ/AWQ
-  // checkpoints, formats/packed_checkpoint.h); its shape is checked by the packed reader.
+  // True when a linear weight (`<module>.weight`) is stored quantized instead: `<module>.qweight`
+  // (GPTQ/AWQ checkpoints) or `<module>.grid.codes` (the native ptq format); its shape is checked
+  // by the format's reader.
   bool is_packed_weight(const std::string& weight_name) const;
   int64_t parameter_count() const;  // sum over all stored tensors
   // Throws Error naming the first floating-point tensor (in name order) that holds a NaN or an

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <regex>
 
-#include "algorithms/transform.h"
 #include "ptq/block_runner.h"
 #include "ptq/error.h"
 #include "ptq/progress.h"
@@ -25,21 +25,53 @@ Spec with_arg(Spec s, const std::string& key, int value) {
   return s;
 }
 
-
-double bits_per_weight(const GridCodes& q) {
-  // Codes, plus an fp16 scale and (asymmetric) an integer zero of `bits` bits per group.
-  double per_group = 16.0 + (q.grid.sym ? 0.0 : double(q.grid.bits));
-  return double(q.grid.bits) + per_group * double(q.scales.cols()) / double(q.cols);
+std::optional<Spec> quantizer_spec_for(const std::string& name, const Spec& quantizer,
+                                       const std::vector<LayerOverride>& overrides) {
+  Spec spec = quantizer;
+  for (const auto& ov : overrides) {
+    if (!std::regex_search(name, std::regex(ov.pattern))) continue;
+    if (ov.skip) return std::nullopt;
+    if (ov.bits) spec = with_arg(spec, "w", *ov.bits);
+    if (ov.group_size) spec = with_arg(spec, "g", *ov.group_size);
+  }
+  return spec;
 }
 
-LayerResult quantize_one(const std::string& name, int layer, Mat& w, const InputStats& stats,
-                         const PipelineOptions& o, const LayerSink& sink) {
+// The recipe's stage objects for one pipeline run: transforms and refiners built once, and one
+// quantizer per distinct spec after overrides, so scratch a quantizer keeps between calls (the
+// GPTQ workspace) serves every layer of that spec.
+class Stages {
+ public:
+  explicit Stages(const PipelineOptions& o) : o_(o), recipe_(split_recipe(o.recipe)) {
+    for (const Spec& s : recipe_.transforms) transforms_.push_back(make_transform(s));
+    for (const Spec& s : recipe_.refiners) refiners_.push_back(make_refiner(s));
+  }
+  const WeightQuantizer* quantizer(const std::string& layer) {
+    const std::optional<Spec> spec = quantizer_spec_for(layer, recipe_.quantizer, o_.overrides);
+    if (!spec) return nullptr;
+    std::unique_ptr<WeightQuantizer>& q = cache_[spec->to_string()];
+    if (!q) q = make_quantizer(*spec, o_.constraints);
+    return q.get();
+  }
+  const std::vector<std::unique_ptr<WeightTransform>>& transforms() const { return transforms_; }
+  const std::vector<std::unique_ptr<LayerRefiner>>& refiners() const { return refiners_; }
+
+ private:
+  const PipelineOptions& o_;
+  RecipeStages recipe_;
+  std::vector<std::unique_ptr<WeightTransform>> transforms_;
+  std::vector<std::unique_ptr<LayerRefiner>> refiners_;
+  std::map<std::string, std::unique_ptr<WeightQuantizer>> cache_;
+};
+
+LayerResult quantize_one(const std::string& name, int layer, Linear& lin, const InputStats& stats,
+                         Stages& stages, const LayerSink& sink) {
   LayerResult r;
   r.name = name;
   r.layer = layer;
-  r.rows = int(w.rows());
-  r.cols = int(w.cols());
-  std::unique_ptr<WeightQuantizer> quantizer = layer_quantizer(name, o);
+  r.rows = int(lin.w.rows());
+  r.cols = int(lin.w.cols());
+  const WeightQuantizer* quantizer = stages.quantizer(name);
   if (!quantizer) {
     r.skipped = true;
     r.spec = "skip";
@@ -50,66 +82,42 @@ LayerResult quantize_one(const std::string& name, int layer, Mat& w, const Input
   r.spec = quantizer->spec();
   auto t0 = Clock::now();
   QuantLog log;
-  GridCodes q;
+  QuantizedLayer q;
   try {
-    q = quantizer->quantize(w, quantizer->needs_stats() ? &stats : nullptr, &log);
+    q = quantizer->quantize(lin.w, quantizer->needs_stats() ? &stats : nullptr, &log);
+    for (const auto& refiner : stages.refiners())
+      refiner->refine(lin.w, refiner->needs_stats() ? &stats : nullptr, q, &log);
   } catch (const Error& e) {
     throw Error(name + ": " + e.what());  // the quantizer sees a matrix; the user knows the layer
   }
   // Weights near float's limit make the grid's range overflow; nothing downstream can use that.
-  if (!all_finite(q.scales.data(), size_t(q.scales.size())) || !all_finite(q.zeros.data(), size_t(q.zeros.size())))
+  const GridCodes& g = q.grid;
+  if (!all_finite(g.scales.data(), size_t(g.scales.size())) || !all_finite(g.zeros.data(), size_t(g.zeros.size())))
     throw Error(name + ": " + r.spec + " gave a non-finite scale or zero point: the weights' range (max |w| = " +
-                std::to_string(w.cwiseAbs().maxCoeff()) + ") overflows float32");
+                std::to_string(lin.w.cwiseAbs().maxCoeff()) + ") overflows float32");
   r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  Mat w_hat = q.dequantize();
-  r.rel_error = relative_output_error(w, w_hat, stats.hessian());
-  r.bits_per_weight = bits_per_weight(q);
+  if (lin.input_transform) q.input_transform = *lin.input_transform;
+  Mat stored = q.stored_weight();
+  // In the basis the quantizer saw: lin.w and the statistics both describe T(x).
+  r.rel_error = relative_output_error(lin.w, stored, stats.hessian());
+  r.bits_per_weight = q.bits_per_weight();
+  r.parts = q.part_names();
   r.log = log.messages;
-  w = std::move(w_hat);
+  lin.w = lin.input_transform ? q.effective_weight() : std::move(stored);
+  lin.input_transform.reset();
   sink(r, &q);
   return r;
 }
-
-}  // namespace
-
-std::unique_ptr<WeightQuantizer> layer_quantizer(const std::string& name, const PipelineOptions& o) {
-  PTQ_ASSERT(!o.recipe.empty(), "the recipe has no stage");
-  Spec spec = o.recipe.back();
-  for (const auto& ov : o.overrides) {
-    if (!std::regex_search(name, std::regex(ov.pattern))) continue;
-    if (ov.skip) return nullptr;
-    if (ov.bits) spec = with_arg(spec, "w", *ov.bits);
-    if (ov.group_size) spec = with_arg(spec, "g", *ov.group_size);
-  }
-  return make_quantizer(spec);
-}
-
-std::vector<std::string> linear_layer_names(const ModelConfig& cfg) {
-  std::vector<std::string> names;
-  for (int l = 0; l < cfg.num_layers; ++l)
-    for (int g = 0; g < kNumLinearInputs; ++g)
-      for (const auto& c : linear_consumers(l, LinearInput(g))) names.push_back(c);
-  return names;
-}
-
-namespace {
 
 using StatsMap = std::map<int, InputStats>;
 // Fills `stats` with the statistics of the inputs in `want` for the block as it is now.
 using StatsRefresh =
     std::function<void(const BlockWeights&, const std::array<bool, kNumLinearInputs>&, StatsMap&)>;
 
-std::vector<std::unique_ptr<WeightTransform>> make_transforms(const PipelineOptions& o) {
-  std::vector<std::unique_ptr<WeightTransform>> out;
-  for (size_t i = 0; i + 1 < o.recipe.size(); ++i) out.push_back(make_transform(o.recipe[i]));
-  return out;
-}
-
 // Runs every transform stage on each linear group of block `l`, in block order, on the fp block.
 // Returns the transforms' log messages keyed by the first layer of each group.
-std::map<std::string, std::vector<std::string>> transform_block(
-    int l, BlockWeights& w, StatsMap& stats, const PipelineOptions& o,
-    const std::vector<std::unique_ptr<WeightTransform>>& transforms, const TensorSink& tensor_sink) {
+std::map<std::string, std::vector<std::string>> transform_block(int l, BlockWeights& w, StatsMap& stats,
+                                                                 Stages& stages, const TensorSink& tensor_sink) {
   std::map<std::string, std::vector<std::string>> logs;
   for (int g = 0; g < kNumLinearInputs; ++g) {
     GroupContext ctx;
@@ -125,11 +133,10 @@ std::map<std::string, std::vector<std::string>> transform_block(
                       : g == int(LinearInput::kDown) ? &w.up
                                                      : nullptr;
     ctx.stats = &stats.at(g);
-    std::unique_ptr<WeightQuantizer> quantizer = layer_quantizer(ctx.names[0], o);
-    if (!quantizer) continue;  // a skipped group stays exactly as it was
-    ctx.quantizer = quantizer.get();
+    ctx.quantizer = stages.quantizer(ctx.names[0]);
+    if (!ctx.quantizer) continue;  // a skipped group stays exactly as it was
     QuantLog log;
-    for (const auto& t : transforms) t->apply(ctx, &log);
+    for (const auto& t : stages.transforms()) t->apply(ctx, &log);
     logs[ctx.names[0]] = log.messages;
   }
   if (tensor_sink) {
@@ -139,56 +146,88 @@ std::map<std::string, std::vector<std::string>> transform_block(
   return logs;
 }
 
-void process_block(int l, BlockWeights& w, const StatsRefresh& refresh, const PipelineOptions& o,
-                   const LayerSink& sink, const TensorSink& tensor_sink,
-                   std::vector<LayerResult>& results) {
-  auto transforms = make_transforms(o);
+void process_block(int l, BlockWeights& w, const StatsRefresh& refresh, Stages& stages, const PipelineOptions& o,
+                   const LayerSink& sink, const TensorSink& tensor_sink, std::vector<LayerResult>& results) {
   StatsMap stats;
   std::map<std::string, std::vector<std::string>> transform_logs;
-  if (!transforms.empty()) {
+  const bool transformed = !stages.transforms().empty();
+  if (transformed) {
     refresh(w, {true, true, true, true}, stats);
-    transform_logs = transform_block(l, w, stats, o, transforms, tensor_sink);
+    transform_logs = transform_block(l, w, stats, stages, tensor_sink);
   }
-  const std::vector<std::vector<int>> stages =
+  const std::vector<std::vector<int>> order =
       o.true_sequential ? std::vector<std::vector<int>>{{0}, {1}, {2}, {3}}
                         : std::vector<std::vector<int>>{{0, 1, 2, 3}};
-  for (const auto& stage : stages) {
+  for (const auto& stage : order) {
     std::array<bool, kNumLinearInputs> want{};
     for (int g : stage) want[g] = true;
     refresh(w, want, stats);
     for (int g : stage)
       for (const auto& name : linear_short_names(LinearInput(g))) {
-        Mat& weight = w.linear(name)->w;
-        results.push_back(quantize_one(layer_prefix(l) + name, l, weight, stats.at(g), o, sink));
+        Linear& lin = *w.linear(name);
+        results.push_back(quantize_one(layer_prefix(l) + name, l, lin, stats.at(g), stages, sink));
         auto tlog = transform_logs.find(results.back().name);
         if (tlog != transform_logs.end())
           results.back().log.insert(results.back().log.begin(), tlog->second.begin(), tlog->second.end());
-        // A skipped layer stays in full precision, but a transform may have rescaled it (v_proj
-        // rows by the o_proj group's scales): the output must keep the rescaled weights.
-        if (results.back().skipped && !transforms.empty() && tensor_sink)
-          tensor_sink(layer_prefix(l) + name + ".weight", weight);
+        if (!results.back().skipped) continue;
+        // A skipped layer stays in full precision, but a transform may have changed it (v_proj
+        // rows by the o_proj group's scales, a group's input transform): the output keeps its
+        // weight for untransformed inputs.
+        if (lin.input_transform) {
+          lin.w = lin.input_transform->unfold_from_weight(lin.w);
+          lin.input_transform.reset();
+        }
+        if (transformed && tensor_sink) tensor_sink(layer_prefix(l) + name + ".weight", lin.w);
       }
   }
 }
 
+// The transform a group's layers apply to their input until quantized (shared by the group).
+const InputTransform* group_input_transform(const BlockWeights& w, LinearInput g) {
+  return w.linear(linear_short_names(g).front())->input_transform.get();
+}
+
 }  // namespace
 
-std::vector<LayerResult> quantize_sequential(const Model& model, const CalibrationSet& calib,
+std::optional<Spec> layer_quantizer_spec(const std::string& name, const PipelineOptions& o) {
+  return quantizer_spec_for(name, split_recipe(o.recipe).quantizer, o.overrides);
+}
+
+std::unique_ptr<WeightQuantizer> layer_quantizer(const std::string& name, const PipelineOptions& o) {
+  const std::optional<Spec> spec = layer_quantizer_spec(name, o);
+  return spec ? make_quantizer(*spec, o.constraints) : nullptr;
+}
+
+std::vector<std::string> linear_layer_names(const ModelConfig& cfg) {
+  std::vector<std::string> names;
+  for (int l = 0; l < cfg.num_layers; ++l)
+    for (int g = 0; g < kNumLinearInputs; ++g)
+      for (const auto& c : linear_consumers(l, LinearInput(g))) names.push_back(c);
+  return names;
+}
+
+std::vector<LayerResult> quantize_sequential(const Model& model, const TokenWindows& windows,
                                              const PipelineOptions& o, const LayerSink& sink,
                                              const TensorSink& tensor_sink) {
   const ModelConfig& cfg = model.config();
-  BlockActivations acts(cfg, HeadWeights::load(model), calib.windows);
+  Stages stages(o);
+  BlockActivations acts(cfg, HeadWeights::load(model), windows);
   const int widths[kNumLinearInputs] = {cfg.hidden_size, cfg.num_heads * cfg.head_dim,
                                         cfg.hidden_size, cfg.intermediate_size};
-  // Inputs come from the block as transformed and quantized so far: they are recaptured.
+  // Inputs come from the block as transformed and quantized so far: they are recaptured, and a
+  // group whose layers carry an input transform gets the statistics of the transformed input.
   StatsRefresh refresh = [&](const BlockWeights& w, const std::array<bool, kNumLinearInputs>& want,
                              StatsMap& stats) {
+    std::array<const InputTransform*, kNumLinearInputs> t{};
     for (int g = 0; g < kNumLinearInputs; ++g) {
       stats.erase(g);
-      if (want[g]) stats.emplace(g, InputStats(widths[g]));
+      if (!want[g]) continue;
+      stats.emplace(g, InputStats(widths[g]));
+      t[g] = group_input_transform(w, LinearInput(g));
     }
-    acts.run(w, want, [&](LinearInput g, size_t, const Mat& x) { stats.at(int(g)).add_batch(x); },
-             false);
+    acts.run(w, want, [&](LinearInput g, size_t, const Mat& x) {
+      stats.at(int(g)).add_batch(t[int(g)] ? t[int(g)]->apply(x) : x);
+    }, false);
   };
   std::vector<LayerResult> results;
   Progress bar("quantize", size_t(cfg.num_layers), o.quiet);
@@ -199,7 +238,7 @@ std::vector<LayerResult> quantize_sequential(const Model& model, const Calibrati
   }
   for (int l = first; l < cfg.num_layers; ++l) {
     BlockWeights w = BlockWeights::load(model, l);
-    process_block(l, w, refresh, o, sink, tensor_sink, results);
+    process_block(l, w, refresh, stages, o, sink, tensor_sink, results);
     acts.run(w, {}, {}, true);
     if (o.hooks.on_block_done) o.hooks.on_block_done(l, w);
     bar.update(size_t(l) + 1);
@@ -207,35 +246,25 @@ std::vector<LayerResult> quantize_sequential(const Model& model, const Calibrati
   return results;
 }
 
-std::vector<LayerResult> quantize_independent(const Model& model, const ActivationFile& acts,
+std::vector<LayerResult> quantize_independent(const Model& model, const CapturedInputs& inputs,
                                               const PipelineOptions& o, const LayerSink& sink,
                                               const TensorSink& tensor_sink) {
   const ModelConfig& cfg = model.config();
-  acts.check_fits(cfg);
+  inputs.check_fits(cfg);
+  Stages stages(o);
   std::vector<LayerResult> results;
   Progress bar("quantize", size_t(cfg.num_layers), o.quiet);
   for (int l = std::min(o.hooks.resume_from, cfg.num_layers); l < cfg.num_layers; ++l) {
-    // The file's inputs do not change as layers are quantized: each group's statistics are read
-    // once (from its first consumer's dataset) and only transforms update them.
+    // The captured inputs do not change as layers are quantized: each group's statistics are read
+    // once (from its first consumer's capture) and only transforms update them.
     StatsRefresh refresh = [&](const BlockWeights&, const std::array<bool, kNumLinearInputs>& want,
                                StatsMap& stats) {
-      for (int g = 0; g < kNumLinearInputs; ++g) {
-        if (!want[g] || stats.count(g)) continue;
-        const std::string module = linear_consumers(l, LinearInput(g)).front();
-        const std::string ds = acts.find_input(module);
-        if (ds.empty())
-          throw Error("activation file has no input for '" + module +
-                      "' (no dataset lists it in its `consumers` attribute)");
-        InputStats st(int(acts.cols(ds)));
-        // One window per batch, as the sequential mode feeds them, so both modes form the same H.
-        const int64_t rows = acts.rows(ds), chunk = acts.info().seq_len > 0 ? acts.info().seq_len : 4096;
-        for (int64_t b = 0; b < rows; b += chunk)
-          st.add_batch(acts.read_rows(ds, b, std::min(chunk, rows - b)));
-        stats.emplace(g, std::move(st));
-      }
+      for (int g = 0; g < kNumLinearInputs; ++g)
+        if (want[g] && !stats.count(g))
+          stats.emplace(g, inputs.input_stats(linear_consumers(l, LinearInput(g)).front()));
     };
     BlockWeights w = BlockWeights::load(model, l);
-    process_block(l, w, refresh, o, sink, tensor_sink, results);
+    process_block(l, w, refresh, stages, o, sink, tensor_sink, results);
     if (o.hooks.on_block_done) o.hooks.on_block_done(l, w);
     bar.update(size_t(l) + 1);
   }

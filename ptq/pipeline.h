@@ -4,24 +4,25 @@
 // Sequential mode (the GPTQ paper's protocol): block l's calibration inputs come from blocks
 // 0..l-1 already quantized. Within a block, true-sequential order quantizes q/k/v, then o (its
 // inputs recomputed with quantized q/k/v), then gate/up, then down. Memory holds one block's
-// activations and the Hessians of the group being quantized.
+// activations and the statistics of the group being quantized.
 //
-// Independent mode: each linear layer is quantized from its weights and its inputs read from a
-// calibration HDF5 file, without running the model.
+// Independent mode: each linear layer is quantized from its weights and its inputs captured
+// elsewhere (ptq/captured_inputs.h), without running the model.
 //
-// The pipeline names no algorithm: the recipe's quantizer stage is built through the registry.
+// The pipeline names no algorithm: it builds the recipe's stages by role through the registry
+// (ptq/stages.h) — transforms, then the quantizer, then refiners — once per job and override.
 #include <functional>
+#include <map>
+#include <memory>
 #include <optional>
-#include <regex>
 #include <string>
 #include <vector>
 
-#include "algorithms/quantizer.h"
-#include "algorithms/spec.h"
-#include "calibration/activation_file.h"
-#include "calibration/calibration_set.h"
+#include "ptq/captured_inputs.h"
 #include "ptq/forward.h"
 #include "ptq/model.h"
+#include "ptq/spec.h"
+#include "ptq/stages.h"
 
 namespace ptq {
 
@@ -32,7 +33,7 @@ struct LayerOverride {
   bool skip = false;
 };
 
-// Resume hooks (ptq/resume_state.h fills them). Blocks [0, resume_from) were finished by an
+// Resume hooks (cli/jobs/resume_state.h fills them). Blocks [0, resume_from) were finished by an
 // earlier run: the pipeline skips them, and in sequential mode runs their final weights
 // (done_block) to re-derive the hidden states entering block resume_from. on_block_done sees
 // each block's final weights (transformed, quantized) after all its layers went to the sinks.
@@ -43,7 +44,8 @@ struct BlockHooks {
 };
 
 struct PipelineOptions {
-  std::vector<Spec> recipe;  // transform stages, then the weight quantizer as the last stage
+  std::vector<Spec> recipe;     // transforms, one quantizer, refiners (split_recipe)
+  GridConstraints constraints;  // what the output format requires of every grid
   bool true_sequential = true;
   std::vector<LayerOverride> overrides;
   bool quiet = false;
@@ -58,26 +60,31 @@ struct LayerResult {
   bool skipped = false;
   double rel_error = 0;    // ||XWᵀ − XŴᵀ||² / ||XWᵀ||² on the calibration inputs
   double seconds = 0;
-  double bits_per_weight = 0;  // codes plus fp16 scale and zero per group
+  double bits_per_weight = 0;  // QuantizedLayer::storage_bits() per weight (32 when skipped)
+  std::string parts;           // QuantizedLayer::part_names() ("" when skipped)
   std::vector<std::string> log;
 };
 
 // Receives each quantized linear layer as soon as it is done (in model order).
-using LayerSink = std::function<void(const LayerResult&, const GridCodes*)>;
+using LayerSink = std::function<void(const LayerResult&, const QuantizedLayer*)>;
 
 // Receives full-precision tensors that transforms changed (e.g. RMSNorm gains with AWQ scales
 // folded in); the output must store these instead of the source's.
 using TensorSink = std::function<void(const std::string& name, const Mat& value)>;
 
-std::vector<LayerResult> quantize_sequential(const Model& model, const CalibrationSet& calib,
+using TokenWindows = std::vector<std::vector<int32_t>>;
+
+std::vector<LayerResult> quantize_sequential(const Model& model, const TokenWindows& windows,
                                              const PipelineOptions& options, const LayerSink& sink,
                                              const TensorSink& tensor_sink = {});
-std::vector<LayerResult> quantize_independent(const Model& model, const ActivationFile& acts,
+std::vector<LayerResult> quantize_independent(const Model& model, const CapturedInputs& inputs,
                                               const PipelineOptions& options, const LayerSink& sink,
                                               const TensorSink& tensor_sink = {});
 
-// The quantizer for one layer (the recipe's last stage with matching overrides applied), or
-// nullptr when an override skips it.
+// The quantizer spec for one layer (the recipe's quantizer with matching overrides applied), or
+// nullopt when an override skips it.
+std::optional<Spec> layer_quantizer_spec(const std::string& name, const PipelineOptions& o);
+// The quantizer for one layer, built from layer_quantizer_spec, or nullptr when skipped.
 std::unique_ptr<WeightQuantizer> layer_quantizer(const std::string& name, const PipelineOptions& o);
 
 // Every quantizable linear layer of the model, in order (HF module names without ".weight").

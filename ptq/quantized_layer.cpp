@@ -176,17 +176,30 @@ std::vector<int> hadamard_factors(int size) {
 
 namespace {
 
-// y = x·M (or x·Mᵀ) for one factor M of order m acting on axis `axis` of the block viewed as
-// [outer, m, inner], in place on one block of doubles.
+// y = x·M (or x·Mᵀ) for one factor M of order m acting on the middle axis of the block viewed
+// as [outer, m, inner], on one block of doubles. Sylvester factors (symmetric) run as butterflies.
 void apply_factor(std::vector<double>& v, const Mat& m, int outer, int inner, bool transpose,
                   std::vector<double>& tmp) {
   const int order = int(m.rows());
+  if (is_pow2(order)) {
+    for (int o = 0; o < outer; ++o) {
+      double* base = &v[size_t(o) * order * inner];
+      for (int h = 1; h < order; h *= 2)
+        for (int i = 0; i < order; i += 2 * h)
+          for (int j = i; j < i + h; ++j)
+            for (int n = 0; n < inner; ++n) {
+              const double a = base[size_t(j) * inner + n], b = base[size_t(j + h) * inner + n];
+              base[size_t(j) * inner + n] = a + b;
+              base[size_t(j + h) * inner + n] = a - b;
+            }
+    }
+    return;
+  }
   tmp.assign(v.size(), 0.0);
   for (int o = 0; o < outer; ++o)
     for (int j = 0; j < order; ++j)
       for (int i = 0; i < order; ++i) {
         const double mij = transpose ? m(j, i) : m(i, j);  // y_j = Σ_i x_i M_ij
-        if (mij == 0) continue;
         const double* src = &v[(size_t(o) * order + i) * inner];
         double* dst = &tmp[(size_t(o) * order + j) * inner];
         for (int n = 0; n < inner; ++n) dst[n] += mij * src[n];
@@ -198,7 +211,7 @@ void apply_factor(std::vector<double>& v, const Mat& m, int outer, int inner, bo
 Mat hadamard_rows(const InputTransform& t, const Mat& x, bool transpose) {
   const int b = t.block();
   std::vector<Mat> mats;
-  for (int f : t.factors) mats.push_back(hadamard_matrix(f));
+  for (int f : t.factors) mats.push_back(is_pow2(f) ? Mat::Zero(f, 1) : hadamard_matrix(f));
   const double norm = 1.0 / std::sqrt(double(b));
   Mat out(x.rows(), x.cols());
   std::vector<double> v(b), tmp;

@@ -40,6 +40,10 @@ struct QuantGrid {
   int group_size = 128;
   bool sym = false;
   bool mse = false;  // search a shrunk range per group (GPTQ's `mse` option)
+  // Scales (and fractional zero points) are rounded to fp16 as they are fitted, so the codes and
+  // the error feedback use exactly what an fp16 format stores. Set by an output format's
+  // GridConstraints, not by spec strings.
+  bool fp16_stats = false;
   // Number of groups for K columns; K ≥ 1 and group_size ≥ 1 or −1 (validated at parse time),
   // computed without overflow for any int group size.
   int num_groups(int k) const {

@@ -49,6 +49,8 @@ mkdir -p $gen
   --tokens $gen/tiny-tokens.txt --samples 4 --seq-len 8 --format gptq --out $gen/tiny-gptq3 --quiet >/dev/null
 [ -d $gen/tiny-awq ] || $B/ptq compress $gen/tiny-hf --recipe 'awq+rtn(w4,g8)' --tokens $gen/tiny-tokens.txt \
   --samples 4 --seq-len 8 --format awq --out $gen/tiny-awq --quiet >/dev/null
+[ -d $gen/tiny-ptq ] || $B/ptq compress $gen/tiny-hf --method gptq --bits 3 --group-size 8 \
+  --tokens $gen/tiny-tokens.txt --samples 4 --seq-len 8 --format ptq --out $gen/tiny-ptq --quiet >/dev/null
 [ -f $gen/tiny-calib.h5 ] || $B/ptq calibrate $gen/tiny-hf --tokens $gen/tiny-tokens.txt --samples 2 --seq-len 8 \
   --capture all --quiet --out $gen/tiny-calib.h5
 M=$SHARED/models/stories260K

@@ -16,7 +16,7 @@
 #include "algorithms/synthetic_layer.h"
 #include "ptq/error.h"
 #include "ptq/forward.h"
-#include "ptq/inference.h"
+#include "formats/loaded_model.h"
 #include "support/run_cli.h"
 #include "support/shared_data.h"
 
@@ -139,7 +139,7 @@ TEST(AwqObjective, ClipSearchPicksTheBestRatioOfEachGroup) {
 // One layer after an RMSNorm gain of ones: the transform folds 1/s into the gain, so the
 // quantized layer's effective weight in the original input space is Q(W·diag(s))·diag(gain).
 double awq_rtn_held_out_error(const Layer& l, const std::string& awq_spec, const std::string& rtn_spec) {
-  Linear layer{l.w, nullptr, Vec()};
+  Linear layer{l.w, nullptr, Vec(), nullptr};
   Vec gain = Vec::Ones(l.w.cols());
   InputStats stats = l.calib;
   auto quantizer = make_quantizer(parse_spec(rtn_spec));
@@ -153,7 +153,7 @@ double awq_rtn_held_out_error(const Layer& l, const std::string& awq_spec, const
   QuantLog log;
   make_transform(parse_spec(awq_spec))->apply(ctx, &log);
   EXPECT_EQ(log.messages.size(), 1u);
-  Mat effective = quantizer->quantize(layer.w, nullptr, nullptr).dequantize() * gain.asDiagonal();
+  Mat effective = quantizer->quantize(layer.w, nullptr, nullptr).grid.dequantize() * gain.asDiagonal();
   return relative_output_error(l.w, effective, l.held_out.hessian());
 }
 
@@ -164,7 +164,7 @@ TEST_P(AwqVsRtn, LowerHeldOutError) {
   Layer l = make_layer(256, 512, 11);
   const std::string rtn_spec = "rtn(w" + std::to_string(bits) + ",g128)";
   const double rtn = relative_output_error(
-      l.w, make_quantizer(parse_spec(rtn_spec))->quantize(l.w, nullptr, nullptr).dequantize(),
+      l.w, make_quantizer(parse_spec(rtn_spec))->quantize(l.w, nullptr, nullptr).grid.dequantize(),
       l.held_out.hessian());
   const double scale_only = awq_rtn_held_out_error(l, "awq(no_clip)", rtn_spec);
   const double full = awq_rtn_held_out_error(l, "awq", rtn_spec);
@@ -180,8 +180,8 @@ INSTANTIATE_TEST_SUITE_P(Bits, AwqVsRtn, ::testing::Values(4, 3));
 TEST(Awq, UpdatesStatisticsToTheScaledInput) {
   Activations act(64, 8, 0.1f, 2, 25.0f, 5);
   const Mat x = act.sample(512, 6);
-  Linear layer{synthetic_layer::weights(32, 64, 7), nullptr, Vec()};
-  Linear prev{synthetic_layer::weights(64, 16, 8), nullptr, Vec::Ones(64)};  // produces x
+  Linear layer{synthetic_layer::weights(32, 64, 7), nullptr, Vec(), nullptr};
+  Linear prev{synthetic_layer::weights(64, 16, 8), nullptr, Vec::Ones(64), nullptr};  // produces x
   InputStats stats(64);
   stats.add_batch(x);
   auto quantizer = make_quantizer(parse_spec("rtn(w3,g32)"));
@@ -204,8 +204,8 @@ TEST(Awq, UpdatesStatisticsToTheScaledInput) {
 }
 
 TEST(Awq, SkipsFoldingWhenTheProducerDoesNotMatch) {
-  Linear layer{synthetic_layer::weights(16, 64, 1), nullptr, Vec()};
-  Linear prev{synthetic_layer::weights(32, 16, 2), nullptr, Vec()};  // GQA: 32 rows feed 64 inputs
+  Linear layer{synthetic_layer::weights(16, 64, 1), nullptr, Vec(), nullptr};
+  Linear prev{synthetic_layer::weights(32, 16, 2), nullptr, Vec(), nullptr};  // GQA: 32 rows feed 64 inputs
   Activations act(64, 8, 0.1f, 2, 25.0f, 3);
   InputStats stats(64);
   stats.add_batch(act.sample(256, 4));

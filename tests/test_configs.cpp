@@ -4,7 +4,7 @@
 
 #include <filesystem>
 
-#include "ptq/job_config.h"
+#include "cli/jobs/job_config.h"
 #include "support/shared_data.h"
 
 namespace ptq {

@@ -34,7 +34,7 @@ Layer make_layer(int n, int k, int outliers, uint64_t seed, int calib_tokens = 2
 }
 
 GridCodes run(const std::string& spec, const Mat& w, const InputStats& s, QuantLog* log = nullptr) {
-  return make_quantizer(parse_spec(spec))->quantize(w, &s, log);
+  return make_quantizer(parse_spec(spec))->quantize(w, &s, log).grid;
 }
 
 double held_out_error(const Layer& l, const GridCodes& q) {

@@ -5,28 +5,12 @@
 
 #include "formats/checkpoint_writer.h"
 #include "ptq/error.h"
-#include "ptq/job_config.h"
+#include "cli/jobs/job_config.h"
 #include "support/run_cli.h"
 #include "support/shared_data.h"
 
 namespace ptq {
 namespace {
-
-// A format that, like packed layouts, needs the group size to divide the input features and
-// only has a 4-bit packing; registered here so the job checks can be seen asking a format.
-class StrictWriter final : public CheckpointWriter {
- public:
-  void validate(const std::string& layer, int rows, int cols, const QuantGrid& grid) const override {
-    if (grid.bits != 4) throw Error(layer + ": test_strict packs only 4-bit codes");
-    if (grid.group_size > 0 && cols % grid.group_size != 0)
-      throw Error(layer + ": group size " + std::to_string(grid.group_size) + " does not divide " +
-                  std::to_string(cols) + " input features");
-  }
-  void add_layer(const LayerResult&, const GridCodes*) override {}
-  void replace_tensor(const std::string&, const Mat&) override {}
-  void finish(const Model&, const CheckpointMetadata&, const OutputDir&) override {}
-};
-const CheckpointFormatRegistrar kStrict("test_strict", [] { return std::make_unique<StrictWriter>(); });
 
 std::string job_text(const std::string& model, const std::string& recipe_block, const std::string& extra = "",
                      const std::string& format = "fake") {
@@ -124,16 +108,18 @@ TEST(JobConfig, ImpossibleCombinations) {
 
 TEST(JobConfig, TheFormatIsAskedAboutEveryLayer) {
   PTQ_REQUIRE_SHARED("models/stories260K/hf", model);
-  // stories260K's down_proj reads 172 features: group size 32 does not divide them.
-  std::string msg = error_of(job_text(model, "recipe:\n  - rtn: {bits: 4, group_size: 32}\n", "", "test_strict"));
+  // The awq format packs only 4-bit codes: a 3-bit recipe is blamed at the quantizer stage.
+  std::string msg = error_of(job_text(model, "recipe:\n  - rtn: {bits: 3, group_size: 32}\n", "", "awq"));
   EXPECT_NE(msg.find("bad.yaml:4:5:"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("does not divide 172"), std::string::npos) << msg;
-  // An override that fixes down_proj makes the job valid; one that asks for 3 bits is blamed.
-  std::string fix = "overrides:\n  - match: down_proj\n    group_size: 4\n";
-  EXPECT_EQ(error_of(job_text(model, "recipe:\n  - rtn: {bits: 4, group_size: 32}\n", fix, "test_strict")), "");
-  msg = error_of(job_text(model, "recipe:\n  - rtn: {bits: 4, group_size: 32}\n",
-                          fix + "  - match: q_proj\n    bits: 3\n", "test_strict"));
+  EXPECT_NE(msg.find("only 4-bit"), std::string::npos) << msg;
+  // An override that gives every layer 4 bits makes the job valid; one that asks q_proj for 3
+  // bits is blamed.
+  std::string fix = "overrides:\n  - match: proj\n    bits: 4\n";
+  EXPECT_EQ(error_of(job_text(model, "recipe:\n  - rtn: {bits: 3, group_size: 32}\n", fix, "awq")), "");
+  msg = error_of(job_text(model, "recipe:\n  - rtn: {bits: 3, group_size: 32}\n",
+                          fix + "  - match: q_proj\n    bits: 3\n", "awq"));
   EXPECT_NE(msg.find("bad.yaml:11:5:"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("q_proj"), std::string::npos) << msg;
   EXPECT_NE(msg.find("only 4-bit"), std::string::npos) << msg;
   // A model path that does not open is quoted too.
   msg = error_of(job_text("/nonexistent/model", "recipe: rtn\n"));

@@ -12,12 +12,12 @@
 #include <numeric>
 #include <random>
 
-#include "bench/support/synthetic.h"
+#include "support/synthetic.h"
 #include "formats/checkpoint_writer.h"
 #include "formats/packed_checkpoint.h"
 #include "formats/safetensors.h"
 #include "ptq/error.h"
-#include "ptq/inference.h"
+#include "formats/loaded_model.h"
 #include "ptq/pipeline.h"
 #include "support/shared_data.h"
 
@@ -161,27 +161,33 @@ TEST(PackedAwq, RoundTripWithPaddedOutputs) {
 }
 
 TEST(PackedValidate, AwqRejectsThreeBitsAndActOrderNamingTheLayer) {
+  const FormatTraits& awq_format = format_traits("awq");
+  EXPECT_NE(awq_format.grid_refusal(172, 64, QuantGrid{3, 32, false}).find("4-bit"), std::string::npos);
   auto awq = make_checkpoint_writer("awq");
   const std::string layer = "model.layers.0.mlp.up_proj";
-  try {
-    awq->validate(layer, 172, 64, QuantGrid{3, 32, false});
-    FAIL() << "3-bit awq accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(layer), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("4-bit"), std::string::npos) << e.what();
-  }
-  GridCodes q = random_weight(172, 64, QuantGrid{4, 32, false}, /*act_order=*/true, 9);
+  QuantizedLayer q = QuantizedLayer::from_grid(random_weight(172, 64, QuantGrid{4, 32, false}, /*act_order=*/true, 9));
   LayerResult r;
   r.name = layer;
-  try {
-    awq->add_layer(r, &q);
-    FAIL() << "act-order awq accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(layer), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("g_idx"), std::string::npos) << e.what();
-  }
-  EXPECT_THROW(make_checkpoint_writer("gptq")->validate(layer, 172, 64, QuantGrid{5, 32, false}), Error);
-  EXPECT_NO_THROW(make_checkpoint_writer("gptq")->validate(layer, 172, 64, QuantGrid{3, 32, false}));
+  auto expect_refused = [&](const QuantizedLayer& l, const std::string& why) {
+    try {
+      awq->add_layer(r, &l);
+      ADD_FAILURE() << "awq accepted a layer it cannot store: " << why;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(layer), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+  };
+  expect_refused(q, "g_idx");
+  // Fractional zero points (never an assert on the packer) and parts beyond the dense grid.
+  QuantizedLayer frac = QuantizedLayer::from_grid(random_weight(172, 64, QuantGrid{4, 32, false}, false, 10));
+  frac.grid.zeros(0, 0) = 2.5f;
+  expect_refused(frac, "fractional zeros");
+  QuantizedLayer sparse = QuantizedLayer::from_grid(random_weight(172, 64, QuantGrid{4, 32, false}, false, 11));
+  sparse.sparse = SparseResidual::from_dense(Mat::Identity(172, 64));
+  expect_refused(sparse, "only a dense grid");
+  EXPECT_FALSE(format_traits("gptq").grid_refusal(172, 64, QuantGrid{5, 32, false}).empty());
+  EXPECT_TRUE(format_traits("gptq").grid_refusal(172, 64, QuantGrid{3, 32, false}).empty());
+  EXPECT_TRUE(format_traits("ptq").layer_refusal(sparse).empty());
 }
 
 TEST(PackedSize, FourBitG128LayerIsAtMostPoint27OfFp16) {
@@ -273,6 +279,7 @@ std::map<std::string, GridCodes> write_packed(const std::string& format, QuantGr
   Model model = Model::open(src);
   auto writer = make_checkpoint_writer(format);
   std::map<std::string, GridCodes> layers;
+  const FormatTraits& traits = format_traits(format);
   CheckpointMetadata meta;
   meta.recipe = "rtn(w" + std::to_string(g.bits) + ")";
   uint64_t seed = 100;
@@ -282,9 +289,10 @@ std::map<std::string, GridCodes> write_packed(const std::string& format, QuantGr
     r.name = name;
     r.rows = int(info->shape[0]);
     r.cols = int(info->shape[1]);
-    writer->validate(name, r.rows, r.cols, g);
+    EXPECT_EQ(traits.grid_refusal(r.rows, r.cols, g), "");
     layers[name] = random_weight(r.rows, r.cols, g, act_order, seed++);
-    writer->add_layer(r, &layers[name]);
+    const QuantizedLayer layer = QuantizedLayer::from_grid(layers[name]);
+    writer->add_layer(r, &layer);
     meta.layers.push_back(r);
   }
   OutputDir dir(out);
@@ -309,9 +317,9 @@ TEST(PackedCheckpoint, GptqFilesDequantizeIndependentlyAndReadBackBitExact) {
       SCOPED_TRACE(name);
       EXPECT_EQ(shapes[name], nlohmann::json({q.rows, q.cols}));
       EXPECT_FALSE(f.tensors().count(name + ".weight"));
-      expect_same(q, back.at(name));
+      expect_same(q, back.at(name).grid);
       Mat mine = gptq_dequantize_independently(f, name, q.rows, q.cols, bits);
-      EXPECT_TRUE(mine == back.at(name).dequantize());
+      EXPECT_TRUE(mine == back.at(name).grid.dequantize());
       EXPECT_LE((mine - q.dequantize()).cwiseAbs().maxCoeff(), 1e-6f);  // scales were fp16-exact
     }
     auto cfg = nlohmann::json::parse(std::ifstream(out + "/config.json"));
@@ -334,8 +342,8 @@ TEST(PackedCheckpoint, AwqFilesDequantizeIndependently) {
   auto back = read_packed_checkpoint(tmp + "/out");
   for (const auto& [name, q] : layers) {
     SCOPED_TRACE(name);
-    expect_same(q, back.at(name));
-    EXPECT_TRUE(awq_dequantize_independently(f, name, q.rows, q.cols, 32) == back.at(name).dequantize());
+    expect_same(q, back.at(name).grid);
+    EXPECT_TRUE(awq_dequantize_independently(f, name, q.rows, q.cols, 32) == back.at(name).grid.dequantize());
   }
   auto cfg = nlohmann::json::parse(std::ifstream(tmp + "/out/config.json"));
   EXPECT_EQ(cfg["quantization_config"]["quant_method"], "awq");

@@ -4,7 +4,7 @@
 
 #include <map>
 
-#include "algorithms/spec.h"
+#include "ptq/spec.h"
 #include "calibration/calibration_set.h"
 #include "ptq/eval.h"
 #include "ptq/forward.h"
@@ -25,8 +25,8 @@ double quantized_ppl(const Model& model, const CalibrationSet& calib, const Toke
   o.recipe = parse_recipe(recipe);
   o.quiet = true;
   std::map<std::string, Mat> deq;
-  auto results = quantize_sequential(model, calib, o, [&](const LayerResult& r, const GridCodes* q) {
-    if (q) deq[r.name] = q->dequantize();
+  auto results = quantize_sequential(model, calib.windows, o, [&](const LayerResult& r, const QuantizedLayer* q) {
+    if (q) deq[r.name] = q->effective_weight();
   });
   if (layers) *layers = results;
   LlamaModel lm(model);
@@ -82,7 +82,7 @@ TEST_F(StoriesPipeline, OverridesSkipAndChangeBits) {
   o.overrides.push_back({"mlp\\.down_proj$", std::nullopt, std::nullopt, true});
   o.overrides.push_back({"layers\\.0\\.self_attn", 8, 64, false});
   std::map<std::string, std::string> spec_of;
-  auto results = quantize_sequential(*model_, calib_, o, [&](const LayerResult& r, const GridCodes* q) {
+  auto results = quantize_sequential(*model_, calib_.windows, o, [&](const LayerResult& r, const QuantizedLayer* q) {
     EXPECT_EQ(q == nullptr, r.skipped) << r.name;
     spec_of[r.name] = r.spec;
   });
@@ -116,11 +116,11 @@ TEST_F(StoriesPipeline, IndependentModeMatchesTheFirstBlockOfSequentialMode) {
   o.quiet = true;
   o.true_sequential = false;
   std::map<std::string, Mat> seq, ind;
-  quantize_sequential(*model_, calib_, o, [&](const LayerResult& r, const GridCodes* q) {
-    seq[r.name] = q->dequantize();
+  quantize_sequential(*model_, calib_.windows, o, [&](const LayerResult& r, const QuantizedLayer* q) {
+    seq[r.name] = q->effective_weight();
   });
-  auto results = quantize_independent(*model_, file, o, [&](const LayerResult& r, const GridCodes* q) {
-    ind[r.name] = q->dequantize();
+  auto results = quantize_independent(*model_, file, o, [&](const LayerResult& r, const QuantizedLayer* q) {
+    ind[r.name] = q->effective_weight();
   });
   EXPECT_EQ(results.size(), seq.size());
   for (int g = 0; g < kNumLinearInputs; ++g)

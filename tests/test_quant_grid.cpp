@@ -147,14 +147,14 @@ TEST(Rtn, CanonicalSpecAndPerChannel) {
   auto q = make_quantizer(parse_spec("rtn(w4,g0)"));
   EXPECT_EQ(q->grid().group_size, -1);
   Mat w = heavy_tailed(4, 100, 6);
-  GridCodes out = q->quantize(w, nullptr, nullptr);
+  GridCodes out = q->quantize(w, nullptr, nullptr).grid;
   EXPECT_EQ(out.scales.cols(), 1);
   for (int32_t g : out.g_idx) EXPECT_EQ(g, 0);
 }
 
 TEST(Rtn, MatchesGridDirectly) {
   Mat w = heavy_tailed(7, 90, 7);
-  GridCodes a = make_quantizer(parse_spec("rtn(w3,g32,sym)"))->quantize(w, nullptr, nullptr);
+  GridCodes a = make_quantizer(parse_spec("rtn(w3,g32,sym)"))->quantize(w, nullptr, nullptr).grid;
   GridCodes b = grid::quantize_rtn(w, make_grid(3, 32, true));
   EXPECT_EQ(a.q, b.q);
   EXPECT_TRUE(a.dequantize() == b.dequantize());

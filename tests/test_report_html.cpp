@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "ptq/fs.h"
-#include "ptq/report.h"
+#include "cli/jobs/report.h"
 #include "support/shared_data.h"
 
 using nlohmann::json;

@@ -1,7 +1,7 @@
 #pragma GCC diagnostic ignored "-Wrestrict"
 #include <gtest/gtest.h>
 
-#include "algorithms/spec.h"
+#include "ptq/spec.h"
 #include "ptq/error.h"
 
 namespace ptq {

@@ -3,7 +3,7 @@
 // (configs/*.yaml) resolve against the repository root.
 #include "fuzz_target.h"
 #include "ptq/error.h"
-#include "ptq/job_config.h"
+#include "cli/jobs/job_config.h"
 
 PTQ_FUZZ_TARGET(job_yaml) {
   ptq::fuzz::enter_source_dir();

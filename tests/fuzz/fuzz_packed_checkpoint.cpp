@@ -1,6 +1,6 @@
-// A packed (gptq / awq) checkpoint: config.json, then model.safetensors (input parts 1 and 2).
-// Every packed layer unpacked, then a forward on the packed kernels.
-#include "formats/packed_checkpoint.h"
+// A quantized checkpoint (gptq, awq or ptq's native format): config.json, then model.safetensors
+// (input parts 1 and 2). Opened as `ptq eval` opens it: the format detected, every layer read,
+// then a forward on the kernels.
 #include "fuzz_run_model.h"
 #include "fuzz_target.h"
 #include "ptq/error.h"
@@ -13,7 +13,6 @@ PTQ_FUZZ_TARGET(packed_checkpoint) {
   ptq::fuzz::write_file("packed/model.safetensors", parts[1]);
   const std::string dir = ptq::fuzz::scratch_dir() + "/packed";
   try {
-    (void)ptq::read_packed_checkpoint(dir);
     ptq::fuzz::run_two_tokens(dir);
   } catch (const ptq::Error&) {
   }

@@ -3,7 +3,7 @@
 // two-token input, so that everything a reader accepted is also safe to compute with.
 #include <string>
 
-#include "ptq/inference.h"
+#include "formats/loaded_model.h"
 
 namespace ptq::fuzz {
 

@@ -3,8 +3,8 @@
 // the fp model and the output on every dataset of the job, write the report.
 #include <nlohmann/json.hpp>
 
-#include "ptq/job_config.h"
-#include "ptq/report.h"
+#include "cli/jobs/job_config.h"
+#include "cli/jobs/report.h"
 
 namespace ptq {
 

@@ -1,4 +1,4 @@
-#include "ptq/job_config.h"
+#include "cli/jobs/job_config.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -6,7 +6,7 @@
 #include <map>
 #include <regex>
 
-#include "algorithms/transform.h"
+#include "ptq/stages.h"
 #include "formats/checkpoint_writer.h"
 #include "ptq/error.h"
 #include "ptq/fs.h"
@@ -156,16 +156,29 @@ std::vector<Spec> parse_recipe_node(const YamlReader& y, const YAML::Node& n) {
     for (const auto& stage : n) recipe.push_back(stage_from_node(y, stage));
   }
   if (recipe.empty()) y.fail(n, "the recipe has no stage");
-  // Transforms first, the weight quantizer last; each must be a registered algorithm.
+  // Transforms, one quantizer, then refiners; each must be a registered algorithm with valid args.
   for (size_t i = 0; i < recipe.size(); ++i) {
     const YAML::Node at = n.IsSequence() ? n[i] : n;
     try {
-      if (i + 1 < recipe.size())
-        make_transform(recipe[i]);
-      else
-        make_quantizer(recipe[i]);
+      known_stage_role(recipe[i].name);
     } catch (const Error& e) {
-      y.fail(at, std::string(i + 1 < recipe.size() ? "transform stage: " : "quantizer stage: ") + e.what());
+      y.fail(at, e.what());
+    }
+  }
+  try {
+    split_recipe(recipe);
+  } catch (const Error& e) {
+    y.fail(n, e.what());
+  }
+  for (size_t i = 0; i < recipe.size(); ++i) {
+    const YAML::Node at = n.IsSequence() ? n[i] : n;
+    const StageRole role = *stage_role(recipe[i].name);
+    try {
+      if (role == StageRole::kTransform) make_transform(recipe[i]);
+      else if (role == StageRole::kQuantizer) make_quantizer(recipe[i]);
+      else make_refiner(recipe[i]);
+    } catch (const Error& e) {
+      y.fail(at, std::string(stage_role_name(role)) + " stage: " + e.what());
     }
   }
   return recipe;
@@ -241,7 +254,7 @@ void parse_output(const YamlReader& y, const YAML::Node& n, JobSpec& job) {
   if (n["format"]) {
     job.compress.format = y.str(n["format"], "output.format");
     try {
-      make_checkpoint_writer(job.compress.format);
+      format_traits(job.compress.format);
     } catch (const Error& e) {
       y.fail(n["format"], e.what());
     }
@@ -270,8 +283,12 @@ void parse_eval(const YamlReader& y, const YAML::Node& n, JobSpec& job) {
 // else the recipe.
 YAML::Node blame_node(const std::string& layer, const JobSpec& job, const YAML::Node& recipe,
                       const YAML::Node& overrides) {
-  // The quantizer stage itself when the recipe is a list.
-  YAML::Node blamed = recipe.IsSequence() ? recipe[recipe.size() - 1] : recipe;
+  // The quantizer stage itself when the recipe is a list (one entry per stage).
+  YAML::Node blamed = recipe;
+  const auto& stages = job.compress.pipeline.recipe;
+  if (recipe.IsSequence() && recipe.size() == stages.size())
+    for (size_t i = 0; i < stages.size(); ++i)
+      if (stage_role(stages[i].name) == StageRole::kQuantizer) blamed = recipe[i];
   const auto& ovs = job.compress.pipeline.overrides;
   for (size_t i = 0; i < ovs.size(); ++i)
     if ((ovs[i].bits || ovs[i].group_size) && std::regex_search(layer, std::regex(ovs[i].pattern)))
@@ -288,24 +305,24 @@ void check_against_model(const YamlReader& y, const YAML::Node& root, const JobS
   } catch (const Error& e) {
     y.fail(root["model"]["path"], e.what());
   }
-  auto writer = make_checkpoint_writer(job.compress.format);
+  const FormatTraits& format = format_traits(job.compress.format);
+  PipelineOptions options = job.compress.pipeline;
+  options.constraints = format.constraints;
   const YAML::Node format_node = root["output"]["format"] ? root["output"]["format"] : root["output"];
   for (const auto& name : linear_layer_names(model->config())) {
     const YAML::Node blamed = blame_node(name, job, root["recipe"], root["overrides"]);
     std::unique_ptr<WeightQuantizer> q;
     try {
-      q = layer_quantizer(name, job.compress.pipeline);
+      q = layer_quantizer(name, options);
     } catch (const Error& e) {
       y.fail(blamed, name + ": " + e.what());
     }
     if (!q) continue;
     const TensorInfo* info = model->tensors().find(name + ".weight");
-    try {
-      writer->validate(name, int(info->shape[0]), int(info->shape[1]), q->grid());
-    } catch (const Error& e) {
-      y.fail(blamed, "output format '" + job.compress.format + "' cannot hold " + q->spec() +
-                         " for this layer: " + e.what() + " (format set at " + y.where(format_node) + ")");
-    }
+    const std::string why = format.grid_refusal(int(info->shape[0]), int(info->shape[1]), q->grid());
+    if (!why.empty())
+      y.fail(blamed, "output format '" + job.compress.format + "' cannot hold " + q->spec() + " for this layer: " +
+                         name + ": " + why + " (format set at " + y.where(format_node) + ")");
   }
 }
 
@@ -347,9 +364,7 @@ JobSpec parse_job_yaml(const std::string& text, const std::string& source) {
     job.threads = y.integer(root["threads"], "threads");
     if (job.threads < 0) y.fail(root["threads"], "threads must be 0 (default) or positive");
   }
-  bool needs_stats = make_quantizer(job.compress.pipeline.recipe.back())->needs_stats() ||
-                     job.compress.pipeline.recipe.size() > 1;
-  if (needs_stats && !root["calibration"])
+  if (recipe_needs_stats(job.compress.pipeline.recipe) && !root["calibration"])
     y.fail(root["recipe"], "recipe '" + recipe_to_string(job.compress.pipeline.recipe) +
                                "' needs calibration data: add a 'calibration' section");
   check_against_model(y, root, job);

@@ -10,9 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ptq/compress_job.h"
+#include "cli/jobs/compress_job.h"
 #include "ptq/eval.h"
-#include "ptq/job_config.h"
+#include "cli/jobs/job_config.h"
 
 namespace ptq {
 

@@ -1,4 +1,4 @@
-#include "ptq/job_run.h"
+#include "cli/jobs/job_run.h"
 
 #include <chrono>
 #include <filesystem>
@@ -6,7 +6,7 @@
 #include "calibration/text_data.h"
 #include "calibration/tokenizer.h"
 #include "ptq/error.h"
-#include "ptq/inference.h"
+#include "formats/loaded_model.h"
 #include "ptq/parallel.h"
 #include "ptq/progress.h"
 

@@ -1,33 +1,11 @@
-#include "ptq/inference.h"
+#include "ptq/generate.h"
 
 #include <algorithm>
 #include <cmath>
-#include <map>
 #include <numeric>
 
-#include "formats/kernels/packed_matmul.h"
-#include "formats/packed_checkpoint.h"
 
 namespace ptq {
-
-LoadedModel load_model_for_inference(const std::string& path) {
-  Model model = Model::open(path);
-  if (!packed_layout_of(path)) {
-    auto forward = std::make_shared<const LlamaModel>(model);
-    return LoadedModel{std::move(model), std::move(forward)};
-  }
-  const std::map<std::string, GridCodes> packed = read_packed_layers(model);
-  std::vector<BlockWeights> blocks;
-  // Layers the recipe kept in full precision (and norms, biases) load as usual.
-  auto packed_for = [&](const std::string& module) -> std::shared_ptr<const PackedLinear> {
-    auto it = packed.find(module);
-    return it == packed.end() ? nullptr : make_packed_linear(it->second);
-  };
-  for (int l = 0; l < model.config().num_layers; ++l)
-    blocks.push_back(BlockWeights::load(model, l, packed_for));
-  auto forward = std::make_shared<const LlamaModel>(model.config(), HeadWeights::load(model), std::move(blocks));
-  return LoadedModel{std::move(model), std::move(forward)};
-}
 
 // Uniform double in [0, 1) from 53 random bits: unlike std::uniform_real_distribution its
 // output is the same with every standard library.

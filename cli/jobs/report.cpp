@@ -1,4 +1,4 @@
-#include "ptq/report.h"
+#include "cli/jobs/report.h"
 
 #include <algorithm>
 #include <cstdio>

@@ -1,6 +1,5 @@
 #pragma once
-// Opening any model ptq can run: an fp checkpoint (HF directory or llama2.c .bin) or a ptq
-// output directory (fake-quant today; packed layouts run on the packed kernels).
+// Sampling from a model held in memory (formats/loaded_model.h opens any checkpoint ptq runs).
 #include <memory>
 #include <random>
 #include <string>
@@ -10,15 +9,6 @@
 #include "ptq/model.h"
 
 namespace ptq {
-
-struct LoadedModel {
-  Model model;
-  std::shared_ptr<const LlamaModel> forward;
-};
-
-// A packed directory (config.json quantization_config naming gptq or awq) runs its packed layers
-// on make_packed_linear; embeddings, norms and lm_head load as usual.
-LoadedModel load_model_for_inference(const std::string& path);
 
 struct SamplingOptions {
   int max_tokens = 128;

@@ -1,5 +1,5 @@
 // The job file schema printed by `ptq run --print-schema` (docs/jobs.md explains it at length).
-#include "ptq/job_config.h"
+#include "cli/jobs/job_config.h"
 
 namespace ptq {
 

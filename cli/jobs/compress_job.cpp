@@ -1,4 +1,4 @@
-#include "ptq/compress_job.h"
+#include "cli/jobs/compress_job.h"
 
 #include <unistd.h>
 
@@ -9,14 +9,14 @@
 
 #include <nlohmann/json.hpp>
 
-#include "algorithms/transform.h"
+#include "ptq/stages.h"
 #include "calibration/text_data.h"
 #include "calibration/tokenizer.h"
 #include "formats/checkpoint_writer.h"
 #include "formats/metadata.h"
 #include "formats/output_dir.h"
 #include "ptq/error.h"
-#include "ptq/resume_state.h"
+#include "cli/jobs/resume_state.h"
 #include "ptq/sha256.h"
 #include "ptq/version.h"
 
@@ -27,11 +27,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-bool recipe_needs_stats(const PipelineOptions& o) {
-  // Ask the quantizer itself rather than knowing algorithm names.
-  return make_quantizer(o.recipe.back())->needs_stats();
 }
 
 CalibrationSet load_calibration(const Model& model, const CompressJob& job,
@@ -47,15 +42,19 @@ CalibrationSet load_calibration(const Model& model, const CompressJob& job,
   return build_calibration_set(model, tok.get(), job.calib_request);
 }
 
-// Every layer's grid must fit the output format; find out before hours of work, not after.
-void validate_layers(const Model& model, const PipelineOptions& o, const CheckpointWriter& writer) {
-  for (size_t i = 0; i + 1 < o.recipe.size(); ++i) make_transform(o.recipe[i]);
+// Every stage must parse and every layer's grid must fit the output format; find out before
+// hours of work, not after.
+void validate_layers(const Model& model, const PipelineOptions& o, const FormatTraits& format) {
+  const RecipeStages stages = split_recipe(o.recipe);
+  for (const Spec& t : stages.transforms) make_transform(t);
+  for (const Spec& r : stages.refiners) make_refiner(r);
   for (const auto& name : linear_layer_names(model.config())) {
     auto quantizer = layer_quantizer(name, o);
     if (!quantizer) continue;
     const TensorInfo* info = model.tensors().find(name + ".weight");
     PTQ_ASSERT(info != nullptr, "Model::open checks every linear weight exists");
-    writer.validate(name, int(info->shape[0]), int(info->shape[1]), quantizer->grid());
+    const std::string why = format.grid_refusal(int(info->shape[0]), int(info->shape[1]), quantizer->grid());
+    if (!why.empty()) throw Error(name + ": " + why);
   }
 }
 
@@ -108,10 +107,10 @@ struct BlockRecorder {
   CheckpointWriter* writer;
   BlockRecord current;
 
-  void layer(const LayerResult& r, const GridCodes* q) {
+  void layer(const LayerResult& r, const QuantizedLayer* q) {
     writer->add_layer(r, q);
     current.results.push_back(r);
-    current.weights.push_back(q ? std::optional<GridCodes>(*q) : std::nullopt);
+    current.weights.push_back(q ? std::optional<QuantizedLayer>(*q) : std::nullopt);
   }
   void tensor(const std::string& name, const Mat& v) {
     writer->replace_tensor(name, v);
@@ -135,15 +134,15 @@ std::vector<LayerResult> replay_finished_blocks(const ResumeState& state, Checkp
 
 // Everything after the output directory is claimed; run_compress adds where the partial state
 // is kept to any error.
-CompressResult compress_into(const CompressJob& job, const Model& model, CheckpointWriter& writer,
-                             OutputDir& out, Clock::time_point t0) {
+CompressResult compress_into(const CompressJob& job, const Model& model, PipelineOptions options,
+                             CheckpointWriter& writer, OutputDir& out, Clock::time_point t0) {
   CompressResult result;
   auto t_calib = Clock::now();
   std::unique_ptr<ActivationFile> file;
   CalibrationSet calib;
   bool has_calib = job.has_calib_request || !job.calib_file.empty();
   if (has_calib) calib = load_calibration(model, job, &file);
-  if (!has_calib && recipe_needs_stats(job.pipeline))
+  if (!has_calib && recipe_needs_stats(options.recipe))
     throw Error("recipe '" + recipe_to_string(job.pipeline.recipe) +
                 "' needs calibration data: pass --calib FILE or --calib-data FILE");
   if (job.independent && !file)
@@ -173,7 +172,6 @@ CompressResult compress_into(const CompressJob& job, const Model& model, Checkpo
   BlockRecorder recorder{&writer, {}};
   const int stop_after = env_int(kStopAfterBlockEnv, -1);
   const int delay_ms = env_int(kBlockDelayEnv, 0);
-  PipelineOptions options = job.pipeline;
   options.hooks.resume_from = state.completed_blocks();
   options.hooks.done_block = [&](int l) { return state.load_final_weights(model, l); };
   options.hooks.on_block_done = [&](int l, const BlockWeights& w) {
@@ -183,11 +181,11 @@ CompressResult compress_into(const CompressJob& job, const Model& model, Checkpo
     if (l == stop_after) _exit(137);
     if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
   };
-  LayerSink sink = [&](const LayerResult& r, const GridCodes* q) { recorder.layer(r, q); };
+  LayerSink sink = [&](const LayerResult& r, const QuantizedLayer* q) { recorder.layer(r, q); };
   TensorSink tensor_sink = [&](const std::string& name, const Mat& v) { recorder.tensor(name, v); };
   std::vector<LayerResult> fresh_layers =
       job.independent ? quantize_independent(model, *file, options, sink, tensor_sink)
-                      : quantize_sequential(model, calib, options, sink, tensor_sink);
+                      : quantize_sequential(model, calib.windows, options, sink, tensor_sink);
   result.layers.insert(result.layers.end(), fresh_layers.begin(), fresh_layers.end());
   result.has_calibration = has_calib;
   result.calibration = calib.info;
@@ -219,12 +217,18 @@ void reject_quantized_source(const Model& model) {
                   "full-precision checkpoint instead");
 }
 
+PipelineOptions pipeline_options(const CompressJob& job) {
+  PipelineOptions o = job.pipeline;
+  o.constraints = format_traits(job.format).constraints;
+  return o;
+}
+
 void validate_job_layers(const CompressJob& job) {
   if (job.pipeline.recipe.empty()) throw Error("the recipe has no quantizer stage");
-  std::unique_ptr<CheckpointWriter> writer = make_checkpoint_writer(job.format);
+  const FormatTraits& format = format_traits(job.format);
   Model model = Model::open(job.model_path);
   reject_quantized_source(model);
-  validate_layers(model, job.pipeline, *writer);
+  validate_layers(model, pipeline_options(job), format);
 }
 
 CompressResult run_compress(const CompressJob& job) {
@@ -233,12 +237,13 @@ CompressResult run_compress(const CompressJob& job) {
   if (job.pipeline.recipe.empty()) throw Error("the recipe has no quantizer stage");
   Model model = Model::open(job.model_path);
   reject_quantized_source(model);
-  validate_layers(model, job.pipeline, *writer);
+  PipelineOptions options = pipeline_options(job);
+  validate_layers(model, options, writer->traits());
   model.check_finite_weights();
   // Fails early, before the long work, if OUT is unwritable, not ours, or another run holds it.
   OutputDir out(job.out_dir, OutputDir::Staging::kResumable, job.overwrite);
   try {
-    return compress_into(job, model, *writer, out, t0);
+    return compress_into(job, model, options, *writer, out, t0);
   } catch (const std::exception& e) {
     const std::string note = out.partial_note();
     if (note.empty()) throw;

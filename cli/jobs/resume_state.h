@@ -12,12 +12,10 @@
 //     final.<param>          F32  the block's final weights (attn_norm, ffn_norm [hidden];
 //                                 <proj>.w [out, in]; <proj>.bias [out] when present) — run
 //                                 again to re-derive the hidden states entering the next block
-//     q.<layer>.codes        U8   [rows, cols]  quantized codes of each non-skipped layer
-//     q.<layer>.scales       F32  [rows, groups]
-//     q.<layer>.zeros        F32  [rows, groups]
-//     q.<layer>.g_idx        I32  [cols]
+//     q.<layer>.<part>       every part of each non-skipped layer's QuantizedLayer
+//                            (QuantizedLayer::to_tensors: lossless, fp32 statistics kept as F32)
 //     t.<tensor name>        F32  full-precision tensors a transform replaced (tensor sink)
-//     __metadata__ "results" JSON array of LayerResult (+ grid) in sink order
+//     __metadata__ "results" JSON array of LayerResult (+ the layer's descriptor) in sink order
 // Block l's file exists only when every layer of blocks 0..l went to the sinks.
 #include <string>
 #include <vector>
@@ -31,7 +29,7 @@ namespace ptq {
 struct BlockRecord {
   std::vector<std::pair<std::string, Mat>> tensors;  // tensor sink calls
   std::vector<LayerResult> results;
-  std::vector<std::optional<GridCodes>> weights;  // parallel to results; empty = skipped
+  std::vector<std::optional<QuantizedLayer>> weights;  // parallel to results; empty = skipped
 };
 
 class ResumeState {

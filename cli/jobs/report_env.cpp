@@ -4,7 +4,7 @@
 #include <fstream>
 #include <string>
 
-#include "ptq/report.h"
+#include "cli/jobs/report.h"
 #include "ptq/version.h"
 
 namespace ptq {

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "calibration/text_data.h"
-#include "ptq/compress_job.h"
+#include "cli/jobs/compress_job.h"
 
 namespace ptq {
 

@@ -2,7 +2,7 @@
 // -Wrestrict in std::string concatenation (GCC bug 105329).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wrestrict"
-#include "algorithms/spec.h"
+#include "ptq/spec.h"
 
 #include <cctype>
 #include <charconv>

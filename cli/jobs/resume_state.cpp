@@ -1,6 +1,5 @@
-#include "ptq/resume_state.h"
+#include "cli/jobs/resume_state.h"
 
-#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -52,13 +51,12 @@ Vec read_vec(const SafetensorsFile& f, const std::string& name) {
   return Eigen::Map<const Vec>(m.data(), m.size());
 }
 
-json result_to_json(const LayerResult& r, const GridCodes* q) {
+json result_to_json(const LayerResult& r, const QuantizedLayer* q) {
   json j = {{"name", r.name},   {"layer", r.layer},         {"rows", r.rows},
             {"cols", r.cols},   {"spec", r.spec},           {"skipped", r.skipped},
             {"rel_error", r.rel_error}, {"seconds", r.seconds}, {"bits_per_weight", r.bits_per_weight},
-            {"log", r.log}};
-  if (q) j["grid"] = {{"bits", q->grid.bits}, {"group_size", q->grid.group_size},
-                      {"sym", q->grid.sym}, {"mse", q->grid.mse}};
+            {"parts", r.parts}, {"log", r.log}};
+  if (q) j["descriptor"] = q->descriptor();
   return j;
 }
 
@@ -73,41 +71,22 @@ LayerResult result_from_json(const json& j) {
   r.rel_error = j.at("rel_error");
   r.seconds = j.at("seconds");
   r.bits_per_weight = j.at("bits_per_weight");
+  r.parts = j.at("parts");
   r.log = j.at("log").get<std::vector<std::string>>();
   return r;
 }
 
-// Resume state is ptq's own, but a damaged file must still not be read past its tensors' ends.
-const TensorInfo& expect_tensor(const SafetensorsFile& f, const std::string& name, DType dtype,
-                                const std::vector<int64_t>& shape) {
-  auto it = f.tensors().find(name);
-  if (it == f.tensors().end() || it->second.dtype != dtype || it->second.shape != shape)
-    throw Error(f.path() + ": damaged resume state (tensor '" + name + "' is missing or has another shape); rerun with --fresh");
-  return it->second;
-}
-
-GridCodes weight_from(const SafetensorsFile& f, const LayerResult& r, const json& grid) {
-  GridCodes q;
-  q.rows = r.rows;
-  q.cols = r.cols;
-  q.grid.bits = grid.at("bits");
-  q.grid.group_size = grid.at("group_size");
-  q.grid.sym = grid.at("sym");
-  q.grid.mse = grid.at("mse");
-  const std::string p = "q." + r.name + ".";
-  if (r.rows <= 0 || r.cols <= 0) throw Error(f.path() + ": damaged resume state (layer " + r.name + "); rerun with --fresh");
-  expect_tensor(f, p + "codes", DType::U8, {r.rows, r.cols});
-  expect_tensor(f, p + "g_idx", DType::I32, {r.cols});
-  const uint8_t* codes = f.data(p + "codes");
-  q.q.assign(codes, codes + size_t(r.rows) * size_t(r.cols));
-  q.scales = read_mat(f, p + "scales");
-  q.zeros = read_mat(f, p + "zeros");
-  q.g_idx.resize(r.cols);
-  std::memcpy(q.g_idx.data(), f.data(p + "g_idx"), q.g_idx.size() * sizeof(int32_t));  // may be unaligned
-  const bool fits = q.scales.rows() == r.rows && q.zeros.rows() == r.rows && q.zeros.cols() == q.scales.cols() &&
-                    std::all_of(q.g_idx.begin(), q.g_idx.end(), [&](int32_t g) { return g >= 0 && g < q.scales.cols(); });
-  if (!fits) throw Error(f.path() + ": damaged resume state (statistics of " + r.name + "); rerun with --fresh");
-  return q;
+// The layer's parts are stored as q.<layer>.<part> (QuantizedLayer::to_tensors).
+QuantizedLayer layer_from(const SafetensorsFile& f, const LayerResult& r, const std::string& descriptor) {
+  const std::string prefix = "q." + r.name + ".";
+  std::vector<LayerTensor> parts;
+  for (const auto& [name, info] : f.tensors()) {
+    if (!name.starts_with(prefix)) continue;
+    const uint8_t* data = f.data(name);
+    parts.push_back({name.substr(prefix.size()), info.dtype, info.shape,
+                     std::vector<uint8_t>(data, data + info.nbytes)});
+  }
+  return QuantizedLayer::from_tensors(f.path() + ": " + r.name, descriptor, parts);
 }
 
 }  // namespace
@@ -159,15 +138,10 @@ void ResumeState::save_block(int layer, const BlockRecord& rec, const BlockWeigh
   json results = json::array();
   for (size_t i = 0; i < rec.results.size(); ++i) {
     const LayerResult& r = rec.results[i];
-    const GridCodes* q = rec.weights[i] ? &*rec.weights[i] : nullptr;
+    const QuantizedLayer* q = rec.weights[i] ? &*rec.weights[i] : nullptr;
     results.push_back(result_to_json(r, q));
     if (!q) continue;
-    const std::string p = "q." + r.name + ".";
-    w.add(p + "codes", DType::U8, {q->rows, q->cols}, q->q);
-    w.add_f32(p + "scales", q->scales);
-    w.add_f32(p + "zeros", q->zeros);
-    w.add(p + "g_idx", DType::I32, {int64_t(q->g_idx.size())},
-          bytes_of(q->g_idx.data(), q->g_idx.size() * sizeof(int32_t)));
+    for (auto& t : q->to_tensors()) w.add("q." + r.name + "." + t.name, t.dtype, t.shape, std::move(t.bytes));
   }
   // The order of tensor sink calls is kept in the metadata (the file stores names sorted).
   json tensor_names = json::array();
@@ -185,8 +159,8 @@ BlockRecord ResumeState::load_record(int layer) const {
       rec.tensors.emplace_back(name.get<std::string>(), read_mat(f, "t." + name.get<std::string>()));
     for (const auto& j : json::parse(f.metadata().at("results"))) {
       rec.results.push_back(result_from_json(j));
-      if (j.contains("grid"))
-        rec.weights.emplace_back(weight_from(f, rec.results.back(), j.at("grid")));
+      if (j.contains("descriptor"))
+        rec.weights.emplace_back(layer_from(f, rec.results.back(), j.at("descriptor")));
       else
         rec.weights.emplace_back(std::nullopt);
     }

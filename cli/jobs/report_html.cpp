@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <string>
 
-#include "ptq/report.h"
+#include "cli/jobs/report.h"
 
 using nlohmann::json;
 

@@ -1,20 +1,15 @@
-// GCC 12 reports false -Wmaybe-uninitialized inside Eigen's AVX-512 kernels and a false
-// -Wrestrict in std::string concatenation (GCC bug 105329).
+// GCC 12 reports false -Wmaybe-uninitialized inside Eigen's AVX-512 kernels.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wrestrict"
-#include "algorithms/quantizer.h"
+#include "ptq/input_stats.h"
 
 #include <cblas.h>
 
 #include <algorithm>
 #include <cmath>
-#include <map>
-#include <mutex>
 
 #include "ptq/error.h"
 
 namespace ptq {
-
 
 // ---- InputStats -----------------------------------------------------------------------------
 // Precision: tokens are summed in fp32 SSYRKs (fast, BLAS-threaded) into a chunk of at most
@@ -60,6 +55,7 @@ InputStats::InputStats(int k) : k_(k), abs_sum_(VecD::Zero(k)) {
 }
 
 void InputStats::add_batch(const Mat& x) {
+  PTQ_ASSERT(!finalized_, "InputStats: add_batch after hessian()");
   if (x.cols() != k_)
     throw Error("InputStats: batch has " + std::to_string(x.cols()) + " features, expected " +
                 std::to_string(k_));
@@ -92,36 +88,46 @@ void InputStats::add_batch(const Mat& x) {
   n_ += x.rows();
 }
 
-void InputStats::fold_pending() {
+void InputStats::fold_pending() const {
   if (pending_ == 0) return;
   add_upper(partial_, &xtx_);
   pending_ = 0;
 }
 
-// Mirrors the upper triangle and scales, in square tiles so that the transposed reads stay in
-// cache (a plain transpose of a row-major K x K matrix misses on every element).
-MatD InputStats::hessian() const {
+// Mirrors the upper triangle and scales in place, in square tiles so that the transposed writes
+// stay in cache (a plain transpose of a row-major K x K matrix misses on every element). Each
+// tile pair reads only upper entries and writes its own lower mirror, so tiles run in parallel.
+void InputStats::finalize() const {
+  if (finalized_) return;
+  fold_pending();
+  partial_ = Mat();
   const double scale = n_ > 0 ? 2.0 / static_cast<double>(n_) : 1.0;
   const int tiles = (k_ + kTile - 1) / kTile;
-  MatD h;
-  resize_for_bulk(h, k_, k_);
+  MatD& h = xtx_;
 #pragma omp parallel for schedule(dynamic, 1)
   for (int bi = 0; bi < tiles; ++bi)
     for (int bj = bi; bj < tiles; ++bj) {
       const int i0 = bi * kTile, i1 = std::min(k_, i0 + kTile);
       const int j0 = bj * kTile, j1 = std::min(k_, j0 + kTile);
       for (int i = i0; i < i1; ++i)
-        for (int j = std::max(i, j0); j < j1; ++j) h(i, j) = h(j, i) = upper_sum(i, j) * scale;
+        for (int j = std::max(i, j0); j < j1; ++j) h(i, j) = h(j, i) = h(i, j) * scale;
     }
-  return h;
+  finalized_ = true;
+}
+
+const MatD& InputStats::hessian() const {
+  finalize();
+  return xtx_;
 }
 
 VecD InputStats::mean_abs() const {
+  PTQ_ASSERT(abs_sum_valid_, "InputStats: mean |x| of a rotated input is not tracked");
   return n_ > 0 ? VecD(abs_sum_ / static_cast<double>(n_)) : VecD::Zero(k_);
 }
 
 MatD InputStats::hessian_block(int begin, int size) const {
   PTQ_ASSERT(begin >= 0 && size > 0 && begin + size <= k_);
+  if (finalized_) return xtx_.block(begin, begin, size, size);
   MatD h(size, size);
   for (int i = 0; i < size; ++i)
     for (int j = i; j < size; ++j) h(i, j) = h(j, i) = upper_sum(begin + i, begin + j);  // upper stored
@@ -131,50 +137,23 @@ MatD InputStats::hessian_block(int begin, int size) const {
 
 void InputStats::scale_channels(const VecD& d) {
   PTQ_ASSERT(d.size() == k_);
-  fold_pending();
-  for (int i = 0; i < k_; ++i)
-    for (int j = i; j < k_; ++j) xtx_(i, j) *= d[i] * d[j];
+  if (finalized_) {
+    xtx_ = d.asDiagonal() * xtx_ * d.asDiagonal();
+  } else {
+    fold_pending();
+    for (int i = 0; i < k_; ++i)
+      for (int j = i; j < k_; ++j) xtx_(i, j) *= d[i] * d[j];
+  }
   abs_sum_ = abs_sum_.cwiseProduct(d.cwiseAbs());
 }
 
-// ---- Registry -------------------------------------------------------------------------------
-namespace {
-std::map<std::string, QuantizerFactory>& registry() {
-  static std::map<std::string, QuantizerFactory> r;  // function-local: safe in static init
-  return r;
-}
-std::mutex& registry_mutex() {
-  static std::mutex m;
-  return m;
-}
-}  // namespace
-
-void register_quantizer(const std::string& name, QuantizerFactory f) {
-  std::lock_guard<std::mutex> lock(registry_mutex());
-  PTQ_ASSERT(!registry().count(name), "quantizer registered twice");
-  registry()[name] = std::move(f);
-}
-
-std::vector<std::string> registered_quantizers() {
-  std::lock_guard<std::mutex> lock(registry_mutex());
-  std::vector<std::string> names;
-  for (const auto& [name, f] : registry()) names.push_back(name);
-  return names;
-}
-
-std::unique_ptr<WeightQuantizer> make_quantizer(const Spec& spec) {
-  QuantizerFactory f;
-  {
-    std::lock_guard<std::mutex> lock(registry_mutex());
-    auto it = registry().find(spec.name);
-    if (it != registry().end()) f = it->second;
-  }
-  if (!f) {
-    std::string known;
-    for (const std::string& n : registered_quantizers()) known += (known.empty() ? "" : ", ") + n;
-    throw Error("unknown algorithm '" + spec.name + "' (known: " + known + ")");
-  }
-  return f(spec);
+void InputStats::transform_input(const MatD& t) {
+  PTQ_ASSERT(t.rows() == k_ && t.cols() == k_);
+  finalize();
+  MatD th = t.transpose() * xtx_;
+  xtx_.noalias() = th * t;
+  xtx_ = (0.5 * (xtx_ + xtx_.transpose())).eval();  // exactly symmetric
+  abs_sum_valid_ = false;
 }
 
 // ---- Error metric ---------------------------------------------------------------------------

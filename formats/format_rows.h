@@ -1,0 +1,12 @@
+#pragma once
+// The rows of the format table (formats/checkpoint_writer.h), one per format's own file.
+#include "formats/checkpoint_writer.h"
+
+namespace ptq::format_rows {
+
+FormatTraits fake();        // formats/fake_quant.cpp
+FormatTraits ptq_native();  // formats/ptq_format.cpp
+FormatTraits gptq();        // formats/gptq_format.cpp
+FormatTraits awq();         // formats/awq_format.cpp
+
+}  // namespace ptq::format_rows

@@ -1,0 +1,126 @@
+#pragma once
+// The stages a recipe is made of, by role (docs/architecture.md, "Recipes"):
+//
+//   transforms*  quantizer  refiners*        e.g. rot(hadamard)+awq+gptq(w3,g128)+lorc(r32)
+//
+// - A transform (WeightTransform) rewrites one linear group into an equivalent form before
+//   quantization: AWQ scales folded into the producing RMSNorm, an online input transform
+//   (x → x·T) attached to the group's layers. It keeps the group's InputStats describing the
+//   transformed input.
+// - The quantizer (WeightQuantizer) turns a layer's weights (in the transformed basis) and
+//   statistics into a QuantizedLayer.
+// - A refiner (LayerRefiner) adds to that result: a low-rank fit of the quantization error,
+//   sparse outliers.
+// Algorithms register each stage by name and role (algorithms/), and the pipeline builds
+// them from spec strings: it names no algorithm. Output formats hand their constraints on the
+// grid (GridConstraints) to the quantizer before any layer is quantized.
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ptq/input_stats.h"
+#include "ptq/linear.h"
+#include "ptq/quantized_layer.h"
+#include "ptq/spec.h"
+
+namespace ptq {
+
+enum class StageRole { kTransform, kQuantizer, kRefiner };
+const char* stage_role_name(StageRole r);  // "transform", "quantizer", "refiner"
+
+struct QuantLog {
+  std::vector<std::string> messages;  // e.g. "Cholesky failed, damping raised to 0.1"
+  double seconds = 0;
+};
+
+// What an output format requires of every grid, applied by the quantizer to its own grid before
+// it fits any statistic, so error feedback sees exactly what the format stores.
+struct GridConstraints {
+  bool fp16_statistics = false;  // scales (and fractional zero points) rounded to fp16 when fitted
+  void apply(QuantGrid& g) const { g.fp16_stats = g.fp16_stats || fp16_statistics; }
+};
+
+class WeightQuantizer {
+ public:
+  virtual ~WeightQuantizer() = default;
+  virtual std::string spec() const = 0;  // canonical spec string, parses back to an equal object
+  virtual const QuantGrid& grid() const = 0;
+  virtual bool needs_stats() const = 0;  // false for RTN
+  // Called for one layer after another (implementations may keep scratch between calls).
+  virtual QuantizedLayer quantize(const Mat& w, const InputStats* stats, QuantLog* log) const = 0;
+};
+
+class LayerRefiner {
+ public:
+  virtual ~LayerRefiner() = default;
+  virtual std::string spec() const = 0;
+  virtual bool needs_stats() const = 0;
+  // `w` is the weight the quantizer saw (same basis as q's stored parts); adds parts to q.
+  virtual void refine(const Mat& w, const InputStats* stats, QuantizedLayer& q, QuantLog* log) const = 0;
+};
+
+// One linear group as a transform sees it.
+struct GroupContext {
+  std::string input_name;            // e.g. model.layers.3 qkv
+  std::vector<std::string> names;    // HF module names of `layers`
+  std::vector<Linear*> layers;       // the layers reading this input (dense weights)
+  Vec* prev_norm = nullptr;          // RMSNorm gain producing the input, or nullptr
+  Linear* prev_linear = nullptr;     // linear layer producing the input (rows scale), or nullptr
+  InputStats* stats = nullptr;       // statistics of the input, updated by the transform
+  const WeightQuantizer* quantizer = nullptr;  // how the layers will be quantized afterwards
+};
+
+class WeightTransform {
+ public:
+  virtual ~WeightTransform() = default;
+  virtual std::string spec() const = 0;
+  virtual void apply(GroupContext& group, QuantLog* log) const = 0;
+};
+
+// Attaches x → x·T to every layer of `group`, keeping the group equivalent: weights become
+// W·T⁻ᵀ, the statistics describe x·T, and each Linear applies T online until it is quantized.
+void attach_input_transform(GroupContext& group, const InputTransform& t);
+
+using QuantizerFactory = std::function<std::unique_ptr<WeightQuantizer>(const Spec&, const GridConstraints&)>;
+using TransformFactory = std::function<std::unique_ptr<WeightTransform>(const Spec&)>;
+using RefinerFactory = std::function<std::unique_ptr<LayerRefiner>(const Spec&)>;
+
+// Registration happens in each algorithm's .cpp through a static Registrar; names are unique
+// across roles.
+void register_quantizer(const std::string& name, QuantizerFactory f);
+void register_transform(const std::string& name, TransformFactory f);
+void register_refiner(const std::string& name, RefinerFactory f);
+std::optional<StageRole> stage_role(const std::string& name);  // nullopt when unknown
+std::vector<std::string> registered_stages(StageRole role);
+// Each throws Error naming the stage when it is unknown or registered under another role.
+std::unique_ptr<WeightQuantizer> make_quantizer(const Spec& spec, const GridConstraints& c = {});
+std::unique_ptr<WeightTransform> make_transform(const Spec& spec);
+std::unique_ptr<LayerRefiner> make_refiner(const Spec& spec);
+bool is_transform(const std::string& name);
+
+struct QuantizerRegistrar {
+  QuantizerRegistrar(const std::string& name, QuantizerFactory f) { register_quantizer(name, std::move(f)); }
+};
+struct TransformRegistrar {
+  TransformRegistrar(const std::string& name, TransformFactory f) { register_transform(name, std::move(f)); }
+};
+struct RefinerRegistrar {
+  RefinerRegistrar(const std::string& name, RefinerFactory f) { register_refiner(name, std::move(f)); }
+};
+
+// A recipe's stages by role. Throws Error naming the recipe unless it is transforms, exactly one
+// quantizer, then refiners, every name registered.
+struct RecipeStages {
+  std::vector<Spec> transforms;
+  Spec quantizer;
+  std::vector<Spec> refiners;
+};
+RecipeStages split_recipe(const std::vector<Spec>& recipe);
+// Throws Error listing every registered stage by role unless `name` is registered.
+StageRole known_stage_role(const std::string& name);
+// True when any stage reads calibration statistics (transforms always read their group's inputs).
+bool recipe_needs_stats(const std::vector<Spec>& recipe);
+
+}  // namespace ptq
