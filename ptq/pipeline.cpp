@@ -82,6 +82,10 @@ LayerResult quantize_one(const std::string& name, int layer, Linear& lin, const 
   r.spec = quantizer->spec();
   auto t0 = Clock::now();
   QuantLog log;
+  // Weights are finite (checked at load), so non-finite inputs mean the fp32 forward overflowed.
+  if (quantizer->needs_stats() && stats.tokens() > 0 && !stats.hessian().diagonal().allFinite())
+    throw Error(name + ": its calibration inputs are not finite: the float32 forward through the layers before "
+                "it overflowed (weights or norm gains too large for float32 activations)");
   QuantizedLayer q;
   try {
     q = quantizer->quantize(lin.w, quantizer->needs_stats() ? &stats : nullptr, &log);

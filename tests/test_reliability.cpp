@@ -351,6 +351,32 @@ TEST(Reliability, ScaleOverflowingFp16IsRefusedNotWrittenAsInf) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+TEST(Reliability, OverflowingActivationsAreBlamedOnTheLayerTheyReach) {
+  REQUIRE_STORIES(s);
+  const std::string d = test::temp_dir("rel_act_overflow");
+  // A finite norm gain so large that block 1's attention inputs overflow float32.
+  const std::string src = test::temp_dir("rel_act_overflow_src");
+  json cfg = json::parse(read_text_file(s.hf + "/config.json"));
+  write_file_atomic(src + "/config.json", cfg.dump(2));
+  SafetensorsFile in(s.hf + "/model.safetensors");
+  SafetensorsWriter out;
+  for (const auto& [n, info] : in.tensors()) {
+    const uint8_t* p = in.data(n);
+    std::vector<uint8_t> bytes(p, p + info.nbytes);
+    if (n == "model.layers.1.input_layernorm.weight")
+      for (size_t i = 0; i < bytes.size() / 4; ++i) {
+        const float big = 3e38f;
+        std::memcpy(bytes.data() + 4 * i, &big, 4);
+      }
+    out.add(n, info.dtype, info.shape, std::move(bytes));
+  }
+  out.write(src + "/model.safetensors");
+  fs::copy_file(s.hf + "/tokenizer.model", src + "/tokenizer.model");
+  expect_refused("GPTQ whose calibration inputs overflow (finite weights)",
+                 "compress " + src + " --calib-data " + s.data + " --samples 4 --seq-len 32 --quiet --out " + d + "/o",
+                 {"model.layers.1.self_attn.q_proj: its calibration inputs are not finite"});
+}
+
 // ---- 7. YAML duplicates, binary text ----------------------------------------------------------
 
 TEST(Reliability, YamlDuplicateKeys) {
