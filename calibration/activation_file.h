@@ -41,7 +41,12 @@ class ActivationFileWriter {
 
 class ActivationFile final : public CapturedInputs {
  public:
-  explicit ActivationFile(const std::string& path);  // throws Error naming the file
+  // Throws Error naming the file. Checks, in this order and before any data is read: the
+  // superblock (plain I/O), then in an isolated child process (ptq/isolated.h) and again here:
+  // the ptq_format and version attributes, every attribute's type and size, /tokens and every
+  // activation dataset's type, rank, layout and stored size against the file's size; the child
+  // also checks that every chunk lies inside the file. Hard links only; no filters.
+  explicit ActivationFile(const std::string& path);
   ~ActivationFile();
   const CalibrationInfo& info() const { return info_; }
   const TokenSeqs& windows() const { return windows_; }
@@ -51,17 +56,23 @@ class ActivationFile final : public CapturedInputs {
   int64_t rows(const std::string& dataset) const;
   int64_t cols(const std::string& dataset) const;
   Mat read_rows(const std::string& dataset, int64_t begin, int64_t count) const;
-  // Checks the file fits `cfg` (hidden size, layer count, feature widths); Error otherwise.
+  // Checks the file fits `cfg` (hidden size, layer count, feature widths, token ids within the
+  // vocabulary, window lengths within the positions); Error otherwise.
   void check_fits(const ModelConfig& cfg) const override;
   // The input of `module` read one window (seq_len rows) per batch; Error when none lists it.
   InputStats input_stats(const std::string& module) const override;
 
  private:
+  struct Scan;
+  void scan(int64_t file, uint64_t file_size, bool walk_chunks, Scan* out) const;
+  std::pair<int64_t, int64_t> dims(const std::string& dataset) const;
+
   std::string path_;
   int64_t file_ = -1;
   CalibrationInfo info_;
   TokenSeqs windows_;
   std::map<std::string, std::string> consumer_to_dataset_;
+  std::map<std::string, std::pair<int64_t, int64_t>> dims_;  // rows, cols of every activation dataset
 };
 
 std::string activation_dataset(int layer, LinearInput g);  // "/activations/layer_000/qkv"

@@ -1,5 +1,9 @@
 #include "calibration/calibration_set.h"
 
+#include <unistd.h>
+
+#include <cstdio>
+
 #include "calibration/sampler.h"
 #include "ptq/block_runner.h"
 #include "ptq/error.h"
@@ -8,9 +12,29 @@
 
 namespace ptq {
 
+namespace {
+
+// The pipeline holds every window's hidden states for one block (docs/pipeline.md, "Memory"):
+// a request that cannot fit in this machine's memory is refused before anything is allocated.
+void check_fits_memory(const ModelConfig& cfg, const CalibrationRequest& req) {
+  const double bytes = double(req.samples) * double(req.seq_len) * (4.0 * double(cfg.hidden_size) + 4.0);
+  const double physical = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
+  if (physical > 0 && bytes > physical) {
+    char msg[256];
+    std::snprintf(msg, sizeof msg,
+                  "calibration: %d windows x %d tokens need %.1f GiB for the hidden states (hidden_size %d), "
+                  "more than this machine's %.1f GiB of memory: lower samples or seq_len",
+                  req.samples, req.seq_len, bytes / double(1 << 30), cfg.hidden_size, physical / double(1 << 30));
+    throw Error(msg);
+  }
+}
+
+}  // namespace
+
 CalibrationSet build_calibration_set(const Model& model, const Tokenizer* tok,
                                      const CalibrationRequest& req) {
   const ModelConfig& cfg = model.config();
+  check_fits_memory(cfg, req);
   if (req.seq_len > cfg.max_position_embeddings)
     throw Error("calibration seq_len " + std::to_string(req.seq_len) + " exceeds the model's " +
                 std::to_string(cfg.max_position_embeddings) + " positions");

@@ -9,7 +9,13 @@ namespace ptq {
 std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::try_load(const std::string& path,
                                                                          std::string* why) {
   auto sp = std::make_unique<sentencepiece::SentencePieceProcessor>();
-  const auto status = sp->Load(path);
+  sentencepiece::util::Status status;
+  try {
+    status = sp->Load(path);
+  } catch (const std::exception& e) {  // the library's file reader may throw (std::ios_failure)
+    if (why) *why = e.what();
+    return nullptr;
+  }
   if (!status.ok()) {
     if (why) *why = status.ToString();
     return nullptr;

@@ -1,6 +1,7 @@
 #include "calibration/text_data.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -62,7 +63,32 @@ std::vector<int32_t> parse_token_line(const std::string& line, const std::string
   return ids;
 }
 
+// Calibration and evaluation text must be text: a binary file would tokenize into byte-fallback
+// noise without a word. Checked for NUL bytes and well-formed UTF-8 (no overlong forms or
+// surrogates), naming the first bad byte.
+void check_text(const std::string& path, const std::string& text) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned char c = p[i];
+    size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    bool ok = len > 0 && c != 0 && i + len <= n && !(c == 0xC0 || c == 0xC1) && c <= 0xF4;
+    for (size_t k = 1; ok && k < len; ++k) ok = (p[i + k] & 0xC0) == 0x80;
+    if (ok && len == 3) ok = !(c == 0xE0 && p[i + 1] < 0xA0) && !(c == 0xED && p[i + 1] >= 0xA0);
+    if (ok && len == 4) ok = !(c == 0xF0 && p[i + 1] < 0x90) && !(c == 0xF4 && p[i + 1] >= 0x90);
+    if (!ok) {
+      char byte[8];
+      std::snprintf(byte, sizeof byte, "0x%02X", c);
+      throw Error(path + ": not UTF-8 text (" + (c == 0 ? std::string("a NUL byte") : "byte " + std::string(byte)) +
+                  " at offset " + std::to_string(i) + "); calibration and evaluation data must be text "
+                  "(pre-tokenized ids go through --tokens / tokens: true)");
+    }
+    i += len;
+  }
+}
+
 static TokenSeqs read_token_file(const std::string& path) {
+  require_file(path, "a token file");
   std::ifstream in(path);
   if (!in) throw Error(path + ": cannot open token file");
   TokenSeqs docs;
@@ -79,6 +105,8 @@ TokenSeqs tokenize_documents(const std::string& path, DataFormat fmt, const Toke
   if (token_file) return read_token_file(path);
   PTQ_ASSERT(tok != nullptr, "text data needs a tokenizer");
   std::string text = read_text_file(path);
+  check_text(path, text);
+  if (strip(text).empty()) throw Error(path + ": holds no text (the file is empty or only whitespace)");
   TokenSeqs docs;
   if (fmt == DataFormat::kTinyStories) {
     for (const auto& d : split_documents(text)) docs.push_back(tok->encode(d, true));

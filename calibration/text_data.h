@@ -42,6 +42,9 @@ std::string find_model_tokenizer(const std::string& model_path, const std::strin
 std::unique_ptr<Tokenizer> open_model_tokenizer(const std::string& model_path, int model_vocab,
                                                 const std::string& override_path);
 
+// Throws Error naming `path` and the offset of the first NUL byte or malformed UTF-8 sequence.
+void check_text(const std::string& path, const std::string& text);
+
 // Parses one line of whitespace-separated ids; throws Error naming `where` on a bad token.
 std::vector<int32_t> parse_token_line(const std::string& line, const std::string& where);
 

@@ -5,10 +5,12 @@
 #include "calibration/llama2c_tokenizer.h"
 #include "calibration/sentencepiece_tokenizer.h"
 #include "ptq/error.h"
+#include "ptq/fs.h"
 
 namespace ptq {
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, int expected_vocab) {
+  require_file(path, "a tokenizer file (SentencePiece .model or llama2.c tokenizer.bin)");
   if (!std::ifstream(path, std::ios::binary)) throw Error(path + ": cannot open");
   // A tokenizer.bin opens with a small little-endian int whose zero high bytes read as the
   // invalid protobuf tag 0, so in practice it never parses as a model proto and SentencePiece

@@ -17,7 +17,7 @@ struct CompressOptions {
   int bits = 4, group_size = 128, samples = 128, seq_len = 2048, threads = 0, eval_seq_len = 0,
       eval_max_samples = 0;
   uint64_t seed = 0;
-  bool sym = false, act_order = false, no_true_sequential = false, fresh = false;
+  bool sym = false, act_order = false, no_true_sequential = false, fresh = false, overwrite = false;
   ProgressOptions progress;
   TextInputOptions text;
 };
@@ -44,6 +44,7 @@ JobSpec job_from_flags(const CompressOptions& o) {
   c.calib_file = o.calib;
   c.independent = o.mode == "independent";
   c.fresh = o.fresh;
+  c.overwrite = o.overwrite;
   std::string data = o.text.tokens_file.empty() ? o.calib_data : o.text.tokens_file;
   if (!data.empty()) {
     if (!o.calib.empty()) throw ptq::Error("compress: pass either --calib or --calib-data, not both");
@@ -111,6 +112,9 @@ CommandRegistrar reg("compress", "Quantize a model in one shot (same code path a
           },
           "FORMAT"));
   sub->add_option("--out", o->out, "Output directory (staged in OUT.partial until complete)")->required();
+  sub->add_flag("--overwrite", o->overwrite,
+                "Replace an OUT holding another job's ptq checkpoint, or add ptq's files to a non-empty "
+                "directory; ptq never removes a file it did not write (default: off, refuse)");
   sub->add_flag("--fresh", o->fresh,
                 "Ignore resume state of an interrupted run and start over (default: off, resume)");
   sub->add_option("--eval-data", o->eval_data,

@@ -1,5 +1,8 @@
 #include <cstdio>
+#include <exception>
+#include <filesystem>
 #include <map>
+#include <new>
 #include <string>
 
 #include "cli/command.h"
@@ -23,6 +26,14 @@ CommandRegistrar::CommandRegistrar(const std::string& name, const std::string& h
   commands()[name] = Entry{help, std::move(setup)};
 }
 
+// One line on stderr: messages that quote inputs may hold newlines.
+int fail(std::string message) {
+  for (char& c : message)
+    if (c == '\n' || c == '\r') c = ' ';
+  std::fprintf(stderr, "ptq: error: %s\n", message.c_str());
+  return 2;
+}
+
 }  // namespace ptq::cli
 
 int main(int argc, char** argv) {
@@ -43,12 +54,21 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  // Every failure ends here as one line and exit code 2, whatever threw it: inputs are
+  // validated up front, so the std:: cases below are the safety net, not the plan.
   try {
     for (auto& [name, sub] : subs)
       if (sub->parsed()) return runners[name]();
   } catch (const ptq::Error& e) {
-    std::fprintf(stderr, "ptq: error: %s\n", e.what());
-    return 2;
+    return fail(e.what());
+  } catch (const std::bad_alloc&) {
+    return fail("out of memory (an input asks for more memory than this machine has)");
+  } catch (const std::filesystem::filesystem_error& e) {
+    return fail(e.what());
+  } catch (const std::exception& e) {
+    return fail(std::string("unexpected failure: ") + e.what());
+  } catch (...) {
+    return fail("unexpected failure (unknown exception)");
   }
   return 2;
 }

@@ -7,6 +7,7 @@
 #include "formats/format_rows.h"
 #include "formats/safetensors.h"
 #include "ptq/error.h"
+#include "ptq/json_read.h"
 #include "ptq/fs.h"
 
 namespace fs = std::filesystem;
@@ -42,14 +43,11 @@ const FormatTraits* detect_format(const std::string& dir) {
   std::error_code ec;
   const fs::path cfg = fs::path(dir) / "config.json";
   if (!fs::is_directory(dir, ec) || !fs::exists(cfg, ec)) return nullptr;
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text_file(cfg.string()));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(cfg.string() + ": malformed JSON: " + std::string(e.what()));
-  }
+  const nlohmann::json j = read_json_file(cfg.string());
   if (!j.is_object() || !j.contains("quantization_config")) return nullptr;
   const nlohmann::json& qc = j["quantization_config"];
+  // The detectors compare quant_method as a string: any other type is an error here, by name.
+  if (qc.is_object()) json_string_field(qc, "quant_method", "", cfg.string() + ": quantization_config");
   for (const auto& f : format_table())
     if (f.detect && f.detect(qc)) return &f;
   return nullptr;

@@ -11,6 +11,7 @@
 #include "formats/safetensors.h"
 #include "ptq/error.h"
 #include "ptq/fs.h"
+#include "ptq/json_read.h"
 
 namespace fs = std::filesystem;
 
@@ -21,7 +22,7 @@ std::string output_config_json(const Model& model, const std::string& extra_key,
   nlohmann::json cfg;
   fs::path src = fs::path(model.path()) / "config.json";
   if (fs::is_directory(model.path()) && fs::exists(src))
-    cfg = nlohmann::json::parse(read_text_file(src.string()));
+    cfg = read_json_file(src.string());
   else
     cfg = model.config().to_json();
   if (!extra_key.empty()) cfg[extra_key] = nlohmann::json::parse(extra_json);

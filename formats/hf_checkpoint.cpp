@@ -10,6 +10,7 @@
 #include "formats/tensor_sources.h"
 #include "ptq/error.h"
 #include "ptq/fs.h"
+#include "ptq/json_read.h"
 
 namespace fs = std::filesystem;
 
@@ -93,20 +94,17 @@ class SafetensorsSource : public TensorSource {
 
 // weight_map name -> shard file name, validated.
 std::map<std::string, std::string> read_weight_map(const std::string& index_path) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text_file(index_path));
-  } catch (const nlohmann::json::parse_error& e) {
-    std::string msg = e.what();
-    std::replace(msg.begin(), msg.end(), '\n', ' ');
-    throw Error(index_path + ": malformed JSON: " + msg);
-  }
+  const nlohmann::json j = read_json_file(index_path);
   if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
     throw Error(index_path + ": expected an object with a 'weight_map' object");
   std::map<std::string, std::string> map;
   for (auto& [name, file] : j["weight_map"].items()) {
     if (!file.is_string()) throw Error(index_path + ": weight_map '" + name + "': expected a file name string");
-    map[name] = file.get<std::string>();
+    const std::string shard = file.get<std::string>();
+    // Shards sit beside the index: a path elsewhere is a damaged (or hostile) index.
+    if (shard.empty() || shard.find('/') != std::string::npos || shard == "." || shard == "..")
+      throw Error(index_path + ": weight_map '" + name + "': shard '" + shard + "' is not a file name in the directory");
+    map[name] = shard;
   }
   return map;
 }

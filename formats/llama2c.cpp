@@ -1,7 +1,8 @@
 // llama2.c v0 checkpoints (Karpathy's export format): a 7 x int32 header followed by fp32
 // arrays, each stacked over layers. Mapped onto HF names so the rest of ptq sees one layout.
-#include <filesystem>
+#include <climits>
 #include <cstring>
+#include <filesystem>
 #include <map>
 
 #include "formats/tensor_sources.h"
@@ -96,7 +97,7 @@ Header read_header(const MappedFile& f) {
   std::memcpy(&h, f.data(), sizeof(Header));
   const std::string& p = f.path();
   if (h.dim <= 0 || h.hidden_dim <= 0 || h.n_layers <= 0 || h.n_heads <= 0 || h.n_kv_heads <= 0 ||
-      h.vocab_size == 0 || h.seq_len <= 0)
+      h.vocab_size == 0 || h.vocab_size == INT32_MIN || h.seq_len <= 0)
     throw Error(p + ": llama2.c header (" + h.str() + ") has non-positive sizes");
   if (h.dim % h.n_heads != 0 || (h.dim / h.n_heads) % 2 != 0 || h.n_heads % h.n_kv_heads != 0)
     throw Error(p + ": llama2.c header (" + h.str() +
@@ -104,7 +105,8 @@ Header read_header(const MappedFile& f) {
   return h;
 }
 
-// Walks the file in llama2.c order, assigning offsets; returns the end offset.
+// Walks the file in llama2.c order, assigning offsets; returns the end offset. With `out` null it
+// only adds up the sizes, so a header claiming 2^31 layers costs nothing before it is refused.
 unsigned __int128 layout(const Header& h, std::map<std::string, Entry>* out) {
   const int64_t dim = h.dim, hidden = h.hidden_dim, L = h.n_layers, hd = dim / h.n_heads;
   const int64_t kv_dim = hd * h.n_kv_heads, vocab = h.vocab_size < 0 ? -int64_t(h.vocab_size) : h.vocab_size;
@@ -112,13 +114,13 @@ unsigned __int128 layout(const Header& h, std::map<std::string, Entry>* out) {
   auto single = [&](const std::string& name, std::vector<int64_t> shape) {
     unsigned __int128 n = 1;
     for (int64_t d : shape) n *= static_cast<uint64_t>(d);
-    (*out)[name] = Entry{static_cast<size_t>(off), std::move(shape), 0};
+    if (out) (*out)[name] = Entry{static_cast<size_t>(off), std::move(shape), 0};
     off += n * 4;
   };
   auto stacked = [&](const std::string& suffix, std::vector<int64_t> shape, int permute) {
     unsigned __int128 n = 1;
     for (int64_t d : shape) n *= static_cast<uint64_t>(d);
-    for (int64_t i = 0; i < L; ++i)
+    for (int64_t i = 0; out && i < L; ++i)
       (*out)[layer_prefix(int(i)) + suffix] =
           Entry{static_cast<size_t>(off + n * 4 * static_cast<uint64_t>(i)), shape, permute};
     off += n * 4 * static_cast<uint64_t>(L);
@@ -163,14 +165,15 @@ ModelConfig config_from(const Header& h) {
 OpenedSource open_llama2c(const std::string& path) {
   auto file = std::make_shared<MappedFile>(path);
   const Header h = read_header(*file);
-  std::map<std::string, Entry> entries;
-  const unsigned __int128 expected = layout(h, &entries);
+  const unsigned __int128 expected = layout(h, nullptr);
   if (expected != file->size()) {
     const std::string exp = expected > UINT64_MAX ? std::string("more than 2^64")
                                                   : std::to_string(static_cast<uint64_t>(expected));
     throw Error(path + ": llama2.c header (" + h.str() + ") implies " + exp +
                 " bytes but the file has " + std::to_string(file->size()));
   }
+  std::map<std::string, Entry> entries;
+  layout(h, &entries);
   OpenedSource out;
   out.config = config_from(h);
   out.tensors = std::make_shared<Llama2cSource>(file, std::move(entries));

@@ -1,5 +1,6 @@
 #include "formats/packed_checkpoint.h"
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 
@@ -9,6 +10,7 @@
 #include "formats/safetensors.h"
 #include "ptq/error.h"
 #include "ptq/fs.h"
+#include "ptq/json_read.h"
 #include "ptq/pipeline.h"
 
 namespace fs = std::filesystem;
@@ -34,6 +36,20 @@ size_t packed_bytes(const PackedLayer& layer) {
   return n;
 }
 
+// The packed layouts store scales as fp16: a larger one would be written as an infinity and every
+// reader would compute NaN from it, so the layer is refused by name instead.
+void check_scales_fit_f16(const std::string& layer, const GridCodes& q) {
+  for (Eigen::Index r = 0; r < q.scales.rows(); ++r)
+    for (Eigen::Index g = 0; g < q.scales.cols(); ++g) {
+      const float s = q.scales(r, g);
+      if (std::isfinite(f16_to_f32(f32_to_f16(s)))) continue;
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "%s: scale %g (row %lld, group %lld) does not fit fp16 (largest 65504)",
+                    layer.c_str(), double(s), static_cast<long long>(r), static_cast<long long>(g));
+      throw Error(std::string(buf) + ": the weights are too large for a packed format; use --format fake");
+    }
+}
+
 // Packs each layer as the pipeline hands it over, so only packed bytes are held.
 class PackedCheckpointWriter final : public CheckpointWriter {
  public:
@@ -47,6 +63,7 @@ class PackedCheckpointWriter final : public CheckpointWriter {
   void store_layer(const LayerResult& r, const QuantizedLayer* layer) override {
     if (!layer) return;  // stays in full precision: its .weight is copied in finish()
     const GridCodes* q = &layer->grid;
+    check_scales_fit_f16(r.name, *q);
     // One line per layer that serving engines with alignment rules would refuse or misread.
     std::string why;
     for (const auto& w : layout_.engine_refusals(*q)) why += (why.empty() ? "" : "; ") + w;
@@ -109,28 +126,30 @@ class PackedCheckpointWriter final : public CheckpointWriter {
   std::map<std::string, Mat> replaced_;
 };
 
-json read_config_json(const std::string& path) {
-  try {
-    return json::parse(read_text_file(path));
-  } catch (const json::parse_error& e) {
-    throw Error(path + ": malformed JSON: " + std::string(e.what()));
-  }
-}
+json read_config_json(const std::string& path) { return read_json_file(path); }
 
-int int_field(const json& j, const char* key, const std::string& where) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_number_integer())
-    throw Error(where + ": quantization_config field '" + key + "' must be an integer");
-  return it->get<int>();
-}
-
+// bits and group_size of a quantization_config (or one of its ptq.layers entries); `where`
+// names the object in errors. A group size <= 0 means per channel (-1).
 QuantGrid grid_from(const json& j, const QuantGrid& fallback, const std::string& where) {
+  if (!j.is_object()) throw Error(where + ": expected an object, found " + describe_json(j));
   QuantGrid g = fallback;
-  if (j.contains("bits")) g.bits = int_field(j, "bits", where);
-  if (j.contains("group_size")) g.group_size = int_field(j, "group_size", where);
+  g.bits = int(json_int_field(j, "bits", g.bits, 1, 32, where));
+  g.group_size = int(json_int_field(j, "group_size", g.group_size, INT32_MIN, INT32_MAX, where));
   if (g.group_size <= 0) g.group_size = -1;
-  if (j.contains("sym") && j["sym"].is_boolean()) g.sym = j["sym"].get<bool>();
+  g.sym = json_bool_field(j, "sym", g.sym, where);
   return g;
+}
+
+// quantization_config.ptq.layers, or an empty object when the file has none.
+json ptq_layers_of(const json& qc, const std::string& where) {
+  auto ptq = qc.find("ptq");
+  if (ptq == qc.end()) return json::object();
+  if (!ptq->is_object()) throw Error(where + ": quantization_config.ptq must be an object, found " + describe_json(*ptq));
+  auto layers = ptq->find("layers");
+  if (layers == ptq->end()) return json::object();
+  if (!layers->is_object())
+    throw Error(where + ": quantization_config.ptq.layers must be an object, found " + describe_json(*layers));
+  return *layers;
 }
 
 }  // namespace
@@ -154,8 +173,8 @@ std::map<std::string, QuantizedLayer> read_packed_layers(const Model& model) {
   if (!layout)
     throw Error(model.path() + ": not a packed checkpoint (config.json has no gptq or awq quantization_config)");
   const json qc = read_config_json(cfg_path)["quantization_config"];
-  const QuantGrid global = grid_from(qc, QuantGrid{}, cfg_path);
-  const json ptq_layers = qc.contains("ptq") ? qc["ptq"].value("layers", json::object()) : json::object();
+  const QuantGrid global = grid_from(qc, QuantGrid{}, cfg_path + ": quantization_config");
+  const json ptq_layers = ptq_layers_of(qc, cfg_path);
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& [name, shape] : model.required_tensors()) shapes[name] = shape;
 
@@ -170,17 +189,22 @@ std::map<std::string, QuantizedLayer> read_packed_layers(const Model& model) {
     QuantGrid grid = global;
     if (ptq_layers.contains(module)) {
       const json& e = ptq_layers[module];
-      grid = grid_from(e, global, cfg_path);
-      if (e.value("rows", -1) != rows || e.value("cols", -1) != cols)
-        throw Error(cfg_path + ": quantization_config.ptq.layers entry of " + module + " is " + e.dump() +
-                    " but the architecture needs rows " + std::to_string(rows) + ", cols " + std::to_string(cols));
+      const std::string entry = cfg_path + ": quantization_config.ptq.layers entry of " + module;
+      grid = grid_from(e, global, entry);
+      if (json_int_field(e, "rows", -1, -1, INT32_MAX, entry) != rows ||
+          json_int_field(e, "cols", -1, -1, INT32_MAX, entry) != cols)
+        throw Error(entry + " is " + describe_json(e) + " but the architecture needs rows " + std::to_string(rows) +
+                    ", cols " + std::to_string(cols));
     }
     PackedLayer buffers;
     for (const char* suffix : {"qweight", "qzeros", "scales", "g_idx"}) {
       const std::string name = module + "." + suffix;
       if (const TensorInfo* info = src.find(name)) buffers[suffix] = {info->dtype, info->shape, src.load_raw(name)};
     }
-    out[module] = QuantizedLayer::from_grid(layout->unpack(where, buffers, rows, cols, grid));
+    GridCodes q = layout->unpack(where, buffers, rows, cols, grid);
+    if (!all_finite(q.scales.data(), size_t(q.scales.size())))
+      throw Error(where + ".scales: holds a non-finite scale (an fp16 infinity or NaN); the checkpoint is damaged");
+    out[module] = QuantizedLayer::from_grid(std::move(q));
   }
   if (out.empty()) throw Error(model.path() + ": config.json names a packed format but no layer has a qweight");
   return out;

@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "ptq/error.h"
+#include "ptq/json_read.h"
 
 namespace ptq {
 
@@ -33,15 +34,15 @@ std::string packed_layer_refusal(const PackedLayout& layout, const QuantizedLaye
 
 const PackedLayout* layout_for_config(const nlohmann::json& qc, const std::string& where) {
   if (!qc.is_object()) return nullptr;
-  const std::string method = qc.value("quant_method", std::string());
+  const std::string method = json_string_field(qc, "quant_method", "", where + ": quantization_config");
   if (method == "gptq") {
-    const std::string fmt = qc.value("checkpoint_format", std::string("gptq"));
+    const std::string fmt = json_string_field(qc, "checkpoint_format", "gptq", where + ": quantization_config");
     if (fmt != "gptq")
       throw Error(where + ": GPTQ checkpoint_format '" + fmt + "' is not supported (ptq reads 'gptq', v1)");
     return &gptq_layout();
   }
   if (method == "awq") {
-    std::string version = qc.value("version", std::string("gemm"));
+    std::string version = json_string_field(qc, "version", "gemm", where + ": quantization_config");
     for (auto& ch : version) ch = char(std::tolower(static_cast<unsigned char>(ch)));
     if (version != "gemm")
       throw Error(where + ": AWQ version '" + version + "' is not supported (ptq reads 'gemm')");

@@ -43,6 +43,7 @@
 #include "formats/format_rows.h"
 #include "formats/safetensors.h"
 #include "ptq/error.h"
+#include "ptq/json_read.h"
 #include "ptq/fs.h"
 
 namespace fs = std::filesystem;
@@ -105,19 +106,15 @@ class PtqWriter final : public CheckpointWriter {
   std::map<std::string, Mat> replaced_;
 };
 
-json read_config(const std::string& path) {
-  try {
-    return json::parse(read_text_file(path));
-  } catch (const json::exception& e) {
-    throw Error(path + ": malformed JSON: " + std::string(e.what()));
-  }
-}
+json read_config(const std::string& path) { return read_json_file(path); }
 
 std::map<std::string, QuantizedLayer> read_ptq_layers(const Model& model) {
   const std::string cfg_path = (fs::path(model.path()) / "config.json").string();
   const json cfg = read_config(cfg_path);
+  if (!cfg.is_object() || !cfg.contains("quantization_config"))
+    throw Error(cfg_path + ": no quantization_config");
   const json& qc = cfg["quantization_config"];
-  if (!qc.is_object() || qc.value("quant_method", std::string()) != "ptq")
+  if (!qc.is_object() || json_string_field(qc, "quant_method", "", cfg_path + ": quantization_config") != "ptq")
     throw Error(cfg_path + ": quantization_config does not name the ptq format");
   if (!qc.contains("format_version") || !qc["format_version"].is_number_integer() ||
       qc["format_version"].get<int64_t>() != kFormatVersion)

@@ -7,19 +7,13 @@
 
 #include "ptq/error.h"
 #include "ptq/fs.h"
+#include "ptq/json_read.h"
 #include "ptq/mapped_file.h"
 
 namespace ptq {
 namespace {
 
 using json = nlohmann::json;
-
-// Error messages go to the terminal on one line; JSON parser messages may quote raw input.
-std::string one_line(std::string s) {
-  std::replace(s.begin(), s.end(), '\n', ' ');
-  std::replace(s.begin(), s.end(), '\r', ' ');
-  return s;
-}
 
 std::string shape_str(const std::vector<int64_t>& shape) {
   std::string s = "[";
@@ -63,7 +57,7 @@ class EntryParser {
   [[noreturn]] void fail(const std::string& what) const {
     throw Error(path_ + ": tensor '" + name_ + "': " + what);
   }
-  static std::string kind(const json& v) { return std::string(v.type_name()) + " " + one_line(v.dump()); }
+  static std::string kind(const json& v) { return describe_json(v); }
 
   DType parse_dtype_field(const json& e) const {
     auto it = e.find("dtype");
@@ -81,7 +75,7 @@ class EntryParser {
     for (const json& d : *it) {
       // The parser stores every non-negative integer as unsigned.
       if (!d.is_number_unsigned() || d.get<uint64_t>() > uint64_t(INT64_MAX))
-        fail("expected 'shape' to be a list of non-negative integers, found " + one_line(it->dump()));
+        fail("expected 'shape' to be a list of non-negative integers, found " + describe_json(*it));
       shape.push_back(d.get<int64_t>());
     }
     return shape;
@@ -94,19 +88,24 @@ class EntryParser {
     if (!ok) fail("expected 'data_offsets' to be [begin, end] with non-negative integers");
     uint64_t begin = (*it)[0].get<uint64_t>(), end = (*it)[1].get<uint64_t>();
     if (begin > end)
-      fail("expected data_offsets [begin, end] with begin <= end, found " + one_line(it->dump()));
+      fail("expected data_offsets [begin, end] with begin <= end, found " + describe_json(*it));
     if (end > data_size_)
       fail("data_offsets [" + std::to_string(begin) + "," + std::to_string(end) +
            "] lie outside the data buffer of " + std::to_string(data_size_) + " bytes");
     return {begin, end};
   }
 
+  // Also the product of the nonzero dimensions must fit: readers form rows x cols from any
+  // subset of them, and [0, 2^32, 2^32] holds no bytes yet overflows such a product.
   uint64_t byte_count(const TensorInfo& info) const {
-    uint64_t n = dtype_size(info.dtype);
-    for (int64_t d : info.shape)
-      if (__builtin_mul_overflow(n, static_cast<uint64_t>(d), &n))
-        fail("shape " + shape_str(info.shape) + " overflows 64-bit byte count");
-    return n;
+    int64_t nonzero = dtype_size(info.dtype);
+    bool empty = false;
+    for (int64_t d : info.shape) {
+      if (d == 0) empty = true;
+      else if (__builtin_mul_overflow(nonzero, d, &nonzero))
+        fail("shape " + shape_str(info.shape) + " overflows a 64-bit element count");
+    }
+    return empty ? 0 : static_cast<uint64_t>(nonzero);
   }
 
   const std::string& path_;
@@ -123,22 +122,22 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     throw Error(path + ": truncated safetensors file: " + std::to_string(size) +
                 " bytes, expected at least 8 for the header length");
   const uint64_t header_len = read_u64_le(file_->data());
+  if (header_len > kMaxSafetensorsHeader)
+    throw Error(path + ": header length " + std::to_string(header_len) + " exceeds the format's limit of " +
+                std::to_string(kMaxSafetensorsHeader) + " bytes");
   if (header_len > size - 8)
     throw Error(path + ": header length " + std::to_string(header_len) + " is larger than the " +
                 std::to_string(size - 8) + " bytes after the length field (file has " +
                 std::to_string(size) + " bytes)");
   data_start_ = 8 + static_cast<size_t>(header_len);
-  json header;
-  try {
-    const char* begin = reinterpret_cast<const char*>(file_->data() + 8);
-    header = json::parse(begin, begin + header_len);
-  } catch (const json::parse_error& e) {
-    throw Error(path + ": malformed JSON header: " + one_line(e.what()));
-  }
+  const char* text = reinterpret_cast<const char*>(file_->data() + 8);
+  if (header_len == 0 || text[0] != '{')
+    throw Error(path + ": the header must be a JSON object starting with '{' (is this a safetensors file?)");
+  const json header = parse_json_text(std::string_view(text, header_len), path + ": header");
   if (!header.is_object())
     throw Error(path + ": expected the header to be a JSON object, found " + header.type_name());
   const uint64_t data_size = size - data_start_;
-  std::vector<std::pair<uint64_t, std::string>> spans;
+  std::vector<std::pair<std::pair<uint64_t, uint64_t>, std::string>> spans;  // ((begin, end), name)
   for (auto& [name, entry] : header.items()) {
     if (name == "__metadata__") {
       if (!entry.is_object()) throw Error(path + ": expected '__metadata__' to be an object of strings");
@@ -149,19 +148,36 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       continue;
     }
     auto [info, begin] = EntryParser(path, name, data_size).parse(entry);
-    if (info.nbytes > 0) spans.emplace_back(begin, name);
+    spans.push_back({{begin, begin + info.nbytes}, name});
     offsets_[name] = static_cast<size_t>(begin);
     tensors_[name] = std::move(info);
   }
+  check_spans_tile_buffer(spans, data_size);
+}
+
+// The format's own rule (safetensors' validate()): sorted by offset, the spans tile the data
+// buffer exactly, with no gap, no overlap and no trailing bytes.
+void SafetensorsFile::check_spans_tile_buffer(std::vector<std::pair<std::pair<uint64_t, uint64_t>, std::string>>& spans,
+                                              uint64_t data_size) const {
   std::sort(spans.begin(), spans.end());
-  for (size_t i = 1; i < spans.size(); ++i) {
-    const auto& prev = spans[i - 1];
-    size_t prev_end = prev.first + tensors_[prev.second].nbytes;
-    if (spans[i].first < prev_end)
-      throw Error(path + ": tensor '" + spans[i].second + "' span starting at " +
-                  std::to_string(spans[i].first) + " overlaps tensor '" + prev.second +
-                  "' which ends at " + std::to_string(prev_end) + "; expected disjoint spans");
+  uint64_t covered = 0;
+  std::string prev;  // the tensor before this one, "" at the start
+  for (const auto& [range, name] : spans) {
+    if (range.first < covered)
+      throw Error(path_ + ": tensor '" + name + "' span starting at " + std::to_string(range.first) +
+                  " overlaps tensor '" + prev + "' which ends at " + std::to_string(covered) + "; expected disjoint spans");
+    if (range.first > covered)
+      throw Error(path_ + ": tensor '" + name + "' starts at byte " + std::to_string(range.first) +
+                  " of the data buffer but " +
+                  (prev.empty() ? std::string("no tensor precedes it")
+                                : "tensor '" + prev + "' ends at " + std::to_string(covered)) +
+                  "; the format allows no gap between tensors");
+    covered = range.second;
+    prev = name;
   }
+  if (covered != data_size)
+    throw Error(path_ + ": the tensors cover " + std::to_string(covered) + " of the " + std::to_string(data_size) +
+                " bytes of the data buffer; the format allows no trailing bytes");
 }
 
 SafetensorsFile::~SafetensorsFile() = default;

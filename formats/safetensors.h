@@ -19,9 +19,15 @@ namespace ptq {
 
 class MappedFile;
 
-// One .safetensors file, memory-mapped and validated on open: every entry's dtype is known,
-// shape product x dtype size equals its byte span, spans lie inside the file and do not
-// overlap, and the header length is sane. Violations throw Error naming the file and tensor.
+// The header's size limit, as in the reference implementation (safetensors' MAX_HEADER_SIZE).
+inline constexpr uint64_t kMaxSafetensorsHeader = 100'000'000;
+
+// One .safetensors file, memory-mapped and validated on open with the format's own rules: the
+// header length is at most kMaxSafetensorsHeader, the header is a JSON object starting with
+// '{' (no duplicate keys, nesting bounded), every entry's dtype is known, shape product x dtype
+// size equals its byte span (and the product of the nonzero dimensions fits in int64), and the
+// spans, sorted, tile the data buffer exactly: no gap, no overlap, no trailing bytes.
+// Violations throw Error naming the file and tensor.
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::string& path);
@@ -32,6 +38,8 @@ class SafetensorsFile {
   const uint8_t* data(const std::string& name) const;  // throws Error when absent
 
  private:
+  void check_spans_tile_buffer(std::vector<std::pair<std::pair<uint64_t, uint64_t>, std::string>>& spans,
+                               uint64_t data_size) const;
   std::string path_;
   std::unique_ptr<MappedFile> file_;
   size_t data_start_ = 0;

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "ptq/error.h"
@@ -72,17 +73,20 @@ HeadWeights HeadWeights::load(const Model& model) {
 }
 
 RopeTable::RopeTable(int head_dim, double theta, int max_positions)
-    : half_(head_dim / 2), max_pos_(max_positions) {
-  cos_.resize(size_t(max_pos_) * half_);
+    : half_(head_dim / 2), head_dim_(head_dim), max_pos_(max_positions), theta_(theta) {
+  const int rows = std::min(max_pos_, kTablePositions);
+  cos_.resize(size_t(rows) * half_);
   sin_.resize(cos_.size());
-  for (int p = 0; p < max_pos_; ++p) {
-    for (int i = 0; i < half_; ++i) {
-      // Angles in fp64 so long positions do not lose precision before the cast.
-      double inv_freq = std::pow(theta, -2.0 * i / head_dim);
-      double a = double(p) * inv_freq;
-      cos_[size_t(p) * half_ + i] = float(std::cos(a));
-      sin_[size_t(p) * half_ + i] = float(std::sin(a));
-    }
+  for (int p = 0; p < rows; ++p) angles(p, &cos_[size_t(p) * half_], &sin_[size_t(p) * half_]);
+}
+
+void RopeTable::angles(int64_t p, float* c, float* s) const {
+  for (int i = 0; i < half_; ++i) {
+    // Angles in fp64 so long positions do not lose precision before the cast.
+    double inv_freq = std::pow(theta_, -2.0 * i / head_dim_);
+    double a = double(p) * inv_freq;
+    c[i] = float(std::cos(a));
+    s[i] = float(std::sin(a));
   }
 }
 
@@ -91,9 +95,20 @@ void RopeTable::apply(Mat& x, int num_heads) const {
   if (x.rows() > max_pos_)
     throw Error("sequence of " + std::to_string(x.rows()) + " tokens is longer than the model's " +
                 std::to_string(max_pos_) + " positions");
+  std::vector<float> late_c, late_s;
   for (Eigen::Index t = 0; t < x.rows(); ++t) {
-    const float* c = &cos_[size_t(t) * half_];
-    const float* s = &sin_[size_t(t) * half_];
+    const float* c;
+    const float* s;
+    if (t < kTablePositions) {
+      c = &cos_[size_t(t) * half_];
+      s = &sin_[size_t(t) * half_];
+    } else {
+      late_c.resize(half_);
+      late_s.resize(half_);
+      angles(t, late_c.data(), late_s.data());
+      c = late_c.data();
+      s = late_s.data();
+    }
     float* row = x.row(t).data();
     for (int h = 0; h < num_heads; ++h) {
       float* v = row + h * hd;

@@ -58,8 +58,13 @@ class RopeTable {
   int max_positions() const { return max_pos_; }
 
  private:
-  int half_, max_pos_;
-  std::vector<float> cos_, sin_;  // [max_pos, half]
+  // Rows of the table built up front: a config may claim 2^31 positions, and a table for them
+  // would take terabytes. Later positions are computed on the fly by the same formula.
+  static constexpr int kTablePositions = 1 << 16;
+  void angles(int64_t position, float* c, float* s) const;
+  int half_, head_dim_, max_pos_;
+  double theta_;
+  std::vector<float> cos_, sin_;  // [min(max_pos, kTablePositions), half]
 };
 
 Mat embed_tokens(const HeadWeights& head, const std::vector<int32_t>& ids);

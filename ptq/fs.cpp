@@ -1,6 +1,7 @@
 #include "ptq/fs.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -55,13 +56,27 @@ void write_file_atomic(const std::string& path, const std::string& text) {
                                                    text.size()));
 }
 
-std::string read_text_file(const std::string& path) {
+void require_file(const std::string& path, const std::string& what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw io_error(path, "cannot open", errno);
+  if (S_ISDIR(st.st_mode)) throw Error(path + ": is a directory, expected " + what);
+}
+
+std::string read_text_file(const std::string& path, uint64_t max_bytes) {
+  require_file(path, "a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw io_error(path, "cannot open", errno ? errno : ENOENT);
-  std::ostringstream ss;
-  ss << in.rdbuf();
+  std::string out;
+  char buf[1 << 16];
+  while (in) {
+    in.read(buf, sizeof buf);
+    const auto got = static_cast<size_t>(in.gcount());
+    if (out.size() + got > max_bytes)
+      throw Error(path + ": larger than the " + std::to_string(max_bytes) + " bytes ptq reads for this kind of file");
+    out.append(buf, got);
+  }
   if (in.bad()) throw io_error(path, "cannot read", errno);
-  return ss.str();
+  return out;
 }
 
 }  // namespace ptq

@@ -12,6 +12,12 @@ namespace ptq {
 void write_file_atomic(const std::string& path, std::span<const uint8_t> bytes);
 void write_file_atomic(const std::string& path, const std::string& text);
 
-std::string read_text_file(const std::string& path);
+// The whole file. Throws Error naming `path` when it cannot be read, is a directory, or is
+// larger than `max_bytes`.
+std::string read_text_file(const std::string& path, uint64_t max_bytes = UINT64_MAX);
+
+// Throws Error "PATH: is a directory, expected WHAT" (or "cannot open") unless `path` names an
+// existing file that is not a directory. Pipes and devices pass: `ptq run <(...)` reads a pipe.
+void require_file(const std::string& path, const std::string& what);
 
 }  // namespace ptq

@@ -17,7 +17,9 @@ static Error open_error(const std::string& path, int err) {
 }
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below like any
+  // file that cannot be mapped.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw open_error(path, errno);
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
@@ -28,6 +30,10 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   if (S_ISDIR(st.st_mode)) {
     ::close(fd);
     throw open_error(path, EISDIR);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw Error(path + ": cannot open: not a regular file");
   }
   size_ = static_cast<size_t>(st.st_size);
   if (size_ > 0) {

@@ -1,12 +1,15 @@
 #include "ptq/model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <mutex>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "ptq/error.h"
 #include "ptq/fs.h"
+#include "ptq/json_read.h"
+#include "ptq/parallel.h"
 #include "ptq/sha256.h"
 
 namespace fs = std::filesystem;
@@ -47,32 +50,28 @@ const ArchInfo& find_arch(const json& j, const std::string& path) {
 int required_int(const json& j, const char* key, const std::string& path) {
   auto it = j.find(key);
   if (it == j.end()) throw Error(path + ": missing required field '" + key + "' (a positive integer)");
-  if (!it->is_number_integer() || it->get<int64_t>() <= 0 || it->get<int64_t>() > INT32_MAX)
-    throw Error(path + ": field '" + key + "' must be a positive integer, found " + it->dump());
-  return it->get<int>();
+  if (it->is_null()) throw Error(path + ": field '" + key + "' must be a positive integer, found null");
+  return int(json_int_field(j, key, 0, 1, INT32_MAX, path));
 }
 
 int optional_int(const json& j, const char* key, int fallback, const std::string& path) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
-  if (!it->is_number_integer() || it->get<int64_t>() <= 0 || it->get<int64_t>() > INT32_MAX)
-    throw Error(path + ": field '" + key + "' must be a positive integer, found " + it->dump());
-  return it->get<int>();
+  return int(json_int_field(j, key, fallback, 1, INT32_MAX, path));
 }
 
 double optional_positive(const json& j, const char* key, double fallback, const std::string& path) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
   if (!it->is_number() || it->get<double>() <= 0)
-    throw Error(path + ": field '" + key + "' must be a positive number, found " + it->dump());
+    throw Error(path + ": field '" + key + "' must be a positive number, found " + describe_json(*it));
   return it->get<double>();
 }
 
 bool optional_bool(const json& j, const char* key, bool fallback, const std::string& path) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
-  if (!it->is_boolean()) throw Error(path + ": field '" + key + "' must be true or false, found " + it->dump());
-  return it->get<bool>();
+  return json_bool_field(j, key, fallback, path);
 }
 
 // Token ids may be an int or (Llama 3 style) a list whose first entry is the primary one.
@@ -80,8 +79,10 @@ int token_id(const json& j, const char* key, int fallback, const std::string& pa
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
   const json& v = it->is_array() && !it->empty() ? (*it)[0] : *it;
-  if (!v.is_number_integer() || v.get<int64_t>() < 0)
-    throw Error(path + ": field '" + key + "' must be a non-negative integer token id, found " + it->dump());
+  const bool ok = v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= INT32_MAX &&
+                  !(v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT32_MAX));
+  if (!ok)
+    throw Error(path + ": field '" + key + "' must be a non-negative integer token id, found " + describe_json(*it));
   return v.get<int>();
 }
 
@@ -92,7 +93,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& path) {
   const ArchInfo& arch = find_arch(j, path);
   ModelConfig c;
   c.architecture = arch.architecture;
-  c.model_type = j.value("model_type", std::string(arch.model_type));
+  c.model_type = json_string_field(j, "model_type", arch.model_type, path);
   c.hidden_size = required_int(j, "hidden_size", path);
   c.intermediate_size = required_int(j, "intermediate_size", path);
   c.num_layers = required_int(j, "num_hidden_layers", path);
@@ -117,19 +118,20 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& path) {
   c.attention_bias = arch.attention_bias || optional_bool(j, "attention_bias", false, path);
   c.bos_token_id = token_id(j, "bos_token_id", c.bos_token_id, path);
   c.eos_token_id = token_id(j, "eos_token_id", c.eos_token_id, path);
+  // Projection widths are ints throughout the forward; token ids index the embedding.
+  for (const auto& [name, width] : {std::pair<const char*, int64_t>{"num_attention_heads x head_dim",
+                                                                    int64_t(c.num_heads) * c.head_dim},
+                                    {"num_key_value_heads x head_dim", int64_t(c.num_kv_heads) * c.head_dim}})
+    if (width > INT32_MAX) throw Error(path + ": " + name + " = " + std::to_string(width) + " is too large");
+  for (const auto& [name, id] : {std::pair<const char*, int>{"bos_token_id", c.bos_token_id}, {"eos_token_id", c.eos_token_id}})
+    if (id >= c.vocab_size)
+      throw Error(path + ": " + name + " " + std::to_string(id) + " is outside the vocabulary of " +
+                  std::to_string(c.vocab_size));
   return c;
 }
 
 ModelConfig ModelConfig::from_file(const std::string& path) {
-  json j;
-  try {
-    j = json::parse(read_text_file(path));
-  } catch (const json::parse_error& e) {
-    std::string msg = e.what();
-    std::replace(msg.begin(), msg.end(), '\n', ' ');
-    throw Error(path + ": malformed JSON: " + msg);
-  }
-  return from_json(j, path);
+  return from_json(read_json_file(path), path);
 }
 
 json ModelConfig::to_json() const {
@@ -158,6 +160,30 @@ std::string layer_prefix(int layer) { return "model.layers." + std::to_string(la
 Model::Model(ModelConfig cfg, std::shared_ptr<TensorSource> src, std::string path,
              std::vector<std::string> files)
     : config_(std::move(cfg)), tensors_(std::move(src)), path_(std::move(path)), files_(std::move(files)) {}
+
+// The architecture must fit in the bytes the checkpoint stores, before anything is built from
+// it: 2^31 layers in a config.json beside a 1 MB safetensors file is refused here, not after
+// allocating names for every layer. Linear weights count at 2 bits (the narrowest packed code),
+// everything else at 1 byte, so every real checkpoint, packed ones included, passes.
+static void check_size_against_files(const Model& m) {
+  const ModelConfig& c = m.config();
+  using Big = unsigned __int128;
+  const Big h = Big(c.hidden_size), q = Big(c.num_heads) * Big(c.head_dim), kv = Big(c.num_kv_heads) * Big(c.head_dim),
+            ffn = Big(c.intermediate_size), v = Big(c.vocab_size), layers = Big(c.num_layers);
+  const Big linear_per_layer = 2 * q * h + 2 * kv * h + 3 * ffn * h;
+  const Big other = layers * 2 * h + v * h * (c.tie_word_embeddings ? 1 : 2) + h;
+  const Big needed = layers * linear_per_layer / 4 + other;
+  Big stored = 0;
+  for (const auto& name : m.tensors().names()) stored += Big(m.tensors().find(name)->nbytes);
+  if (needed > stored) {
+    const std::string need = needed > Big(UINT64_MAX) ? std::string("more than 2^64")
+                                                       : std::to_string(static_cast<uint64_t>(needed));
+    throw Error(m.path() + ": the architecture (" + std::to_string(c.num_layers) + " layers, hidden_size " +
+                std::to_string(c.hidden_size) + ", intermediate_size " + std::to_string(c.intermediate_size) +
+                ", vocab_size " + std::to_string(c.vocab_size) + ") needs at least " + need +
+                " bytes of weights, but the checkpoint's tensors hold " + std::to_string(static_cast<uint64_t>(stored)));
+  }
+}
 
 static std::string shape_str(const std::vector<int64_t>& s) {
   std::string out = "[";
@@ -205,6 +231,7 @@ Model Model::open(const std::string& path) {
   if (!chosen) throw Error(path + ": not a model ptq can read (no registered source accepts it)");
   OpenedSource src = chosen->open(path);
   Model m(std::move(src.config), std::move(src.tensors), path, std::move(src.files));
+  check_size_against_files(m);
   for (const auto& [name, shape] : m.required_tensors()) {
     const TensorInfo* info = m.tensors().find(name);
     if (!info && m.is_packed_weight(name)) continue;
@@ -260,6 +287,29 @@ int64_t Model::parameter_count() const {
     n += e;
   }
   return n;
+}
+
+void Model::check_finite_weights() const {
+  const std::vector<std::string> names = tensors_->names();
+  std::vector<std::string> found(names.size());  // per tensor, so the report is thread-independent
+  parallel_for_each(names.size(), [&](size_t i) {
+    const TensorInfo* info = tensors_->find(names[i]);
+    if (info->dtype != DType::F32 && info->dtype != DType::F16 && info->dtype != DType::BF16) return;
+    const Mat m = tensors_->load_f32(names[i]);
+    if (all_finite(m.data(), size_t(m.size()))) return;
+    const bool vector = info->shape.size() <= 1;
+    for (Eigen::Index r = 0; r < m.rows(); ++r)
+      for (Eigen::Index c = 0; c < m.cols(); ++c)
+        if (!std::isfinite(m(r, c))) {
+          const std::string at = vector ? std::to_string(c) : std::to_string(r) + ", " + std::to_string(c);
+          found[i] = std::string(std::isnan(m(r, c)) ? "NaN" : "an infinity") + " at [" + at + "]";
+          return;
+        }
+  });
+  for (size_t i = 0; i < names.size(); ++i)
+    if (!found[i].empty())
+      throw Error(tensors_->find(names[i])->file + ": tensor '" + names[i] + "' holds " + found[i] +
+                  "; ptq quantizes finite weights only");
 }
 
 const std::string& Model::checksum() const {

@@ -105,6 +105,10 @@ class Model {
   // by the format's reader.
   bool is_packed_weight(const std::string& weight_name) const;
   int64_t parameter_count() const;  // sum over all stored tensors
+  // Throws Error naming the first floating-point tensor (in name order) that holds a NaN or an
+  // infinity, and where. One pass over the weights: compress and calibrate call it before any
+  // work, so a bad value is blamed on its tensor, not on the first layer it reaches.
+  void check_finite_weights() const;
   // SHA-256 over the checkpoint's files (config and weights), hex; computed once, cached.
   const std::string& checksum() const;
 

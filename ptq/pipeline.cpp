@@ -82,9 +82,23 @@ LayerResult quantize_one(const std::string& name, int layer, Linear& lin, const 
   r.spec = quantizer->spec();
   auto t0 = Clock::now();
   QuantLog log;
-  QuantizedLayer q = quantizer->quantize(lin.w, quantizer->needs_stats() ? &stats : nullptr, &log);
-  for (const auto& refiner : stages.refiners())
-    refiner->refine(lin.w, refiner->needs_stats() ? &stats : nullptr, q, &log);
+  // Weights are finite (checked at load), so non-finite inputs mean the fp32 forward overflowed.
+  if (quantizer->needs_stats() && stats.tokens() > 0 && !stats.hessian().diagonal().allFinite())
+    throw Error(name + ": its calibration inputs are not finite: the float32 forward through the layers before "
+                "it overflowed (weights or norm gains too large for float32 activations)");
+  QuantizedLayer q;
+  try {
+    q = quantizer->quantize(lin.w, quantizer->needs_stats() ? &stats : nullptr, &log);
+    for (const auto& refiner : stages.refiners())
+      refiner->refine(lin.w, refiner->needs_stats() ? &stats : nullptr, q, &log);
+  } catch (const Error& e) {
+    throw Error(name + ": " + e.what());  // the quantizer sees a matrix; the user knows the layer
+  }
+  // Weights near float's limit make the grid's range overflow; nothing downstream can use that.
+  const GridCodes& g = q.grid;
+  if (!all_finite(g.scales.data(), size_t(g.scales.size())) || !all_finite(g.zeros.data(), size_t(g.zeros.size())))
+    throw Error(name + ": " + r.spec + " gave a non-finite scale or zero point: the weights' range (max |w| = " +
+                std::to_string(lin.w.cwiseAbs().maxCoeff()) + ") overflows float32");
   r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   if (lin.input_transform) q.input_transform = *lin.input_transform;
   Mat stored = q.stored_weight();

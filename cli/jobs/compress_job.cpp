@@ -59,9 +59,10 @@ void validate_layers(const Model& model, const PipelineOptions& o, const FormatT
 }
 
 // Everything that decides the output's bytes, as canonical JSON: resume state made from other
-// inputs must not be continued.
-std::string fingerprint_inputs(const CompressJob& job, const Model& model, const CalibrationSet& calib,
-                               const std::string& calib_file_sha) {
+// inputs must not be continued. Its "ptq" field names the build; without it, the rest is the
+// job's identity, which the output's marker records (formats/output_dir.h).
+nlohmann::json fingerprint_inputs(const CompressJob& job, const Model& model, const CalibrationSet& calib,
+                                  const std::string& calib_file_sha) {
   nlohmann::json overrides = nlohmann::json::array();
   for (const auto& ov : job.pipeline.overrides)
     overrides.push_back({{"pattern", ov.pattern},
@@ -88,7 +89,12 @@ std::string fingerprint_inputs(const CompressJob& job, const Model& model, const
       {"true_sequential", job.pipeline.true_sequential},
       {"overrides", overrides},
       {"format", job.format}};
-  return j.dump();
+  return j;
+}
+
+std::string job_identity(nlohmann::json fingerprint) {
+  fingerprint.erase("ptq");
+  return sha256_hex(fingerprint.dump());
 }
 
 int env_int(const char* name, int def) {
@@ -126,6 +132,81 @@ std::vector<LayerResult> replay_finished_blocks(const ResumeState& state, Checkp
   return results;
 }
 
+// Everything after the output directory is claimed; run_compress adds where the partial state
+// is kept to any error.
+CompressResult compress_into(const CompressJob& job, const Model& model, PipelineOptions options,
+                             CheckpointWriter& writer, OutputDir& out, Clock::time_point t0) {
+  CompressResult result;
+  auto t_calib = Clock::now();
+  std::unique_ptr<ActivationFile> file;
+  CalibrationSet calib;
+  bool has_calib = job.has_calib_request || !job.calib_file.empty();
+  if (has_calib) calib = load_calibration(model, job, &file);
+  if (!has_calib && recipe_needs_stats(options.recipe))
+    throw Error("recipe '" + recipe_to_string(job.pipeline.recipe) +
+                "' needs calibration data: pass --calib FILE or --calib-data FILE");
+  if (job.independent && !file)
+    throw Error("independent mode needs a calibration file with captured activations (--calib)");
+  if (!has_calib) {
+    // RTN without data: one BOS window so the per-layer error still has inputs to measure on.
+    calib.windows = {{model.config().bos_token_id, model.config().bos_token_id}};
+  }
+  if (file) result.calib_file_sha256 = sha256_file_hex(job.calib_file);
+  result.model_sha256 = model.checksum();
+  result.times.push_back({"calibration", seconds_since(t_calib)});
+
+  auto t_quant = Clock::now();
+  const nlohmann::json fingerprint = fingerprint_inputs(job, model, calib, result.calib_file_sha256);
+  out.claim(job_identity(fingerprint));
+  ResumeState state(out.path_of("resume"), fingerprint.dump(), job.fresh);
+  if (state.discarded() && !job.pipeline.quiet)
+    std::fprintf(stderr, "compress: resume state in %s was made from other inputs; starting over\n",
+                 out.staging().c_str());
+  result.resumed_blocks = state.completed_blocks();
+  if (result.resumed_blocks > 0) out.keep_on_failure();
+  if (result.resumed_blocks > 0 && !job.pipeline.quiet)
+    std::fprintf(stderr, "compress: resuming after block %d (state in %s)\n", result.resumed_blocks - 1,
+                 out.staging().c_str());
+  result.layers = replay_finished_blocks(state, writer);
+
+  BlockRecorder recorder{&writer, {}};
+  const int stop_after = env_int(kStopAfterBlockEnv, -1);
+  const int delay_ms = env_int(kBlockDelayEnv, 0);
+  options.hooks.resume_from = state.completed_blocks();
+  options.hooks.done_block = [&](int l) { return state.load_final_weights(model, l); };
+  options.hooks.on_block_done = [&](int l, const BlockWeights& w) {
+    state.save_block(l, recorder.current, w);
+    out.keep_on_failure();
+    recorder.current = {};
+    if (l == stop_after) _exit(137);
+    if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+  };
+  LayerSink sink = [&](const LayerResult& r, const QuantizedLayer* q) { recorder.layer(r, q); };
+  TensorSink tensor_sink = [&](const std::string& name, const Mat& v) { recorder.tensor(name, v); };
+  std::vector<LayerResult> fresh_layers =
+      job.independent ? quantize_independent(model, *file, options, sink, tensor_sink)
+                      : quantize_sequential(model, calib.windows, options, sink, tensor_sink);
+  result.layers.insert(result.layers.end(), fresh_layers.begin(), fresh_layers.end());
+  result.has_calibration = has_calib;
+  result.calibration = calib.info;
+  result.recipe = recipe_to_string(job.pipeline.recipe);
+  result.times.push_back({"quantize", seconds_since(t_quant)});
+
+  auto t_write = Clock::now();
+  CheckpointMetadata meta{result.recipe, has_calib, calib.info, result.layers};
+  writer.finish(model, meta, out);
+  std::string tok = find_model_tokenizer(model.path(), job.tokenizer);
+  if (!tok.empty()) {
+    bool spm = load_tokenizer(tok)->kind() == "sentencepiece";
+    out.copy_file(tok, spm ? "tokenizer.model" : "tokenizer.bin");
+  }
+  out.remove("resume");  // the finished checkpoint holds no resume state
+  out.commit();
+  result.times.push_back({"write", seconds_since(t_write)});
+  result.seconds = seconds_since(t0);
+  return result;
+}
+
 }  // namespace
 
 // Re-quantizing packed codes would compound two roundings; ask for the fp source instead.
@@ -158,75 +239,16 @@ CompressResult run_compress(const CompressJob& job) {
   reject_quantized_source(model);
   PipelineOptions options = pipeline_options(job);
   validate_layers(model, options, writer->traits());
-  // Fails early, before the long work, if OUT is unwritable or another run holds it.
-  OutputDir out(job.out_dir, OutputDir::Staging::kResumable);
-
-  CompressResult result;
-  auto t_calib = Clock::now();
-  std::unique_ptr<ActivationFile> file;
-  CalibrationSet calib;
-  bool has_calib = job.has_calib_request || !job.calib_file.empty();
-  if (has_calib) calib = load_calibration(model, job, &file);
-  if (!has_calib && recipe_needs_stats(options.recipe))
-    throw Error("recipe '" + recipe_to_string(job.pipeline.recipe) +
-                "' needs calibration data: pass --calib FILE or --calib-data FILE");
-  if (job.independent && !file)
-    throw Error("independent mode needs a calibration file with captured activations (--calib)");
-  if (!has_calib) {
-    // RTN without data: one BOS window so the per-layer error still has inputs to measure on.
-    calib.windows = {{model.config().bos_token_id, model.config().bos_token_id}};
+  model.check_finite_weights();
+  // Fails early, before the long work, if OUT is unwritable, not ours, or another run holds it.
+  OutputDir out(job.out_dir, OutputDir::Staging::kResumable, job.overwrite);
+  try {
+    return compress_into(job, model, options, *writer, out, t0);
+  } catch (const std::exception& e) {
+    const std::string note = out.partial_note();
+    if (note.empty()) throw;
+    throw Error(std::string(e.what()) + "; " + note);
   }
-  if (file) result.calib_file_sha256 = sha256_file_hex(job.calib_file);
-  result.model_sha256 = model.checksum();
-  result.times.push_back({"calibration", seconds_since(t_calib)});
-
-  auto t_quant = Clock::now();
-  ResumeState state(out.path_of("resume"), fingerprint_inputs(job, model, calib, result.calib_file_sha256),
-                    job.fresh);
-  if (state.discarded() && !job.pipeline.quiet)
-    std::fprintf(stderr, "compress: resume state in %s was made from other inputs; starting over\n",
-                 out.staging().c_str());
-  result.resumed_blocks = state.completed_blocks();
-  if (result.resumed_blocks > 0 && !job.pipeline.quiet)
-    std::fprintf(stderr, "compress: resuming after block %d (state in %s)\n", result.resumed_blocks - 1,
-                 out.staging().c_str());
-  result.layers = replay_finished_blocks(state, *writer);
-
-  BlockRecorder recorder{writer.get(), {}};
-  const int stop_after = env_int(kStopAfterBlockEnv, -1);
-  const int delay_ms = env_int(kBlockDelayEnv, 0);
-  options.hooks.resume_from = state.completed_blocks();
-  options.hooks.done_block = [&](int l) { return state.load_final_weights(model, l); };
-  options.hooks.on_block_done = [&](int l, const BlockWeights& w) {
-    state.save_block(l, recorder.current, w);
-    recorder.current = {};
-    if (l == stop_after) _exit(137);
-    if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-  };
-  LayerSink sink = [&](const LayerResult& r, const QuantizedLayer* q) { recorder.layer(r, q); };
-  TensorSink tensor_sink = [&](const std::string& name, const Mat& v) { recorder.tensor(name, v); };
-  std::vector<LayerResult> fresh_layers =
-      job.independent ? quantize_independent(model, *file, options, sink, tensor_sink)
-                      : quantize_sequential(model, calib.windows, options, sink, tensor_sink);
-  result.layers.insert(result.layers.end(), fresh_layers.begin(), fresh_layers.end());
-  result.has_calibration = has_calib;
-  result.calibration = calib.info;
-  result.recipe = recipe_to_string(job.pipeline.recipe);
-  result.times.push_back({"quantize", seconds_since(t_quant)});
-
-  auto t_write = Clock::now();
-  CheckpointMetadata meta{result.recipe, has_calib, calib.info, result.layers};
-  writer->finish(model, meta, out);
-  std::string tok = find_model_tokenizer(model.path(), job.tokenizer);
-  if (!tok.empty()) {
-    bool spm = load_tokenizer(tok)->kind() == "sentencepiece";
-    out.copy_file(tok, spm ? "tokenizer.model" : "tokenizer.bin");
-  }
-  out.remove("resume");  // the finished checkpoint holds no resume state
-  out.commit();
-  result.times.push_back({"write", seconds_since(t_write)});
-  result.seconds = seconds_since(t0);
-  return result;
 }
 
 }  // namespace ptq

@@ -26,6 +26,7 @@ struct CompressJob {
   std::string out_dir;
   std::string format = "gptq";
   bool fresh = false;              // ignore resume state left by an interrupted run
+  bool overwrite = false;          // replace an OUT that holds another job's (or no) checkpoint
 };
 
 struct StageTime {
@@ -50,6 +51,10 @@ CompressResult run_compress(const CompressJob& job);
 // Every layer's grid must fit the output format and every recipe stage must name a registered
 // algorithm; throws Error before any long work otherwise.
 void validate_job_layers(const CompressJob& job);
+
+// Throws Error when `model` is a packed checkpoint: re-quantizing packed codes would compound
+// two roundings, so ptq asks for the full-precision source instead.
+void reject_quantized_source(const Model& model);
 
 // Test hook: with PTQ_TEST_STOP_AFTER_BLOCK=N in the environment, the process _exit(137)s right
 // after saving block N's resume state (a deterministic stand-in for kill -9).

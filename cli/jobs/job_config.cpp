@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <map>
 #include <regex>
 
 #include "ptq/stages.h"
@@ -33,9 +34,21 @@ class YamlReader {
   void expect_list(const YAML::Node& n, const std::string& what) const {
     if (!n.IsSequence()) fail(n, "'" + what + "' must be a list");
   }
+  // yaml-cpp keeps both entries of a repeated key and n[key] answers the first, while JSON
+  // readers keep the last: a repeated key is refused so no reader can disagree with another.
+  void check_unique_keys(const YAML::Node& map, const std::string& section) const {
+    std::map<std::string, YAML::Node> seen;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      auto [prev, inserted] = seen.emplace(it->first.Scalar(), it->first);
+      if (!inserted)
+        fail(it->first, "duplicate key '" + it->first.Scalar() + "' in " + section + " (first at " +
+                            where(prev->second) + ")");
+    }
+  }
   // Unknown keys are errors, so a misspelt option never silently falls back to its default.
   void check_keys(const YAML::Node& map, const std::string& section,
                   const std::vector<std::string>& allowed) const {
+    check_unique_keys(map, section);
     for (auto it = map.begin(); it != map.end(); ++it) {
       const std::string key = it->first.Scalar();
       if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
@@ -108,6 +121,7 @@ Spec stage_from_node(const YamlReader& y, const YAML::Node& n) {
   const YAML::Node args = entry->second;
   if (args.IsNull()) return s;
   y.expect_map(args, s.name);
+  y.check_unique_keys(args, "the arguments of '" + s.name + "'");
   std::vector<SpecArg> leading, rest;
   for (auto it = args.begin(); it != args.end(); ++it) {
     const std::string key = it->first.Scalar();
@@ -233,9 +247,10 @@ void parse_overrides(const YamlReader& y, const YAML::Node& n, JobSpec& job) {
 
 void parse_output(const YamlReader& y, const YAML::Node& n, JobSpec& job) {
   y.expect_map(n, "output");
-  y.check_keys(n, "output", {"dir", "format"});
+  y.check_keys(n, "output", {"dir", "format", "overwrite"});
   if (!n["dir"]) y.fail(n, "output needs 'dir'");
   job.compress.out_dir = y.str(n["dir"], "output.dir");
+  if (n["overwrite"]) job.compress.overwrite = y.boolean(n["overwrite"], "output.overwrite");
   if (n["format"]) {
     job.compress.format = y.str(n["format"], "output.format");
     try {
@@ -286,6 +301,7 @@ void check_against_model(const YamlReader& y, const YAML::Node& root, const JobS
   std::unique_ptr<Model> model;
   try {
     model = std::make_unique<Model>(Model::open(job.compress.model_path));
+    reject_quantized_source(*model);
   } catch (const Error& e) {
     y.fail(root["model"]["path"], e.what());
   }
@@ -315,6 +331,8 @@ void check_against_model(const YamlReader& y, const YAML::Node& root, const JobS
 JobSpec parse_job_yaml(const std::string& text, const std::string& source) {
   YamlReader y(source);
   YAML::Node root;
+  if (text.size() > kMaxJobFileBytes)
+    throw Error(source + ": a job file is at most " + std::to_string(kMaxJobFileBytes) + " bytes");
   try {
     root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
@@ -353,7 +371,9 @@ JobSpec parse_job_yaml(const std::string& text, const std::string& source) {
   return job;
 }
 
-JobSpec load_job_file(const std::string& path) { return parse_job_yaml(read_text_file(path), path); }
+JobSpec load_job_file(const std::string& path) {
+  return parse_job_yaml(read_text_file(path, kMaxJobFileBytes), path);
+}
 
 std::vector<Spec> recipe_from_yaml_text(const std::string& yaml_text) {
   YamlReader y("recipe");

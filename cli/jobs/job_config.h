@@ -7,6 +7,7 @@
 //
 // Every error quotes the file, line and column of the offending node: unknown keys, wrong
 // types, unknown algorithms or formats, and grids the output format cannot hold.
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,10 @@ struct JobSpec {
   std::string report_dir;  // "" = no report
   int threads = 0;         // 0: OpenMP default
 };
+
+// Job files are small; the cap keeps yaml-cpp's recursive parser and anchors far from any
+// limit (nesting beyond 2000 levels is refused by yaml-cpp itself).
+inline constexpr uint64_t kMaxJobFileBytes = 1 << 20;
 
 JobSpec load_job_file(const std::string& path);
 // `source` names the text in messages (a file path).

@@ -33,6 +33,8 @@ true_sequential: true         # quantize q/k/v, o, gate/up, down in turn within 
 output:
   dir: OUT                    # (required) written whole at the end (staged in OUT.partial)
   format: gptq                # a registered output format (ptq compress --help lists them)
+  overwrite: false            # true: replace another job's checkpoint in dir, or add to a
+                              # non-empty directory (ptq never removes a file it did not write)
 eval:                         # run on the fp model and on the output
   - path: FILE                # (required) text file
     format: text              # tinystories | wikitext2 | text (alias: protocol)

@@ -7,6 +7,7 @@
 
 #include "ptq/error.h"
 #include "ptq/fs.h"
+#include "ptq/json_read.h"
 #include "ptq/sha256.h"
 
 namespace fs = std::filesystem;
@@ -171,12 +172,7 @@ void write_report(const std::string& dir, const json& rep) {
 }
 
 json read_report(const std::string& path) {
-  json j;
-  try {
-    j = json::parse(read_text_file(path));
-  } catch (const json::exception& e) {
-    throw Error(path + ": not a JSON report: " + e.what());
-  }
+  const json j = read_json_file(path);
   if (!j.is_object() || !j.contains("ptq_report"))
     throw Error(path + ": not a ptq report (no \"ptq_report\" key)");
   return j;

@@ -112,6 +112,9 @@ ResumeState::ResumeState(std::string dir, const std::string& fingerprint_inputs,
     json fp = {{"sha256", hash}, {"inputs", json::parse(fingerprint_inputs)}};
     write_file_atomic(fp_file, fp.dump(2) + "\n");
   }
+  // A kill during save_block leaves its temp file (block_LLL.safetensors.tmp.<pid>): not a block.
+  for (const auto& e : fs::directory_iterator(dir_, ec))
+    if (e.path().filename().string().find(".tmp.") != std::string::npos) fs::remove(e.path(), ec);
   while (fs::exists(block_file(completed_))) ++completed_;
 }
 
@@ -172,12 +175,27 @@ BlockRecord ResumeState::load_record(int layer) const {
 BlockWeights ResumeState::load_final_weights(const Model& model, int layer) const {
   SafetensorsFile f(block_file(layer));
   BlockWeights w = BlockWeights::load(model, layer);
-  w.attn_norm = read_vec(f, "final.attn_norm");
-  w.ffn_norm = read_vec(f, "final.ffn_norm");
+  auto same_size = [&](const std::string& name, Eigen::Index got, Eigen::Index want) {
+    if (got != want)
+      throw Error(f.path() + ": damaged resume state ('" + name + "' does not fit the model); rerun with --fresh");
+  };
+  const Vec attn = read_vec(f, "final.attn_norm"), ffn = read_vec(f, "final.ffn_norm");
+  same_size("final.attn_norm", attn.size(), w.attn_norm.size());
+  same_size("final.ffn_norm", ffn.size(), w.ffn_norm.size());
+  w.attn_norm = attn;
+  w.ffn_norm = ffn;
   for (const auto& [n, member] : kLinears) {
     Linear& lin = w.*member;
-    lin.w = read_mat(f, std::string("final.") + n + ".w");
-    if (lin.bias.size() > 0) lin.bias = read_vec(f, std::string("final.") + n + ".bias");
+    const std::string name = std::string("final.") + n;
+    const Mat m = read_mat(f, name + ".w");
+    same_size(name + ".w", m.rows(), lin.w.rows());
+    same_size(name + ".w", m.cols(), lin.w.cols());
+    lin.w = m;
+    if (lin.bias.size() > 0) {
+      const Vec b = read_vec(f, name + ".bias");
+      same_size(name + ".bias", b.size(), lin.bias.size());
+      lin.bias = b;
+    }
   }
   return w;
 }
