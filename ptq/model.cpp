@@ -171,8 +171,11 @@ static std::string shape_str(const std::vector<int64_t>& s) {
 Model Model::open(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) throw Error(path + ": cannot open: No such file or directory");
-  OpenedSource src = fs::is_directory(path, ec) ? open_hf_dir(path) : open_llama2c(path);
+  OpenedSource src = fs::is_directory(path, ec) ? open_hf_dir(path)
+                     : is_gguf_file(path)        ? open_gguf(path)
+                                                 : open_llama2c(path);
   Model m(std::move(src.config), std::move(src.tensors), path, std::move(src.files));
+  m.tokenizer_metadata_ = std::move(src.tokenizer);
   for (const auto& [name, shape] : m.required_tensors()) {
     const TensorInfo* info = m.tensors().find(name);
     if (!info && m.is_packed_weight(name)) continue;

@@ -18,6 +18,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "ptq/tensor.h"
+#include "ptq/tokenizer_metadata.h"
 
 namespace ptq {
 
@@ -69,8 +70,8 @@ class TensorSource {
 
 class Model {
  public:
-  // `path` is an HF directory or a llama2.c .bin. Throws Error on anything malformed, and when a
-  // tensor the architecture needs is missing or has the wrong shape.
+  // `path` is an HF directory, a llama2.c .bin or a GGUF file. Throws Error on anything malformed,
+  // and when a tensor the architecture needs is missing or has the wrong shape.
   static Model open(const std::string& path);
 
   const ModelConfig& config() const { return config_; }
@@ -85,6 +86,8 @@ class Model {
   int64_t parameter_count() const;  // sum over all stored tensors
   // SHA-256 over the checkpoint's files (config and weights), hex; computed once, cached.
   const std::string& checksum() const;
+  // The tokenizer the checkpoint file itself embeds (GGUF), or nullptr.
+  const std::shared_ptr<const TokenizerMetadata>& tokenizer_metadata() const { return tokenizer_metadata_; }
 
   Model(ModelConfig cfg, std::shared_ptr<TensorSource> src, std::string path,
         std::vector<std::string> files);
@@ -95,6 +98,7 @@ class Model {
   std::string path_;
   std::vector<std::string> files_;  // files hashed for checksum()
   mutable std::shared_ptr<std::string> checksum_;
+  std::shared_ptr<const TokenizerMetadata> tokenizer_metadata_;
 };
 
 // Name helpers so no module spells tensor names by hand.
