@@ -19,7 +19,7 @@ int run_generate(const GenerateOptions& o) {
   set_num_threads(o.threads);
   LoadedModel lm = load_model_for_inference(o.model);
   auto tok = open_tokenizer(lm.model, o.text.tokenizer);
-  std::vector<int32_t> prompt = tok->encode(o.prompt, true);
+  std::vector<int32_t> prompt = tok->encode_with_special(o.prompt, tok->adds_bos());
   if (o.prompt.empty()) prompt = {tok->bos_id()};
   std::vector<int32_t> out = generate(*lm.forward, prompt, o.sampling, tok->eos_id());
   if (o.ids) {
@@ -43,7 +43,8 @@ CommandRegistrar reg("generate", "Generate text from a model (greedy or seeded s
   sub->add_option("--seed", o->sampling.seed, "Sampler seed")->default_val(0);
   sub->add_flag("--ids", o->ids, "Print token ids instead of text");
   add_threads_option(sub, &o->threads);
-  sub->add_option("--tokenizer", o->text.tokenizer, "Tokenizer file (default: MODEL/tokenizer.model)");
+  sub->add_option("--tokenizer", o->text.tokenizer,
+                  "Tokenizer file (default: the GGUF's own, else MODEL/tokenizer.json / .model / .bin)");
   return [o]() { return run_generate(*o); };
 });
 

@@ -43,7 +43,7 @@ CalibrationSet load_calibration(const Model& model, const CompressJob& job,
   }
   std::unique_ptr<Tokenizer> tok;
   if (!job.calib_request.token_file)
-    tok = open_model_tokenizer(model.path(), model.config().vocab_size, job.tokenizer);
+    tok = open_model_tokenizer(model, job.tokenizer);
   return build_calibration_set(model, tok.get(), job.calib_request);
 }
 
@@ -212,10 +212,9 @@ CompressResult run_compress(const CompressJob& job) {
   auto t_write = Clock::now();
   CheckpointMetadata meta{result.recipe, has_calib, calib.info, result.layers};
   writer->finish(model, meta, out);
-  std::string tok = find_model_tokenizer(model.path(), job.tokenizer);
-  if (!tok.empty()) {
-    bool spm = load_tokenizer(tok)->kind() == "sentencepiece";
-    out.copy_file(tok, spm ? "tokenizer.model" : "tokenizer.bin");
+  for (const auto& f : tokenizer_output_files(model, job.tokenizer)) {
+    if (f.copy_from.empty()) out.write_text(f.name, f.text);
+    else out.copy_file(f.copy_from, f.name);
   }
   out.remove("resume");  // the finished checkpoint holds no resume state
   out.commit();

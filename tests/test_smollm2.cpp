@@ -1,0 +1,162 @@
+// SmolLM2-135M-Instruct (a real 135M-parameter Llama, as its authors' Q4_1 GGUF) against
+// ../shared/golden/smollm2-135m*.json: llama.cpp's token ids, the float64 reference forward's
+// prompt logits, and its WikiText-2 perplexity under the no-BOS GPTQ protocol. One model is
+// loaded for the whole suite (the 40-window evaluation is the suite's main cost).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "calibration/bpe_tokenizer.h"
+#include "calibration/text_data.h"
+#include "calibration/tokenizer.h"
+#include "ptq/eval.h"
+#include "ptq/inference.h"
+#include "support/shared_data.h"
+
+namespace ptq {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr const char* kModel = "models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf";
+// Max |logit - float64 reference| over the golden top-10 entries and the logsumexp of every
+// prompt position (|logit| <= 30); ptq's forward is fp32 throughout (measured value in
+// docs/smollm2.md). The golden file states llama.cpp's own F32 forward agrees with the reference
+// to 4.0e-5 (max_abs_diff_vs_llamacpp), so this bound asks for llama.cpp's closeness, doubled.
+constexpr double kLogitTolerance = 1e-4;
+constexpr double kPerplexityRelTolerance = 1e-4;  // the bound
+
+json read_json(const std::string& path) {
+  std::ifstream in(path);
+  return json::parse(in);
+}
+
+class SmolLM2 : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const std::string path = test::shared_path(kModel);
+    if (path.empty()) return;
+    model_ = std::make_unique<LoadedModel>(load_model_for_inference(path));
+    tokenizer_ = open_model_tokenizer(model_->model, "");
+  }
+  static void TearDownTestSuite() {
+    tokenizer_.reset();
+    model_.reset();
+  }
+  static std::unique_ptr<LoadedModel> model_;
+  static std::unique_ptr<Tokenizer> tokenizer_;
+};
+std::unique_ptr<LoadedModel> SmolLM2::model_;
+std::unique_ptr<Tokenizer> SmolLM2::tokenizer_;
+
+#define REQUIRE_MODEL()                                                                              \
+  PTQ_REQUIRE_SHARED(kModel, model_path_);                                                           \
+  ASSERT_TRUE(model_ && tokenizer_)
+
+TEST_F(SmolLM2, ConfigComesFromTheGgufHparams) {
+  REQUIRE_MODEL();
+  PTQ_REQUIRE_SHARED("golden/smollm2-135m.json", golden_path);
+  const json g = read_json(golden_path)["model"];
+  const ModelConfig& c = model_->model.config();
+  EXPECT_EQ(c.hidden_size, g["hidden"].get<int>());
+  EXPECT_EQ(c.num_layers, g["layers"].get<int>());
+  EXPECT_EQ(c.num_heads, g["heads"].get<int>());
+  EXPECT_EQ(c.num_kv_heads, g["kv_heads"].get<int>());
+  EXPECT_EQ(c.head_dim, g["head_dim"].get<int>());
+  EXPECT_EQ(c.intermediate_size, g["ffn"].get<int>());
+  EXPECT_EQ(c.vocab_size, g["vocab"].get<int>());
+  EXPECT_EQ(c.max_position_embeddings, g["context_length"].get<int>());
+  EXPECT_EQ(c.rope_theta, g["rope_theta"].get<double>());
+  EXPECT_NEAR(c.rms_norm_eps, g["rms_eps"].get<double>(), 1e-12);  // stored as F32
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(model_->model.parameter_count(), g["params"].get<int64_t>());
+  EXPECT_EQ(tokenizer_->kind(), "bpe");
+  EXPECT_FALSE(tokenizer_->adds_bos());
+  EXPECT_EQ(tokenizer_->bos_id(), 1);
+  EXPECT_EQ(tokenizer_->eos_id(), 2);
+}
+
+TEST_F(SmolLM2, TokenizerMatchesLlamaCppOnEveryGoldenText) {
+  REQUIRE_MODEL();
+  PTQ_REQUIRE_SHARED("golden/smollm2-135m-tokenizer.json", golden_path);
+  const json g = read_json(golden_path);
+  const auto& bpe = dynamic_cast<const BpeTokenizer&>(*tokenizer_);
+  ASSERT_GE(g["vectors"].size(), 30u);
+  for (const auto& v : g["vectors"]) {
+    const std::string text = v["text"];
+    const auto ids = v["ids"].get<std::vector<int32_t>>();
+    EXPECT_EQ(tokenizer_->encode(text, tokenizer_->adds_bos()), ids) << text;
+    const auto special = v.contains("ids_parse_special") ? v["ids_parse_special"].get<std::vector<int32_t>>() : ids;
+    EXPECT_EQ(tokenizer_->encode_with_special(text, false), special) << text;
+    std::vector<std::string> pieces;
+    for (int32_t id : ids) pieces.push_back(bpe.vocabulary().tokens[size_t(id)]);
+    EXPECT_EQ(pieces, v["pieces"].get<std::vector<std::string>>()) << text;
+    EXPECT_EQ(tokenizer_->decode(ids), text);
+  }
+}
+
+TEST_F(SmolLM2, WikiText2TokenizesLikeLlamaCpp) {
+  REQUIRE_MODEL();
+  PTQ_REQUIRE_SHARED("golden/smollm2-135m-wt2-first40-ids.json", ids_path);
+  PTQ_REQUIRE_SHARED("golden/smollm2-135m.json", golden_path);
+  PTQ_REQUIRE_SHARED("data/wikitext2/wikitext2-test.txt", wiki);
+  const json golden = read_json(golden_path);
+  const auto ref = read_json(ids_path)["ids"].get<std::vector<int32_t>>();
+  const TokenSeqs docs = tokenize_documents(wiki, DataFormat::kWikiText2, tokenizer_.get(), false);
+  ASSERT_EQ(docs.size(), 1u);
+  const std::vector<int32_t>& ids = docs[0];
+  EXPECT_EQ(int64_t(ids.size()), golden["tokenizer_summary"]["wikitext2_test_tokens"].get<int64_t>());
+  ASSERT_GE(ids.size(), ref.size());
+  EXPECT_TRUE(std::equal(ref.begin(), ref.end(), ids.begin())) << "first 40 windows differ from llama.cpp's";
+  EXPECT_EQ(int64_t(eval_sequences(docs, DataFormat::kWikiText2, 512, 0).size()),
+            golden["tokenizer_summary"]["wikitext2_test_windows_512"].get<int64_t>());
+}
+
+TEST_F(SmolLM2, PromptLogitsMatchTheFloat64Reference) {
+  REQUIRE_MODEL();
+  PTQ_REQUIRE_SHARED("golden/smollm2-135m.json", golden_path);
+  const json g = read_json(golden_path)["prompt_logits"];
+  const std::vector<int32_t> ids = tokenizer_->encode(g["text"].get<std::string>(), tokenizer_->adds_bos());
+  ASSERT_EQ(ids, g["ids"].get<std::vector<int32_t>>());
+  const Mat logits = model_->forward->logits(ids);
+  ASSERT_EQ(logits.rows(), Eigen::Index(ids.size()));
+  double max_abs = 0;
+  for (Eigen::Index t = 0; t < logits.rows(); ++t) {
+    const auto& top = g["numpy_f64_top10"][size_t(t)];
+    Eigen::Index best = 0;
+    logits.row(t).maxCoeff(&best);
+    EXPECT_EQ(best, top[0][0].get<Eigen::Index>()) << "position " << t;
+    for (const auto& entry : top)
+      max_abs = std::max(max_abs, std::abs(double(logits(t, entry[0].get<Eigen::Index>())) - entry[1].get<double>()));
+    double mx = logits.row(t).maxCoeff(), sum = 0;
+    for (Eigen::Index j = 0; j < logits.cols(); ++j) sum += std::exp(double(logits(t, j)) - mx);
+    max_abs = std::max(max_abs, std::abs(mx + std::log(sum) - g["numpy_f64_logsumexp"][size_t(t)].get<double>()));
+  }
+  std::printf("max |logit - float64 reference| = %.3g\n", max_abs);
+  EXPECT_LT(max_abs, kLogitTolerance);
+}
+
+TEST_F(SmolLM2, WikiText2PerplexityOfFortyWindowsMatchesTheReference) {
+  REQUIRE_MODEL();
+  PTQ_REQUIRE_SHARED("golden/smollm2-135m.json", golden_path);
+  PTQ_REQUIRE_SHARED("data/wikitext2/wikitext2-test.txt", wiki);
+  const json g = read_json(golden_path)["gptq_wikitext2_first40"];
+  const TokenSeqs docs = tokenize_documents(wiki, DataFormat::kWikiText2, tokenizer_.get(), false);
+  const TokenSeqs seqs = eval_sequences(docs, DataFormat::kWikiText2, g["seq_len"].get<int>(), 40);
+  ASSERT_EQ(seqs.size(), 40u);
+  const EvalResult r =
+      evaluate_perplexity([&](const std::vector<int32_t>& ids) { return model_->forward->logits(ids); }, seqs);
+  const json& ref = g["numpy_f64_dequant"];
+  EXPECT_EQ(r.tokens, ref["tokens_scored"].get<int64_t>());
+  std::printf("ppl %.6f (reference %.6f)\n", r.ppl, ref["ppl"].get<double>());
+  EXPECT_NEAR(r.ppl / ref["ppl"].get<double>(), 1.0, kPerplexityRelTolerance);
+  ASSERT_EQ(r.seq_nll.size(), ref["nll_sums"].size());
+  for (size_t w = 0; w < r.seq_nll.size(); ++w)
+    EXPECT_NEAR(r.seq_nll[w] / ref["nll_sums"][w].get<double>(), 1.0, kPerplexityRelTolerance) << "window " << w;
+}
+
+}  // namespace
+}  // namespace ptq
