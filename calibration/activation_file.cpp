@@ -116,6 +116,7 @@ ActivationFileWriter::ActivationFileWriter(const std::string& path, const Calibr
   write_int_attr(root, "seq_len", info.seq_len);
   write_int_attr(root, "hidden_size", info.hidden_size);
   write_int_attr(root, "num_layers", info.num_layers);
+  if (info.add_bos >= 0) write_int_attr(root, "add_bos", info.add_bos);
   std::vector<int32_t> flat;
   for (const auto& w : windows) flat.insert(flat.end(), w.begin(), w.end());
   hsize_t dims[2] = {windows.size(), windows.empty() ? 0 : windows[0].size()};
@@ -207,6 +208,7 @@ ActivationFile::ActivationFile(const std::string& path) : path_(path) {
   if (read_int_attr(f, "seq_len", &v)) info_.seq_len = int(v);
   if (read_int_attr(f, "hidden_size", &v)) info_.hidden_size = int(v);
   if (read_int_attr(f, "num_layers", &v)) info_.num_layers = int(v);
+  if (read_int_attr(f, "add_bos", &v)) info_.add_bos = v != 0;
   if (H5Lexists(f, "tokens", H5P_DEFAULT) > 0) {
     hid_t ds = H5Dopen2(f, "tokens", H5P_DEFAULT);
     hid_t space = H5Dget_space(ds);

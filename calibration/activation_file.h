@@ -2,7 +2,8 @@
 // Calibration HDF5 files (schema in docs/calibration.md):
 //   /                      attributes: ptq_format="ptq-calibration", version=1, model_sha256,
 //                          data_sha256, data_path, seed, sampler, samples, seq_len,
-//                          hidden_size, num_layers
+//                          hidden_size, num_layers, add_bos (1/0; absent for token files
+//                          and older files)
 //   /tokens                int32 [samples, seq_len]
 //   /activations/layer_LLL/{qkv,o,gate_up,down}
 //                          float32 [samples*seq_len, in_features], attribute `consumers`: the
@@ -25,6 +26,7 @@ struct CalibrationInfo {
   std::string model_sha256, data_sha256, data_path, sampler;
   uint64_t seed = 0;
   int samples = 0, seq_len = 0, hidden_size = 0, num_layers = 0;
+  int add_bos = -1;  // 1 / 0: the tokenizer's BOS rule the text was encoded under; -1: unknown (token file)
 };
 
 class ActivationFileWriter {

@@ -34,7 +34,7 @@ int run_generate(const GenerateOptions& o) {
 CommandRegistrar reg("generate", "Generate text from a model (greedy or seeded sampling)",
                      [](CLI::App* sub) {
   auto o = std::make_shared<GenerateOptions>();
-  sub->add_option("model", o->model, "HF directory, llama2.c .bin, or ptq output directory")
+  sub->add_option("model", o->model, "HF directory, llama2.c .bin, GGUF file, or ptq output directory")
       ->required();
   sub->add_option("--prompt", o->prompt, "Prompt text (empty: start from BOS)")->default_val("");
   sub->add_option("--max-tokens", o->sampling.max_tokens, "Tokens to generate")->default_val(128);
