@@ -403,6 +403,7 @@ void GgufFile::dequantize_row(const GgufTensorInfo& t, int64_t row, float* out) 
 }
 
 bool is_gguf_file(const std::string& path) {
+  if (path.ends_with(".gguf")) return true;
   std::ifstream in(path, std::ios::binary);
   char magic[4] = {};
   return in.read(magic, 4) && std::memcmp(magic, "GGUF", 4) == 0;

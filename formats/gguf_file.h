@@ -115,7 +115,8 @@ class GgufFile {
   std::map<std::string, size_t, std::less<>> tensor_index_;
 };
 
-// True when `path` is a regular file that starts with the GGUF magic.
+// True when `path` is a file that starts with the GGUF magic, or is named *.gguf (so that a
+// damaged one is reported as a bad GGUF file rather than tried as another format).
 bool is_gguf_file(const std::string& path);
 
 }  // namespace ptq

@@ -27,7 +27,7 @@ OpenedSource open_llama2c(const std::string& path);
 // tensors are renamed to HF names and dequantized to f32 on load, llama's q/k rows are permuted
 // back into HF's rotate_half layout, and the embedded tokenizer comes along.
 OpenedSource open_gguf(const std::string& path);
-bool is_gguf_file(const std::string& path);  // a regular file starting with "GGUF"
+bool is_gguf_file(const std::string& path);  // starts with "GGUF" (or is named *.gguf)
 
 // Converts `n` elements of `dtype` at `src` into f32.
 void convert_to_f32(DType dtype, const uint8_t* src, size_t n, float* dst);

@@ -152,6 +152,8 @@ CompressResult run_compress(const CompressJob& job) {
   Model model = Model::open(job.model_path);
   reject_quantized_source(model);
   validate_layers(model, job.pipeline, *writer);
+  // Made now so that a tokenizer the output cannot carry fails before any work or staging.
+  const std::vector<TokenizerOutputFile> tokenizer_files = tokenizer_output_files(model, job.tokenizer);
   // Fails early, before the long work, if OUT is unwritable or another run holds it.
   OutputDir out(job.out_dir, OutputDir::Staging::kResumable);
 
@@ -212,7 +214,7 @@ CompressResult run_compress(const CompressJob& job) {
   auto t_write = Clock::now();
   CheckpointMetadata meta{result.recipe, has_calib, calib.info, result.layers};
   writer->finish(model, meta, out);
-  for (const auto& f : tokenizer_output_files(model, job.tokenizer)) {
+  for (const auto& f : tokenizer_files) {
     if (f.copy_from.empty()) out.write_text(f.name, f.text);
     else out.copy_file(f.copy_from, f.name);
   }
