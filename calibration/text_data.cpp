@@ -167,6 +167,7 @@ std::vector<TokenizerOutputFile> tokenizer_output_files(const Model& model, cons
   std::vector<TokenizerOutputFile> out;
   if (!path.empty()) {
     if (path.ends_with(".json")) {
+      load_tokenizer(path);  // a checkpoint must not carry a tokenizer ptq cannot read back
       out.push_back({"tokenizer.json", path, ""});
       const fs::path cfg = fs::path(path).parent_path() / "tokenizer_config.json";
       std::error_code ec;

@@ -13,6 +13,7 @@
 #include "calibration/text_data.h"
 #include "calibration/tokenizer.h"
 #include "ptq/eval.h"
+#include "ptq/fs.h"
 #include "ptq/inference.h"
 #include "support/shared_data.h"
 
@@ -113,6 +114,29 @@ TEST_F(SmolLM2, WikiText2TokenizesLikeLlamaCpp) {
   EXPECT_TRUE(std::equal(ref.begin(), ref.end(), ids.begin())) << "first 40 windows differ from llama.cpp's";
   EXPECT_EQ(int64_t(eval_sequences(docs, DataFormat::kWikiText2, 512, 0).size()),
             golden["tokenizer_summary"]["wikitext2_test_windows_512"].get<int64_t>());
+}
+
+// What a checkpoint written from the GGUF carries: tokenizer.json + tokenizer_config.json made from
+// the metadata, read back by ptq's own opener, must tokenize exactly as the GGUF does.
+TEST_F(SmolLM2, TokenizerJsonMadeFromTheGgufTokenizesTheSame) {
+  REQUIRE_MODEL();
+  PTQ_REQUIRE_SHARED("golden/smollm2-135m-tokenizer.json", golden_path);
+  PTQ_REQUIRE_SHARED("data/wikitext2/wikitext2-test.txt", wiki);
+  const std::string dir = test::temp_dir("smollm2_tokenizer_json");
+  for (const auto& f : tokenizer_output_files(model_->model, "")) write_file_atomic(dir + "/" + f.name, f.text);
+  ASSERT_EQ(find_model_tokenizer(dir, ""), dir + "/tokenizer.json");
+  const auto back = load_tokenizer(dir + "/tokenizer.json");
+  EXPECT_EQ(back->adds_bos(), tokenizer_->adds_bos());
+  EXPECT_EQ(back->bos_id(), tokenizer_->bos_id());
+  EXPECT_EQ(back->eos_id(), tokenizer_->eos_id());
+  EXPECT_EQ(back->vocab_size(), tokenizer_->vocab_size());
+  for (const auto& v : read_json(golden_path)["vectors"]) {
+    const std::string text = v["text"];
+    EXPECT_EQ(back->encode(text, false), v["ids"].get<std::vector<int32_t>>()) << text;
+    EXPECT_EQ(back->encode_with_special(text, false), tokenizer_->encode_with_special(text, false)) << text;
+  }
+  EXPECT_EQ(tokenize_documents(wiki, DataFormat::kWikiText2, back.get(), false),
+            tokenize_documents(wiki, DataFormat::kWikiText2, tokenizer_.get(), false));
 }
 
 TEST_F(SmolLM2, PromptLogitsMatchTheFloat64Reference) {
