@@ -311,9 +311,11 @@ std::string tokenizer_json_from_metadata(const TokenizerMetadata& meta) {
     }
     post = {{"type", "TemplateProcessing"}, {"single", single}, {"pair", pair}, {"special_tokens", specials}};
   }
-  ordered_json vocab = ordered_json::object();
+  // A sorted map (ordered_json looks keys up linearly: quadratic for 49k tokens); the first id of a
+  // repeated string wins.
+  json vocab = json::object();
   for (size_t i = 0; i < v.tokens.size(); ++i)
-    if (!vocab.contains(v.tokens[i])) vocab[v.tokens[i]] = i;
+    if (!v.tokens[i].empty()) vocab.emplace(v.tokens[i], i);
   ordered_json merges = ordered_json::array();
   for (const auto& [a, b] : v.merges) merges.push_back(a + " " + b);
   ordered_json j = {
