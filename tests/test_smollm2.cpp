@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -15,6 +16,7 @@
 #include "ptq/eval.h"
 #include "ptq/fs.h"
 #include "ptq/inference.h"
+#include "support/run_cli.h"
 #include "support/shared_data.h"
 
 namespace ptq {
@@ -180,6 +182,34 @@ TEST_F(SmolLM2, WikiText2PerplexityOfFortyWindowsMatchesTheReference) {
   ASSERT_EQ(r.seq_nll.size(), ref["nll_sums"].size());
   for (size_t w = 0; w < r.seq_nll.size(); ++w)
     EXPECT_NEAR(r.seq_nll[w] / ref["nll_sums"][w].get<double>(), 1.0, kPerplexityRelTolerance) << "window " << w;
+}
+
+// The chain through the CLI on the GGUF: compress to the packed gptq layout, then evaluate and
+// generate from the output, which must carry a tokenizer ptq can open (tokenizer.json made from
+// the GGUF metadata). RTN keeps it quick; GPTQ/AWQ on SmolLM2 are measured in docs/smollm2.md.
+TEST_F(SmolLM2, PackedCheckpointFromTheGgufEvaluatesAndGenerates) {
+  REQUIRE_MODEL();
+  PTQ_REQUIRE_SHARED("data/wikitext2/wikitext2-test.txt", wiki);
+  PTQ_REQUIRE_SHARED("golden/smollm2-135m.json", golden_path);
+  const std::string out = test::temp_dir("smollm2_chain") + "/rtn-w4g64";
+  const auto compress = test::run_ptq("compress " + model_path_ +
+                                      " --method rtn --bits 4 --group-size 64 --format gptq --quiet --out " + out);
+  ASSERT_EQ(compress.exit_code, 0) << compress.err;
+  EXPECT_TRUE(std::filesystem::exists(out + "/tokenizer.json"));
+  EXPECT_TRUE(std::filesystem::exists(out + "/tokenizer_config.json"));
+  const auto eval = test::run_ptq("eval " + out + " --data " + wiki +
+                                  " --data-format wikitext2 --seq-len 512 --max-samples 1 --json --quiet");
+  ASSERT_EQ(eval.exit_code, 0) << eval.err;
+  const json r = json::parse(eval.out);
+  EXPECT_EQ(r["tokens"].get<int64_t>(), 511);
+  EXPECT_FALSE(r["add_bos"].get<bool>());
+  // The same window through the fp model: 4-bit g64 RTN costs something, but not much.
+  const double fp_nll = read_json(golden_path)["gptq_wikitext2_first40"]["numpy_f64_dequant"]["nll_sums"][0].get<double>() / 511;
+  EXPECT_GT(r["mean_nll"].get<double>(), fp_nll);
+  EXPECT_LT(r["mean_nll"].get<double>(), fp_nll + 0.5);
+  const auto gen = test::run_ptq("generate " + out + " --prompt 'The capital of France is' --max-tokens 4");
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  EXPECT_EQ(gen.out.rfind("The capital of France is", 0), 0u) << gen.out;
 }
 
 }  // namespace
