@@ -100,7 +100,7 @@ std::string write_hf_copy(const test::TinyLlama& t, const ModelConfig& cfg, cons
   write_file_atomic(dir + "/config.json", cfg.to_json().dump(2));
   SafetensorsWriter w;
   for (const auto& [name, m] : t.hf) {
-    const bool vector = m.rows() == 1 && name.find("norm") != std::string::npos;
+    const bool vector = name.ends_with("norm.weight") || name.ends_with(".bias");
     w.add_f32(name, m, vector ? std::vector<int64_t>{m.cols()} : std::vector<int64_t>{m.rows(), m.cols()});
   }
   w.write(dir + "/model.safetensors");
@@ -108,9 +108,11 @@ std::string write_hf_copy(const test::TinyLlama& t, const ModelConfig& cfg, cons
 }
 
 TEST(GgufModel, TinyLlamaEqualsItsHfCopy) {
-  for (int variant = 0; variant < 3; ++variant) {
-    const bool tied = variant > 0, quantized = variant == 2;  // untied F32, tied F32, tied with Q8_0 tensors
-    const test::TinyLlama t = test::tiny_llama_gguf(7, tied, quantized);
+  // Untied F32, tied F32, tied with Q8_0 tensors, qwen2 (biases, no permutation).
+  for (int variant = 0; variant < 4; ++variant) {
+    const bool tied = variant > 0, quantized = variant == 2;
+    const std::string arch = variant == 3 ? "qwen2" : "llama";
+    const test::TinyLlama t = test::tiny_llama_gguf(7, tied, quantized, arch);
     const std::string tag = std::to_string(variant);
     const std::string dir = test::temp_dir("gguf_tiny_" + tag);
     t.gguf.write(dir + "/tiny.gguf");
@@ -126,6 +128,8 @@ TEST(GgufModel, TinyLlamaEqualsItsHfCopy) {
     EXPECT_EQ(c.max_position_embeddings, 256);
     EXPECT_EQ(c.rope_theta, 500000.0);
     EXPECT_EQ(c.tie_word_embeddings, tied);
+    EXPECT_EQ(c.attention_bias, arch == "qwen2");
+    EXPECT_EQ(c.architecture, arch == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM");
     EXPECT_EQ(c.bos_token_id, 1);
     EXPECT_EQ(c.eos_token_id, 2);
     // Every tensor comes back in HF layout, q/k un-permuted, bit for bit.

@@ -173,8 +173,23 @@ TEST_F(SmolLM2, WikiText2PerplexityOfFortyWindowsMatchesTheReference) {
   const TokenSeqs docs = tokenize_documents(wiki, DataFormat::kWikiText2, tokenizer_.get(), false);
   const TokenSeqs seqs = eval_sequences(docs, DataFormat::kWikiText2, g["seq_len"].get<int>(), 40);
   ASSERT_EQ(seqs.size(), 40u);
-  const EvalResult r =
-      evaluate_perplexity([&](const std::vector<int32_t>& ids) { return model_->forward->logits(ids); }, seqs);
+  // The same logits also give llama-perplexity's protocol: only the second half of each window is
+  // scored (logits at 256..510 predict tokens 257..511; its chunks are these windows).
+  std::vector<double> half_nll(seqs.size(), 0.0);
+  const EvalResult r = evaluate_perplexity(
+      [&](const std::vector<int32_t>& ids) {
+        Mat logits = model_->forward->logits(ids);
+        double nll = 0;
+        for (Eigen::Index t = 256; t + 1 < logits.rows(); ++t) {
+          const double mx = logits.row(t).maxCoeff();
+          double sum = 0;
+          for (Eigen::Index j = 0; j < logits.cols(); ++j) sum += std::exp(double(logits(t, j)) - mx);
+          nll += mx + std::log(sum) - double(logits(t, ids[size_t(t) + 1]));
+        }
+        half_nll[size_t(&ids - seqs.data())] = nll;
+        return logits;
+      },
+      seqs);
   const json& ref = g["numpy_f64_dequant"];
   EXPECT_EQ(r.tokens, ref["tokens_scored"].get<int64_t>());
   std::printf("ppl %.6f (reference %.6f)\n", r.ppl, ref["ppl"].get<double>());
@@ -182,6 +197,14 @@ TEST_F(SmolLM2, WikiText2PerplexityOfFortyWindowsMatchesTheReference) {
   ASSERT_EQ(r.seq_nll.size(), ref["nll_sums"].size());
   for (size_t w = 0; w < r.seq_nll.size(); ++w)
     EXPECT_NEAR(r.seq_nll[w] / ref["nll_sums"][w].get<double>(), 1.0, kPerplexityRelTolerance) << "window " << w;
+  const json& lcp = read_json(golden_path)["llamacpp_perplexity"]["numpy_f64_same_protocol"];
+  double half = 0;
+  for (double v : half_nll) half += v;
+  const double half_tokens = 255.0 * double(seqs.size());
+  EXPECT_EQ(int64_t(half_tokens), lcp["tokens_scored"].get<int64_t>());
+  std::printf("llama-perplexity protocol: ppl %.6f (reference %.6f)\n", std::exp(half / half_tokens),
+              lcp["ppl"].get<double>());
+  EXPECT_NEAR(std::exp(half / half_tokens) / lcp["ppl"].get<double>(), 1.0, kPerplexityRelTolerance);
 }
 
 // The chain through the CLI on the GGUF: compress to the packed gptq layout, then evaluate and

@@ -135,7 +135,7 @@ Mat permute_rows(const Mat& hf, int heads, bool inverse = false) {
 
 }  // namespace
 
-TinyLlama tiny_llama_gguf(uint64_t seed, bool tied, bool quantized) {
+TinyLlama tiny_llama_gguf(uint64_t seed, bool tied, bool quantized, const std::string& arch) {
   constexpr int kHidden = 64, kLayers = 2, kHeads = 4, kKv = 2, kHd = 16, kFfn = 128;
   TinyLlama t;
   GgufBuilder& g = t.gguf;
@@ -165,20 +165,20 @@ TinyLlama tiny_llama_gguf(uint64_t seed, bool tied, bool quantized) {
   std::vector<int32_t> types(size_t(vocab), 1);
   for (int i = 0; i < 4; ++i) types[size_t(i)] = 3;
 
-  g.str("general.architecture", "llama");
+  g.str("general.architecture", arch);
   g.str("general.name", "tiny test llama");
-  g.u32("llama.context_length", 256);
-  g.u32("llama.embedding_length", kHidden);
-  g.u32("llama.block_count", kLayers);
-  g.u32("llama.feed_forward_length", kFfn);
-  g.u32("llama.attention.head_count", kHeads);
-  g.u32("llama.attention.head_count_kv", kKv);
-  g.f32("llama.rope.freq_base", 500000.0f);
-  g.f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
-  g.u32("llama.rope.dimension_count", kHd);
-  g.u32("llama.vocab_size", uint32_t(vocab));
+  g.u32(arch + ".context_length", 256);
+  g.u32(arch + ".embedding_length", kHidden);
+  g.u32(arch + ".block_count", kLayers);
+  g.u32(arch + ".feed_forward_length", kFfn);
+  g.u32(arch + ".attention.head_count", kHeads);
+  g.u32(arch + ".attention.head_count_kv", kKv);
+  g.f32(arch + ".rope.freq_base", 500000.0f);
+  g.f32(arch + ".attention.layer_norm_rms_epsilon", 1e-5f);
+  g.u32(arch + ".rope.dimension_count", kHd);
+  g.u32(arch + ".vocab_size", uint32_t(vocab));
   g.str("tokenizer.ggml.model", "gpt2");
-  g.str("tokenizer.ggml.pre", "smollm");
+  g.str("tokenizer.ggml.pre", arch == "qwen2" ? "qwen2" : "smollm");
   g.str_array("tokenizer.ggml.tokens", tokens);
   g.i32_array("tokenizer.ggml.token_type", types);
   g.str_array("tokenizer.ggml.merges", merges);
@@ -190,6 +190,7 @@ TinyLlama tiny_llama_gguf(uint64_t seed, bool tied, bool quantized) {
   std::mt19937_64 rng(seed);
   auto add = [&](const std::string& gguf_name, const std::string& hf_name, const Mat& hf, int permute_heads,
                  bool vector) {
+    if (arch != "llama") permute_heads = 0;  // qwen2 is converted without the q/k permutation
     const Mat stored = permute_heads ? permute_rows(hf, permute_heads) : hf;
     const bool q8 = quantized && (gguf_name == "token_embd.weight" || gguf_name == "blk.0.attn_q.weight" ||
                                   gguf_name == "blk.0.attn_k.weight");
@@ -215,6 +216,11 @@ TinyLlama tiny_llama_gguf(uint64_t seed, bool tied, bool quantized) {
     add(b + "attn_q.weight", p + "self_attn.q_proj.weight", random_mat(rng, kHeads * kHd, kHidden, 0.2f), kHeads, false);
     add(b + "attn_k.weight", p + "self_attn.k_proj.weight", random_mat(rng, kKv * kHd, kHidden, 0.2f), kKv, false);
     add(b + "attn_v.weight", p + "self_attn.v_proj.weight", random_mat(rng, kKv * kHd, kHidden, 0.2f), 0, false);
+    if (arch == "qwen2") {
+      add(b + "attn_q.bias", p + "self_attn.q_proj.bias", random_mat(rng, 1, kHeads * kHd, 0.1f), 0, true);
+      add(b + "attn_k.bias", p + "self_attn.k_proj.bias", random_mat(rng, 1, kKv * kHd, 0.1f), 0, true);
+      add(b + "attn_v.bias", p + "self_attn.v_proj.bias", random_mat(rng, 1, kKv * kHd, 0.1f), 0, true);
+    }
     add(b + "attn_output.weight", p + "self_attn.o_proj.weight", random_mat(rng, kHidden, kHeads * kHd, 0.2f), 0, false);
     add(b + "ffn_norm.weight", p + "post_attention_layernorm.weight", norm(), 0, true);
     add(b + "ffn_gate.weight", p + "mlp.gate_proj.weight", random_mat(rng, kFfn, kHidden, 0.2f), 0, false);

@@ -69,7 +69,8 @@ struct TinyLlama {
   GgufBuilder gguf;
   std::vector<std::pair<std::string, Mat>> hf;
 };
-TinyLlama tiny_llama_gguf(uint64_t seed, bool tied, bool quantized = false);
+// `arch` "qwen2" writes qwen2.* keys, q/k/v biases, no q/k permutation and the qwen2 pre-tokenizer.
+TinyLlama tiny_llama_gguf(uint64_t seed, bool tied, bool quantized = false, const std::string& arch = "llama");
 
 // Q8_0 blocks of a row-major matrix (fp16 d = amax / 127, q = round(x / d)), and their values.
 std::string q8_0_bytes(const Mat& rows);
