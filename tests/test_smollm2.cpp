@@ -132,7 +132,8 @@ TEST_F(SmolLM2, TokenizerJsonMadeFromTheGgufTokenizesTheSame) {
   EXPECT_EQ(back->bos_id(), tokenizer_->bos_id());
   EXPECT_EQ(back->eos_id(), tokenizer_->eos_id());
   EXPECT_EQ(back->vocab_size(), tokenizer_->vocab_size());
-  for (const auto& v : read_json(golden_path)["vectors"]) {
+  const json golden = read_json(golden_path);
+  for (const auto& v : golden["vectors"]) {
     const std::string text = v["text"];
     EXPECT_EQ(back->encode(text, false), v["ids"].get<std::vector<int32_t>>()) << text;
     EXPECT_EQ(back->encode_with_special(text, false), tokenizer_->encode_with_special(text, false)) << text;
@@ -197,7 +198,7 @@ TEST_F(SmolLM2, WikiText2PerplexityOfFortyWindowsMatchesTheReference) {
   ASSERT_EQ(r.seq_nll.size(), ref["nll_sums"].size());
   for (size_t w = 0; w < r.seq_nll.size(); ++w)
     EXPECT_NEAR(r.seq_nll[w] / ref["nll_sums"][w].get<double>(), 1.0, kPerplexityRelTolerance) << "window " << w;
-  const json& lcp = read_json(golden_path)["llamacpp_perplexity"]["numpy_f64_same_protocol"];
+  const json lcp = read_json(golden_path)["llamacpp_perplexity"]["numpy_f64_same_protocol"];
   double half = 0;
   for (double v : half_nll) half += v;
   const double half_tokens = 255.0 * double(seqs.size());
