@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "calibration/bpe_tokenizer.h"
+#include "calibration/llama2c_tokenizer.h"
 #include "calibration/tokenizer.h"
 #include "calibration/tokenizer_json.h"
 #include "ptq/error.h"
@@ -169,6 +170,31 @@ TEST(BpeTokenizer, AddedTokensStripAndSpecialRules) {
   // "foo" only as a whole word; byte b is token b in this vocabulary.
   EXPECT_EQ(tok->encode("foo food", false), (Ids{foo, ' ', 'f', 'o', 'o', 'd'}));
   EXPECT_EQ(tok->encode("<mask>", false).size(), 6u);  // control tokens stay text unless parsing special
+}
+
+// A GGUF SentencePiece tokenizer ("llama") spells spaces U+2581; built from metadata it must encode
+// exactly as the llama2.c tokenizer with the same pieces and scores.
+TEST(GgufSentencePiece, MetadataTokenizerEqualsLlama2cTokenizer) {
+  PTQ_REQUIRE_SHARED("models/stories260K/tok512.bin", tok_path);
+  PTQ_REQUIRE_SHARED("data/tinystories/validation_100.txt", stories);
+  const auto ref = Llama2cTokenizer::load(tok_path);
+  TokenizerMetadata meta;
+  meta.source = "test metadata";
+  meta.model = "llama";
+  for (int id = 0; id < ref->vocab_size(); ++id) {
+    std::string p;
+    for (char c : ref->piece(id)) p += c == ' ' ? std::string("\xE2\x96\x81") : std::string(1, c);
+    meta.tokens.push_back(p);
+    meta.scores.push_back(ref->score(id));
+  }
+  const auto tok = tokenizer_from_metadata(meta);
+  EXPECT_EQ(tok->kind(), "llama2c");
+  EXPECT_TRUE(tok->adds_bos());
+  const std::string text = read_text_file(stories).substr(0, 20000);
+  EXPECT_EQ(tok->encode(text, true), ref->encode(text, true));
+  EXPECT_EQ(tok->decode(tok->encode(text, true)), ref->decode(ref->encode(text, true)));
+  meta.model = "bert";
+  EXPECT_THROW(tokenizer_from_metadata(meta), Error);
 }
 
 // ---- malformed tokenizer.json through the CLI --------------------------------------------------
