@@ -11,6 +11,7 @@
 
 #include "calibration/bpe_tokenizer.h"
 #include "calibration/llama2c_tokenizer.h"
+#include "calibration/text_data.h"
 #include "calibration/tokenizer.h"
 #include "calibration/tokenizer_json.h"
 #include "ptq/error.h"
@@ -170,6 +171,25 @@ TEST(BpeTokenizer, AddedTokensStripAndSpecialRules) {
   // "foo" only as a whole word; byte b is token b in this vocabulary.
   EXPECT_EQ(tok->encode("foo food", false), (Ids{foo, ' ', 'f', 'o', 'o', 'd'}));
   EXPECT_EQ(tok->encode("<mask>", false).size(), 6u);  // control tokens stay text unless parsing special
+}
+
+// As transformers would: a byte-level tokenizer.json first, but the tokenizer.json of a
+// SentencePiece model (Metaspace) gives way to its tokenizer.model.
+TEST(TokenizerChoice, ByteLevelJsonFirstSentencePieceModelOverMetaspaceJson) {
+  PTQ_REQUIRE_SHARED("models/stories260K/tok512.model", spm);
+  const std::string dir = test::temp_dir("tokenizer_choice");
+  fs::copy_file(spm, dir + "/tokenizer.model");
+  EXPECT_EQ(find_model_tokenizer(dir, ""), dir + "/tokenizer.model");
+  json metaspace = base_tokenizer({});
+  metaspace["pre_tokenizer"] = json::parse(R"({"type": "Metaspace", "replacement": "_"})");
+  write_file_atomic(dir + "/tokenizer.json", metaspace.dump());
+  EXPECT_EQ(find_model_tokenizer(dir, ""), dir + "/tokenizer.model");
+  write_file_atomic(dir + "/tokenizer.json", base_tokenizer({}).dump());
+  EXPECT_EQ(find_model_tokenizer(dir, ""), dir + "/tokenizer.json");
+  fs::remove(dir + "/tokenizer.model");
+  write_file_atomic(dir + "/tokenizer.json", metaspace.dump());
+  EXPECT_EQ(find_model_tokenizer(dir, ""), dir + "/tokenizer.json");  // then loading it says why not
+  EXPECT_THROW(load_tokenizer(dir + "/tokenizer.json"), Error);
 }
 
 // A GGUF SentencePiece tokenizer ("llama") spells spaces U+2581; built from metadata it must encode
