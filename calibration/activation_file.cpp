@@ -93,6 +93,7 @@ ActivationFileWriter::ActivationFileWriter(const std::string& path, const Calibr
   write_int_attr(root, "seq_len", info.seq_len);
   write_int_attr(root, "hidden_size", info.hidden_size);
   write_int_attr(root, "num_layers", info.num_layers);
+  if (info.add_bos >= 0) write_int_attr(root, "add_bos", info.add_bos);
   std::vector<int32_t> flat;
   for (const auto& w : windows) flat.insert(flat.end(), w.begin(), w.end());
   hsize_t dims[2] = {windows.size(), windows.empty() ? 0 : windows[0].size()};
@@ -416,6 +417,7 @@ void ActivationFile::scan(int64_t file, uint64_t file_size, bool walk_chunks, Sc
   if (read_int_attr(f, "seq_len", &v)) info.seq_len = int_attr_in_range(v, "seq_len", path);
   if (read_int_attr(f, "hidden_size", &v)) info.hidden_size = int_attr_in_range(v, "hidden_size", path);
   if (read_int_attr(f, "num_layers", &v)) info.num_layers = int_attr_in_range(v, "num_layers", path);
+  if (read_int_attr(f, "add_bos", &v)) info.add_bos = v != 0;
   if (is_hard_link(f, "tokens")) {
     H5Handle ds(H5Dopen2(f, "tokens", H5P_DEFAULT), H5Dclose);
     if (!ds.ok()) throw Error(path + ": /tokens is not a dataset");

@@ -2,7 +2,8 @@
 // Calibration HDF5 files (schema in docs/calibration.md):
 //   /                      attributes: ptq_format="ptq-calibration", version=1, model_sha256,
 //                          data_sha256, data_path, seed, sampler, samples, seq_len,
-//                          hidden_size, num_layers
+//                          hidden_size, num_layers, add_bos (1/0; absent for token files
+//                          and older files)
 //   /tokens                int32 [samples, seq_len]
 //   /activations/layer_LLL/{qkv,o,gate_up,down}
 //                          float32 [samples*seq_len, in_features], attribute `consumers`: the

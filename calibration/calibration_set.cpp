@@ -55,6 +55,7 @@ CalibrationSet build_calibration_set(const Model& model, const Tokenizer* tok,
   info.seq_len = req.seq_len;
   info.hidden_size = cfg.hidden_size;
   info.num_layers = cfg.num_layers;
+  info.add_bos = req.token_file ? -1 : tok->adds_bos();
   return set;
 }
 

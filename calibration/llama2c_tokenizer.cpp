@@ -1,5 +1,6 @@
 #include "calibration/llama2c_tokenizer.h"
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -235,6 +236,21 @@ std::string Llama2cTokenizer::decode(const std::vector<int32_t>& ids) const {
   for (int32_t id : ids) {
     out.append(decode_piece(prev, id));
     prev = id;
+  }
+  return out;
+}
+
+std::string Llama2cTokenizer::serialize() const {
+  std::string out;
+  auto put = [&](const void* p, size_t n) { out.append(static_cast<const char*>(p), n); };
+  int32_t max_len = 0;
+  for (const auto& p : pieces_) max_len = std::max(max_len, int32_t(p.size()));
+  put(&max_len, 4);
+  for (size_t i = 0; i < pieces_.size(); ++i) {
+    const int32_t len = int32_t(pieces_[i].size());
+    put(&scores_[i], 4);
+    put(&len, 4);
+    put(pieces_[i].data(), pieces_[i].size());
   }
   return out;
 }

@@ -33,6 +33,8 @@ class Llama2cTokenizer final : public Tokenizer {
   const std::string& piece(int id) const { return pieces_.at(static_cast<size_t>(id)); }
   float score(int id) const { return scores_.at(static_cast<size_t>(id)); }
   int lookup(std::string_view s) const;  // -1 when `s` is not a piece
+  // The tokenizer.bin bytes that load() reads back as this tokenizer.
+  std::string serialize() const;
 
  private:
   struct Hash {

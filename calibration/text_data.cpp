@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "calibration/llama2c_tokenizer.h"
+#include "calibration/tokenizer_json.h"
 #include "ptq/error.h"
 #include "ptq/fs.h"
 
@@ -109,33 +111,111 @@ TokenSeqs tokenize_documents(const std::string& path, DataFormat fmt, const Toke
   if (strip(text).empty()) throw Error(path + ": holds no text (the file is empty or only whitespace)");
   TokenSeqs docs;
   if (fmt == DataFormat::kTinyStories) {
-    for (const auto& d : split_documents(text)) docs.push_back(tok->encode(d, true));
+    for (const auto& d : split_documents(text)) docs.push_back(tok->encode(d, tok->adds_bos()));
   } else {
-    docs.push_back(tok->encode(text, true));
+    docs.push_back(tok->encode(text, tok->adds_bos()));
   }
   return docs;
 }
 
+namespace {
+
+namespace fs = std::filesystem;
+
+bool starts_with_gguf_magic(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  return in.read(magic, 4) && std::string_view(magic, 4) == "GGUF";
+}
+
+// As transformers would: tokenizer.json when it is byte-level BPE, else the SentencePiece
+// tokenizer.model, else llama2.c's tokenizer.bin, else a tokenizer.json ptq will explain.
+std::string tokenizer_file_in(const fs::path& dir) {
+  std::error_code ec;
+  const fs::path json = dir / "tokenizer.json";
+  const bool has_json = fs::is_regular_file(json, ec);
+  if (has_json && is_byte_level_tokenizer_json(json.string())) return json.string();
+  for (const char* name : {"tokenizer.model", "tokenizer.bin"})
+    if (fs::exists(dir / name, ec)) return (dir / name).string();
+  return has_json ? json.string() : "";
+}
+
+fs::path model_dir(const std::string& model_path) {
+  std::error_code ec;
+  return fs::is_directory(model_path, ec) ? fs::path(model_path) : fs::path(model_path).parent_path();
+}
+
+void check_vocab(const Tokenizer& tok, const std::string& what, int model_vocab) {
+  if (tok.vocab_size() > model_vocab)
+    throw Error(what + ": tokenizer has " + std::to_string(tok.vocab_size()) +
+                " tokens but the model's vocabulary is " + std::to_string(model_vocab));
+}
+
+}  // namespace
+
 std::string find_model_tokenizer(const std::string& model_path, const std::string& override_path) {
   if (!override_path.empty()) return override_path;
-  namespace fs = std::filesystem;
-  fs::path dir = fs::is_directory(model_path) ? fs::path(model_path) : fs::path(model_path).parent_path();
-  for (const char* name : {"tokenizer.model", "tokenizer.bin"})
-    if (fs::exists(dir / name)) return (dir / name).string();
-  return "";
+  if (starts_with_gguf_magic(model_path)) return "";  // the GGUF's own tokenizer comes first
+  return tokenizer_file_in(model_dir(model_path));
+}
+
+std::unique_ptr<Tokenizer> open_model_tokenizer(const Model& model, const std::string& override_path) {
+  const int vocab = model.config().vocab_size;
+  if (override_path.empty() && model.tokenizer_metadata()) {
+    auto tok = tokenizer_from_metadata(*model.tokenizer_metadata());
+    check_vocab(*tok, model.path(), vocab);
+    return tok;
+  }
+  const std::string path = override_path.empty() ? tokenizer_file_in(model_dir(model.path())) : override_path;
+  if (path.empty())
+    throw Error(model.path() + ": no tokenizer.json, tokenizer.model or tokenizer.bin beside the model; pass "
+                               "--tokenizer FILE (model.tokenizer in a job) or pre-tokenized --tokens FILE");
+  auto tok = load_tokenizer(path);
+  check_vocab(*tok, path, vocab);
+  return tok;
 }
 
 std::unique_ptr<Tokenizer> open_model_tokenizer(const std::string& model_path, int model_vocab,
                                                 const std::string& override_path) {
+  if (override_path.empty() && starts_with_gguf_magic(model_path)) {
+    const Model model = Model::open(model_path);
+    return open_model_tokenizer(model, override_path);
+  }
   const std::string path = find_model_tokenizer(model_path, override_path);
   if (path.empty())
-    throw Error(model_path + ": no tokenizer.model or tokenizer.bin beside the model; pass "
+    throw Error(model_path + ": no tokenizer.json, tokenizer.model or tokenizer.bin beside the model; pass "
                              "--tokenizer FILE (model.tokenizer in a job) or pre-tokenized --tokens FILE");
   auto tok = load_tokenizer(path);
-  if (tok->vocab_size() > model_vocab)
-    throw Error(path + ": tokenizer has " + std::to_string(tok->vocab_size()) +
-                " tokens but the model's vocabulary is " + std::to_string(model_vocab));
+  check_vocab(*tok, path, model_vocab);
   return tok;
+}
+
+std::vector<TokenizerOutputFile> tokenizer_output_files(const Model& model, const std::string& override_path) {
+  const std::string path = find_model_tokenizer(model.path(), override_path);
+  std::vector<TokenizerOutputFile> out;
+  if (!path.empty()) {
+    if (path.ends_with(".json")) {
+      load_tokenizer(path);  // a checkpoint must not carry a tokenizer ptq cannot read back
+      out.push_back({"tokenizer.json", path, ""});
+      const fs::path cfg = fs::path(path).parent_path() / "tokenizer_config.json";
+      std::error_code ec;
+      if (fs::is_regular_file(cfg, ec)) out.push_back({"tokenizer_config.json", cfg.string(), ""});
+    } else {
+      const bool spm = load_tokenizer(path)->kind() == "sentencepiece";
+      out.push_back({spm ? "tokenizer.model" : "tokenizer.bin", path, ""});
+    }
+    return out;
+  }
+  if (const auto& meta = model.tokenizer_metadata()) {
+    if (meta->model == "gpt2") {
+      out.push_back({"tokenizer.json", "", tokenizer_json_from_metadata(*meta)});
+      out.push_back({"tokenizer_config.json", "", tokenizer_config_from_metadata(*meta)});
+    } else if (meta->model == "llama") {
+      const auto tok = tokenizer_from_metadata(*meta);
+      out.push_back({"tokenizer.bin", "", static_cast<const Llama2cTokenizer&>(*tok).serialize()});
+    }
+  }
+  return out;
 }
 
 TokenSeqs eval_sequences(const TokenSeqs& docs, DataFormat fmt, int seq_len, int max_samples) {

@@ -39,7 +39,7 @@ int run_calibrate(const CalibrateOptions& o) {
 CommandRegistrar reg("calibrate", "Sample calibration windows and capture layer inputs to HDF5",
                      [](CLI::App* sub) {
   auto o = std::make_shared<CalibrateOptions>();
-  sub->add_option("model", o->model, "HF directory or llama2.c .bin")->required();
+  sub->add_option("model", o->model, "HF directory, llama2.c .bin or GGUF file")->required();
   sub->add_option("--data", o->data, "Calibration text file");
   sub->add_option("--data-format", o->format, "tinystories, wikitext2 or text")
       ->default_val("text")

@@ -71,7 +71,7 @@ std::string format_list() {
 CommandRegistrar reg("compress", "Quantize a model in one shot (same code path as `ptq run`)",
                      [](CLI::App* sub) {
   auto o = std::make_shared<CompressOptions>();
-  sub->add_option("model", o->model, "HF directory or llama2.c .bin")->required();
+  sub->add_option("model", o->model, "HF directory, llama2.c .bin or GGUF file")->required();
   sub->add_option("--method", o->method, "Quantizer (registered name, e.g. rtn, gptq)")
       ->default_val("gptq");
   sub->add_option("--recipe", o->recipe,

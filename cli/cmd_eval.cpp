@@ -40,14 +40,16 @@ int run_eval(const EvalOptions& o) {
   if (o.json) {
     nlohmann::json j = {{"model", o.model},       {"data", path},
                         {"format", o.format},     {"seq_len", seq_len},
+                        {"add_bos", tok ? nlohmann::json(tok->adds_bos()) : nlohmann::json()},
                         {"sequences", r.sequences}, {"tokens", r.tokens},
                         {"mean_nll", r.mean_nll}, {"ppl", r.ppl},
                         {"seconds", r.seconds},   {"tokens_per_second", r.tokens_per_second},
                         {"threads", num_threads()}};
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::printf("model      %s\ndata       %s (%s, seq_len %d)\nsequences  %lld\n", o.model.c_str(),
-                path.c_str(), o.format.c_str(), seq_len, (long long)r.sequences);
+    std::printf("model      %s\ndata       %s (%s, seq_len %d, %s)\nsequences  %lld\n", o.model.c_str(),
+                path.c_str(), o.format.c_str(), seq_len,
+                !tok ? "pre-tokenized" : tok->adds_bos() ? "BOS first" : "no BOS", (long long)r.sequences);
     std::printf("tokens     %lld\nmean_nll   %.6f\nppl        %.4f\ntokens/s   %.0f\n",
                 (long long)r.tokens, r.mean_nll, r.ppl, r.tokens_per_second);
   }
@@ -57,7 +59,7 @@ int run_eval(const EvalOptions& o) {
 CommandRegistrar reg("eval", "Perplexity of a model (fp or quantized) on a text file",
                      [](CLI::App* sub) {
   auto o = std::make_shared<EvalOptions>();
-  sub->add_option("model", o->model, "HF directory, llama2.c .bin, or ptq output directory")
+  sub->add_option("model", o->model, "HF directory, llama2.c .bin, GGUF file, or ptq output directory")
       ->required();
   sub->add_option("--data", o->data, "Text file to evaluate on");
   sub->add_option("--data-format", o->format,

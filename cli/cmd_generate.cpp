@@ -20,7 +20,7 @@ int run_generate(const GenerateOptions& o) {
   set_num_threads(o.threads);
   LoadedModel lm = load_model_for_inference(o.model);
   auto tok = open_tokenizer(lm.model, o.text.tokenizer);
-  std::vector<int32_t> prompt = tok->encode(o.prompt, true);
+  std::vector<int32_t> prompt = tok->encode_with_special(o.prompt, tok->adds_bos());
   if (o.prompt.empty()) prompt = {tok->bos_id()};
   std::vector<int32_t> out = generate(*lm.forward, prompt, o.sampling, tok->eos_id());
   if (o.ids) {
@@ -35,7 +35,7 @@ int run_generate(const GenerateOptions& o) {
 CommandRegistrar reg("generate", "Generate text from a model (greedy or seeded sampling)",
                      [](CLI::App* sub) {
   auto o = std::make_shared<GenerateOptions>();
-  sub->add_option("model", o->model, "HF directory, llama2.c .bin, or ptq output directory")
+  sub->add_option("model", o->model, "HF directory, llama2.c .bin, GGUF file, or ptq output directory")
       ->required();
   sub->add_option("--prompt", o->prompt, "Prompt text (empty: start from BOS)")->default_val("");
   sub->add_option("--max-tokens", o->sampling.max_tokens, "Tokens to generate")->default_val(128);
@@ -44,7 +44,8 @@ CommandRegistrar reg("generate", "Generate text from a model (greedy or seeded s
   sub->add_option("--seed", o->sampling.seed, "Sampler seed")->default_val(0);
   sub->add_flag("--ids", o->ids, "Print token ids instead of text");
   add_threads_option(sub, &o->threads);
-  sub->add_option("--tokenizer", o->text.tokenizer, "Tokenizer file (default: MODEL/tokenizer.model)");
+  sub->add_option("--tokenizer", o->text.tokenizer,
+                  "Tokenizer file (default: the GGUF's own, else MODEL/tokenizer.json / .model / .bin)");
   return [o]() { return run_generate(*o); };
 });
 

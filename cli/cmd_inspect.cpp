@@ -1,11 +1,13 @@
 // `ptq inspect MODEL`: what a checkpoint contains, so users can check it before quantizing.
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "cli/command.h"
+#include "formats/gguf_file.h"
 #include "ptq/error.h"
 #include "ptq/model.h"
 
@@ -25,6 +27,60 @@ std::string shape_str(const std::vector<int64_t>& s) {
     out += std::to_string(s[i]);
   }
   return out + "]";
+}
+
+// A metadata value on one line: arrays by their size, long strings cut.
+std::string value_text(const ptq::GgufValue& v) {
+  using ptq::GgufType;
+  if (v.type == GgufType::ARRAY) return "[" + std::to_string(v.count) + " x " + ptq::gguf_type_name(v.elem_type) + "]";
+  if (v.type == GgufType::STRING) {
+    std::string s(v.str.substr(0, 60));
+    for (char& c : s)
+      if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+    return "\"" + s + (v.str.size() > 60 ? "...\"" : "\"");
+  }
+  if (v.type == GgufType::BOOL) return v.i ? "true" : "false";
+  if (v.is_float()) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v.f);
+    return buf;
+  }
+  return std::to_string(v.i);
+}
+
+// Tensor count and bytes per ggml type, in type-id order.
+std::map<uint32_t, std::pair<int, uint64_t>> type_histogram(const ptq::GgufFile& g) {
+  std::map<uint32_t, std::pair<int, uint64_t>> h;
+  for (const auto& t : g.tensors()) {
+    auto& e = h[uint32_t(t.type)];
+    ++e.first;
+    e.second += t.nbytes;
+  }
+  return h;
+}
+
+nlohmann::json gguf_json(const ptq::GgufFile& g) {
+  nlohmann::json kv = nlohmann::json::object();
+  for (const auto& [key, v] : g.metadata()) kv[key] = {{"type", v.type_string()}, {"value", value_text(v)}};
+  nlohmann::json types = nlohmann::json::object();
+  for (const auto& [id, e] : type_histogram(g))
+    types[ptq::ggml_type_name(ptq::GgmlType(id))] = {{"tensors", e.first}, {"bytes", e.second}};
+  return {{"version", g.version()}, {"alignment", g.alignment()}, {"file_bytes", g.file_size()},
+          {"data_offset", g.data_offset()}, {"tensor_count", g.tensors().size()}, {"metadata", kv},
+          {"tensor_types", types}};
+}
+
+void print_gguf(const ptq::GgufFile& g) {
+  std::printf("GGUF version %u, %zu tensors, %zu metadata keys, alignment %llu, data at byte %llu of %llu\n",
+              g.version(), g.tensors().size(), g.metadata().size(), (unsigned long long)g.alignment(),
+              (unsigned long long)g.data_offset(), (unsigned long long)g.file_size());
+  for (const auto& [key, v] : g.metadata())
+    std::printf("  %-44s %-14s %s\n", key.c_str(), v.type_string().c_str(), value_text(v).c_str());
+  std::printf("tensor types (as stored; ptq dequantizes to F32):\n");
+  for (const auto& [id, e] : type_histogram(g))
+    std::printf("  %-8s %4d tensors %12llu bytes\n", ptq::ggml_type_name(ptq::GgmlType(id)), e.first,
+                (unsigned long long)e.second);
+  std::printf("\nmapped to:\n");
 }
 
 int64_t total_bytes(const ptq::Model& m) {
@@ -80,9 +136,14 @@ int run_inspect(const InspectOptions& opt) {
     throw ptq::Error(opt.tokenizer + ": cannot open tokenizer: no such file");
   // Open fully before printing anything, so a failure leaves stdout empty.
   const ptq::Model m = ptq::Model::open(opt.model);
+  std::unique_ptr<ptq::GgufFile> gguf;
+  if (ptq::is_gguf_file(opt.model)) gguf = std::make_unique<ptq::GgufFile>(opt.model);
   if (opt.json) {
-    std::printf("%s\n", to_json(m, opt).dump().c_str());
+    nlohmann::json j = to_json(m, opt);
+    if (gguf) j["gguf"] = gguf_json(*gguf);
+    std::printf("%s\n", j.dump().c_str());
   } else {
+    if (gguf) print_gguf(*gguf);
     print_human(m, opt);
   }
   return 0;
@@ -91,7 +152,7 @@ int run_inspect(const InspectOptions& opt) {
 ptq::cli::CommandRegistrar reg("inspect", "Show a checkpoint's architecture and tensors",
                                [](CLI::App* sub) {
   auto opt = std::make_shared<InspectOptions>();
-  sub->add_option("model", opt->model, "HF model directory or llama2.c .bin")->required();
+  sub->add_option("model", opt->model, "HF model directory, llama2.c .bin or GGUF file")->required();
   sub->add_flag("--json", opt->json, "Print one JSON object instead of a table");
   sub->add_option("--tokenizer", opt->tokenizer, "Tokenizer file (for llama2.c checkpoints)");
   return [opt]() { return run_inspect(*opt); };

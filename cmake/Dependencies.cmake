@@ -42,6 +42,13 @@ ptq_require(PTQ_SPM_FOUND libsentencepiece-dev "SentencePiece")
 add_library(ptq::sentencepiece INTERFACE IMPORTED)
 target_link_libraries(ptq::sentencepiece INTERFACE PkgConfig::PTQ_SPM)
 
+# PCRE2 (8-bit, with JIT and Unicode properties) runs the byte-level BPE pre-tokenizer regexes.
+pkg_check_modules(PTQ_PCRE2 QUIET IMPORTED_TARGET libpcre2-8)
+ptq_require(PTQ_PCRE2_FOUND libpcre2-dev "PCRE2")
+add_library(ptq::pcre2 INTERFACE IMPORTED)
+target_link_libraries(ptq::pcre2 INTERFACE PkgConfig::PTQ_PCRE2)
+target_compile_definitions(ptq::pcre2 INTERFACE PCRE2_CODE_UNIT_WIDTH=8)
+
 if(PTQ_ENABLE_TESTS)
   find_package(GTest QUIET)
   ptq_require(GTest_FOUND libgtest-dev "GoogleTest")

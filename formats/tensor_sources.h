@@ -1,5 +1,5 @@
 #pragma once
-// The two on-disk checkpoint layouts behind Model::open.
+// The on-disk checkpoint layouts behind Model::open.
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +15,12 @@ OpenedSource open_hf_dir(const std::string& dir);
 
 // A llama2.c v0 checkpoint; q/k rows come back permuted into HF's rotate_half layout.
 OpenedSource open_llama2c(const std::string& path);
+
+// A GGUF file (formats/gguf_file.h) of architecture llama or qwen2: hparams become the config,
+// tensors are renamed to HF names and dequantized to f32 on load, llama's q/k rows are permuted
+// back into HF's rotate_half layout, and the embedded tokenizer comes along.
+OpenedSource open_gguf(const std::string& path);
+bool is_gguf_file(const std::string& path);  // starts with "GGUF" (or is named *.gguf)
 
 // Converts `n` elements of `dtype` at `src` into f32.
 void convert_to_f32(DType dtype, const uint8_t* src, size_t n, float* dst);

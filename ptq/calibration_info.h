@@ -10,6 +10,7 @@ struct CalibrationInfo {
   std::string model_sha256, data_sha256, data_path, sampler;
   uint64_t seed = 0;
   int samples = 0, seq_len = 0, hidden_size = 0, num_layers = 0;
+  int add_bos = -1;  // 1 / 0: the tokenizer's BOS rule the text was encoded under; -1: unknown (token file)
 };
 
 }  // namespace ptq

@@ -232,6 +232,7 @@ Model Model::open(const std::string& path) {
   OpenedSource src = chosen->open(path);
   Model m(std::move(src.config), std::move(src.tensors), path, std::move(src.files));
   check_size_against_files(m);
+  m.tokenizer_metadata_ = std::move(src.tokenizer);
   for (const auto& [name, shape] : m.required_tensors()) {
     const TensorInfo* info = m.tensors().find(name);
     if (!info && m.is_packed_weight(name)) continue;

@@ -18,6 +18,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "ptq/tensor.h"
+#include "ptq/tokenizer_metadata.h"
 
 namespace ptq {
 
@@ -67,11 +68,12 @@ class TensorSource {
   virtual std::vector<uint8_t> load_raw(const std::string& name) const = 0;
 };
 
-// What a model source yields (formats/ registers the sources: HF directories, llama2.c files).
+// What a model source yields (formats/ registers the sources: HF directories, GGUF and llama2.c files).
 struct OpenedSource {
   ModelConfig config;
   std::shared_ptr<TensorSource> tensors;
   std::vector<std::string> files;  // hashed by Model::checksum(), config first
+  std::shared_ptr<const TokenizerMetadata> tokenizer;  // embedded in the file (GGUF), or nullptr
 };
 
 // A kind of on-disk checkpoint Model::open can read. Sources are tried by ascending priority;
@@ -89,9 +91,9 @@ struct ModelSourceRegistrar {
 
 class Model {
  public:
-  // `path` is anything a registered source accepts (an HF directory, a llama2.c .bin, ...).
-  // Throws Error on anything malformed, and when a tensor the architecture needs is missing or
-  // has the wrong shape.
+  // `path` is anything a registered source accepts (an HF directory, a llama2.c .bin, a GGUF
+  // file, ...). Throws Error on anything malformed, and when a tensor the architecture needs is
+  // missing or has the wrong shape.
   static Model open(const std::string& path);
 
   const ModelConfig& config() const { return config_; }
@@ -111,6 +113,8 @@ class Model {
   void check_finite_weights() const;
   // SHA-256 over the checkpoint's files (config and weights), hex; computed once, cached.
   const std::string& checksum() const;
+  // The tokenizer the checkpoint file itself embeds (GGUF), or nullptr.
+  const std::shared_ptr<const TokenizerMetadata>& tokenizer_metadata() const { return tokenizer_metadata_; }
 
   Model(ModelConfig cfg, std::shared_ptr<TensorSource> src, std::string path,
         std::vector<std::string> files);
@@ -121,6 +125,7 @@ class Model {
   std::string path_;
   std::vector<std::string> files_;  // files hashed for checksum()
   mutable std::shared_ptr<std::string> checksum_;
+  std::shared_ptr<const TokenizerMetadata> tokenizer_metadata_;
 };
 
 // Name helpers so no module spells tensor names by hand.

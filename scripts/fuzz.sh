@@ -43,7 +43,7 @@ cmake --build $B -j"$JOBS"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 gen=$B/seedgen
 mkdir -p $gen
-[ -f $gen/tiny.bin ] || $B/tests/fuzz/fuzz_make_seeds $gen
+[ -f $gen/tiny.gguf ] || $B/tests/fuzz/fuzz_make_seeds $gen
 [ -d $gen/tiny-gptq ] || $B/ptq compress $gen/tiny-hf --method rtn --bits 4 --group-size 16 --format gptq --out $gen/tiny-gptq --quiet >/dev/null
 [ -d $gen/tiny-gptq3 ] || $B/ptq compress $gen/tiny-hf --method gptq --bits 3 --group-size 8 --act-order \
   --tokens $gen/tiny-tokens.txt --samples 4 --seq-len 8 --format gptq --out $gen/tiny-gptq3 --quiet >/dev/null

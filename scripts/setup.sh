@@ -5,7 +5,7 @@ set -euo pipefail
 PACKAGES=(
   cmake g++ make pkg-config git
   libeigen3-dev liblapacke-dev libopenblas-dev libhdf5-dev
-  libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libsentencepiece-dev
+  libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libsentencepiece-dev libpcre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 missing=()

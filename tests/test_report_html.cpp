@@ -34,7 +34,7 @@ json sample_report(int layers) {
           {"output", {{"dir", "o"}, {"format", "fake"}, {"files", json::array()}, {"bytes", 1234},
                       {"bits_per_weight", 4.6}}},
           {"layers", ls},
-          {"eval", json::array({{{"data", "d.txt"}, {"protocol", "tinystories"}, {"seq_len", 128},
+          {"eval", json::array({{{"data", "d.txt"}, {"protocol", "tinystories"}, {"add_bos", true}, {"seq_len", 128},
                                  {"max_samples", 8},
                                  {"fp", {{"ppl", 4.0}, {"mean_nll", 1.38}, {"tokens", 10}, {"sequences", 2}}},
                                  {"quantized", {{"ppl", 4.2}, {"mean_nll", 1.43}, {"tokens", 10}, {"sequences", 2}}}}})},
@@ -163,7 +163,12 @@ TEST(ReportMarkdown, TablesAndCompare) {
   b["recipe"] = "rtn(w3,g32)";
   b["eval"][0]["quantized"]["ppl"] = 5.0;
   std::string md = report_markdown(a);
-  EXPECT_NE(md.find("| d.txt | tinystories | 128 | 2 | 4.0000 | 4.2000 | +0.2000 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| d.txt | tinystories | yes | 128 | 2 | 4.0000 | 4.2000 | +0.2000 |"), std::string::npos) << md;
+  a["eval"][0]["add_bos"] = false;  // SmolLM2-style tokenizers add none
+  EXPECT_NE(report_markdown(a).find("| d.txt | tinystories | no | 128 |"), std::string::npos);
+  a["eval"][0].erase("add_bos");  // reports written before the field existed
+  EXPECT_NE(report_markdown(a).find("| d.txt | tinystories | ? | 128 |"), std::string::npos);
+  a["eval"][0]["add_bos"] = true;
   std::string cmp = compare_reports_text(a, "A", b, "B");
   EXPECT_NE(cmp.find("rtn(w3,g32)"), std::string::npos) << cmp;
   // The changed ppl row is marked, the unchanged fp row is not.

@@ -38,7 +38,7 @@ CalibrationSet load_calibration(const Model& model, const CompressJob& job,
   }
   std::unique_ptr<Tokenizer> tok;
   if (!job.calib_request.token_file)
-    tok = open_model_tokenizer(model.path(), model.config().vocab_size, job.tokenizer);
+    tok = open_model_tokenizer(model, job.tokenizer);
   return build_calibration_set(model, tok.get(), job.calib_request);
 }
 
@@ -135,7 +135,8 @@ std::vector<LayerResult> replay_finished_blocks(const ResumeState& state, Checkp
 // Everything after the output directory is claimed; run_compress adds where the partial state
 // is kept to any error.
 CompressResult compress_into(const CompressJob& job, const Model& model, PipelineOptions options,
-                             CheckpointWriter& writer, OutputDir& out, Clock::time_point t0) {
+                             CheckpointWriter& writer, OutputDir& out,
+                             const std::vector<TokenizerOutputFile>& tokenizer_files, Clock::time_point t0) {
   CompressResult result;
   auto t_calib = Clock::now();
   std::unique_ptr<ActivationFile> file;
@@ -195,10 +196,9 @@ CompressResult compress_into(const CompressJob& job, const Model& model, Pipelin
   auto t_write = Clock::now();
   CheckpointMetadata meta{result.recipe, has_calib, calib.info, result.layers};
   writer.finish(model, meta, out);
-  std::string tok = find_model_tokenizer(model.path(), job.tokenizer);
-  if (!tok.empty()) {
-    bool spm = load_tokenizer(tok)->kind() == "sentencepiece";
-    out.copy_file(tok, spm ? "tokenizer.model" : "tokenizer.bin");
+  for (const auto& f : tokenizer_files) {
+    if (f.copy_from.empty()) out.write_text(f.name, f.text);
+    else out.copy_file(f.copy_from, f.name);
   }
   out.remove("resume");  // the finished checkpoint holds no resume state
   out.commit();
@@ -240,10 +240,12 @@ CompressResult run_compress(const CompressJob& job) {
   PipelineOptions options = pipeline_options(job);
   validate_layers(model, options, writer->traits());
   model.check_finite_weights();
+  // Made now so that a tokenizer the output cannot carry fails before any work or staging.
+  const std::vector<TokenizerOutputFile> tokenizer_files = tokenizer_output_files(model, job.tokenizer);
   // Fails early, before the long work, if OUT is unwritable, not ours, or another run holds it.
   OutputDir out(job.out_dir, OutputDir::Staging::kResumable, job.overwrite);
   try {
-    return compress_into(job, model, options, *writer, out, t0);
+    return compress_into(job, model, options, *writer, out, tokenizer_files, t0);
   } catch (const std::exception& e) {
     const std::string note = out.partial_note();
     if (note.empty()) throw;

@@ -26,10 +26,11 @@ EvalResult evaluate(const LoadedModel& lm, const TokenSeqs& seqs, const std::str
 // Scores one dataset on the fp model and on the output, with the same token sequences.
 EvalRow evaluate_dataset(const JobSpec& job, const EvalDataset& d, const LoadedModel& fp,
                          const LoadedModel& quant, std::vector<StageTime>& times) {
-  auto tok = open_model_tokenizer(job.compress.model_path, fp.model.config().vocab_size,
-                                  d.tokenizer.empty() ? job.compress.tokenizer : d.tokenizer);
+  auto tok = open_model_tokenizer(fp.model, d.tokenizer.empty() ? job.compress.tokenizer : d.tokenizer);
   EvalRow row;
   row.dataset = d;
+  row.add_bos = tok->adds_bos();
+  row.tokenizer = tok->kind();
   row.seq_len = d.seq_len > 0 ? d.seq_len : fp.model.config().max_position_embeddings;
   TokenSeqs seqs = eval_sequences(tokenize_documents(d.path, d.format, tok.get(), false), d.format,
                                   row.seq_len, d.max_samples);

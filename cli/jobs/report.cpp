@@ -36,6 +36,7 @@ json calibration_json(const JobSpec& job, const CompressResult& c) {
             {"seed", i.seed},
             {"samples", i.samples},
             {"seq_len", i.seq_len}};
+  if (i.add_bos >= 0) j["add_bos"] = i.add_bos == 1;
   if (!job.compress.calib_file.empty()) {
     j["activations"] = job.compress.calib_file;
     j["activations_sha256"] = c.calib_file_sha256;
@@ -80,6 +81,7 @@ json report_to_json(const JobReport& r) {
   for (const auto& e : r.evals)
     evals.push_back({{"data", e.dataset.path}, {"protocol", data_format_name(e.dataset.format)},
                      {"seq_len", e.seq_len}, {"max_samples", e.dataset.max_samples},
+                     {"add_bos", e.add_bos}, {"tokenizer", e.tokenizer},
                      {"fp", eval_json(e.fp)}, {"quantized", eval_json(e.quantized)}});
   json files = json::array();
   uint64_t total = 0;
@@ -129,11 +131,12 @@ std::string report_markdown(const json& rep) {
   md += "Job `" + rep["job"].get<std::string>() + "`, model `" + rep["model"]["path"].get<std::string>() +
         "`, output `" + rep["output"]["dir"].get<std::string>() + "` (format " +
         rep["output"]["format"].get<std::string>() + ").\n\n";
-  md += "## Perplexity\n\n| dataset | protocol | seq_len | sequences | fp ppl | quantized ppl | delta |\n"
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |\n";
+  md += "## Perplexity\n\n| dataset | protocol | BOS | seq_len | sequences | fp ppl | quantized ppl | delta |\n"
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |\n";
   for (const auto& e : rep["eval"]) {
     double fp = e["fp"]["ppl"], q = e["quantized"]["ppl"];
-    md += "| " + e["data"].get<std::string>() + " | " + e["protocol"].get<std::string>() + " | " +
+    const std::string bos = !e.contains("add_bos") ? "?" : e["add_bos"].get<bool>() ? "yes" : "no";
+    md += "| " + e["data"].get<std::string>() + " | " + e["protocol"].get<std::string>() + " | " + bos + " | " +
           std::to_string(e["seq_len"].get<int>()) + " | " +
           std::to_string(e["fp"]["sequences"].get<int64_t>()) + " | " + fmt("%.4f", fp) + " | " +
           fmt("%.4f", q) + " | " + fmt("%+.4f", q - fp) + " |\n";

@@ -19,6 +19,8 @@ namespace ptq {
 struct EvalRow {
   EvalDataset dataset;
   int seq_len = 0;  // after defaulting to the model's context
+  bool add_bos = true;    // the tokenizer's rule the text was encoded under
+  std::string tokenizer;  // its kind: llama2c, sentencepiece, bpe
   EvalResult fp, quantized;
 };
 

@@ -3,16 +3,21 @@
 // tiny model of the same architecture gives the fuzzer fast inputs that still pass every check.
 //   fuzz_make_seeds DIR   writes DIR/tiny-hf/{config.json,model.safetensors}, DIR/tiny.bin
 //                         (the same weights as llama2.c), DIR/tiny-dtypes.safetensors (one
-//                         tensor of every dtype) and DIR/tiny-tokens.txt (token ids).
+//                         tensor of every dtype), DIR/tiny-tokens.txt (token ids), GGUF files
+//                         DIR/tiny.gguf (F32), DIR/tiny-q8.gguf (Q8_0 parts), DIR/tiny-qwen2.gguf,
+//                         and DIR/tiny-tok/tokenizer{,_config}.json made from their tokenizer.
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
 
+#include "calibration/tokenizer_json.h"
+#include "formats/gguf_file.h"
 #include "formats/safetensors.h"
 #include "ptq/fs.h"
 #include "ptq/model.h"
+#include "support/gguf_builder.h"
 
 namespace {
 
@@ -98,5 +103,16 @@ int main(int argc, char** argv) {
   for (int line = 0; line < 4; ++line) {
     for (int i = 0; i < 24; ++i) tokens << (rng() % uint64_t(c.vocab_size)) << (i + 1 < 24 ? " " : "\n");
   }
+
+  // GGUF: the tests' tiny llama (hidden 64, 2 layers, byte-level BPE with merges and control
+  // tokens), in the three variants the reader distinguishes.
+  ptq::test::tiny_llama_gguf(3, true).gguf.write(dir + "/tiny.gguf");
+  ptq::test::tiny_llama_gguf(4, false, true).gguf.write(dir + "/tiny-q8.gguf");
+  ptq::test::tiny_llama_gguf(5, false, false, "qwen2").gguf.write(dir + "/tiny-qwen2.gguf");
+  const ptq::Model gguf = ptq::Model::open(dir + "/tiny.gguf");
+  fs::create_directories(dir + "/tiny-tok");
+  ptq::write_file_atomic(dir + "/tiny-tok/tokenizer.json", ptq::tokenizer_json_from_metadata(*gguf.tokenizer_metadata()));
+  ptq::write_file_atomic(dir + "/tiny-tok/tokenizer_config.json",
+                         ptq::tokenizer_config_from_metadata(*gguf.tokenizer_metadata()));
   return 0;
 }
