@@ -204,27 +204,11 @@ struct Entry {
   int permute_heads = 0;       // > 0: undo llama.cpp's q/k row permutation over this many heads
 };
 
-class GgufSource : public TensorSource {
+class GgufSource : public F32TensorTable {
  public:
   GgufSource(std::shared_ptr<GgufFile> file, std::map<std::string, Entry> entries)
       : file_(std::move(file)), entries_(std::move(entries)) {
-    for (const auto& [name, e] : entries_) {
-      TensorInfo& info = infos_[name];
-      info.name = name;
-      info.dtype = DType::F32;
-      info.shape = e.shape;
-      info.nbytes = 4 * static_cast<size_t>(e.tensor->n_elements);
-      info.file = file_->path();
-    }
-  }
-  std::vector<std::string> names() const override {
-    std::vector<std::string> out;
-    for (const auto& kv : entries_) out.push_back(kv.first);
-    return out;
-  }
-  const TensorInfo* find(const std::string& name) const override {
-    auto it = infos_.find(name);
-    return it == infos_.end() ? nullptr : &it->second;
+    for (const auto& [name, e] : entries_) add_f32_tensor(name, e.shape, file_->path());
   }
   Mat load_f32(const std::string& name) const override {
     const Entry& e = entry(name);
@@ -272,7 +256,6 @@ class GgufSource : public TensorSource {
   }
   std::shared_ptr<GgufFile> file_;
   std::map<std::string, Entry> entries_;
-  std::map<std::string, TensorInfo> infos_;
 };
 
 std::string hparams_str(const ModelConfig& c) {

@@ -28,28 +28,11 @@ struct Entry {
   int permute_heads = 0;       // > 0: rows are interleaved-pair rope layout over this many heads
 };
 
-class Llama2cSource : public TensorSource {
+class Llama2cSource : public F32TensorTable {
  public:
   Llama2cSource(std::shared_ptr<MappedFile> file, std::map<std::string, Entry> entries)
       : file_(std::move(file)), entries_(std::move(entries)) {
-    for (const auto& [name, e] : entries_) {
-      TensorInfo& info = infos_[name];
-      info.name = name;
-      info.dtype = DType::F32;
-      info.shape = e.shape;
-      info.nbytes = 4;
-      for (int64_t d : e.shape) info.nbytes *= static_cast<size_t>(d);
-      info.file = file_->path();
-    }
-  }
-  std::vector<std::string> names() const override {
-    std::vector<std::string> out;
-    for (const auto& kv : entries_) out.push_back(kv.first);
-    return out;
-  }
-  const TensorInfo* find(const std::string& name) const override {
-    auto it = infos_.find(name);
-    return it == infos_.end() ? nullptr : &it->second;
+    for (const auto& [name, e] : entries_) add_f32_tensor(name, e.shape, file_->path());
   }
   Mat load_f32(const std::string& name) const override {
     const Entry& e = entry(name);
@@ -86,7 +69,6 @@ class Llama2cSource : public TensorSource {
   }
   std::shared_ptr<MappedFile> file_;
   std::map<std::string, Entry> entries_;
-  std::map<std::string, TensorInfo> infos_;
 };
 
 Header read_header(const MappedFile& f) {

@@ -1,5 +1,6 @@
 #pragma once
 // The on-disk checkpoint layouts behind Model::open.
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,6 +22,35 @@ OpenedSource open_llama2c(const std::string& path);
 // back into HF's rotate_half layout, and the embedded tokenizer comes along.
 OpenedSource open_gguf(const std::string& path);
 bool is_gguf_file(const std::string& path);  // starts with "GGUF" (or is named *.gguf)
+
+// A source whose tensors all come back as f32 (decoded or converted on load), with names and
+// shapes known when it is opened: the table names() and find() answer from.
+class F32TensorTable : public TensorSource {
+ public:
+  std::vector<std::string> names() const override {
+    std::vector<std::string> out;
+    for (const auto& kv : infos_) out.push_back(kv.first);
+    return out;
+  }
+  const TensorInfo* find(const std::string& name) const override {
+    auto it = infos_.find(name);
+    return it == infos_.end() ? nullptr : &it->second;
+  }
+
+ protected:
+  void add_f32_tensor(const std::string& name, const std::vector<int64_t>& shape, const std::string& file) {
+    TensorInfo& info = infos_[name];
+    info.name = name;
+    info.dtype = DType::F32;
+    info.shape = shape;
+    info.nbytes = 4;
+    for (int64_t d : shape) info.nbytes *= static_cast<size_t>(d);
+    info.file = file;
+  }
+
+ private:
+  std::map<std::string, TensorInfo> infos_;
+};
 
 // Converts `n` elements of `dtype` at `src` into f32.
 void convert_to_f32(DType dtype, const uint8_t* src, size_t n, float* dst);
