@@ -86,6 +86,35 @@ int token_id(const json& j, const char* key, int fallback, const std::string& pa
   return v.get<int>();
 }
 
+// RoPE as transformers writes it: `rope_theta` at the top level (transformers 4) or inside
+// `rope_parameters` (transformers 5), and a scaling type in `rope_scaling` or
+// `rope_parameters.rope_type`. ptq's forward computes plain RoPE only, so any other type is
+// refused rather than silently computed as plain RoPE.
+double rope_theta_of(const json& j, double fallback, const std::string& path) {
+  double theta = optional_positive(j, "rope_theta", fallback, path);
+  for (const char* key : {"rope_parameters", "rope_scaling"}) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) continue;
+    if (!it->is_object())
+      throw Error(path + ": field '" + key + "' must be an object or null, found " + describe_json(*it));
+    const std::string where = path + ": " + key;
+    std::string type = "default";
+    for (const char* type_key : {"rope_type", "type"})
+      if (it->contains(type_key) && !(*it)[type_key].is_null()) type = json_string_field(*it, type_key, type, where);
+    if (type != "default")
+      throw Error(where + " has rope type '" + type +
+                  "', which ptq's forward does not compute (it computes plain RoPE: type 'default')");
+    if (it->contains("rope_theta") && !(*it)["rope_theta"].is_null()) {
+      const double inner = optional_positive(*it, "rope_theta", theta, where);
+      if (j.contains("rope_theta") && !j["rope_theta"].is_null() && inner != theta)
+        throw Error(path + ": rope_theta " + describe_json(j["rope_theta"]) + " and " + key + ".rope_theta " +
+                    describe_json((*it)["rope_theta"]) + " disagree");
+      theta = inner;
+    }
+  }
+  return theta;
+}
+
 }  // namespace
 
 ModelConfig ModelConfig::from_json(const json& j, const std::string& path) {
@@ -113,7 +142,10 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& path) {
                 " is not divisible by num_key_value_heads " + std::to_string(c.num_kv_heads));
   c.max_position_embeddings = optional_int(j, "max_position_embeddings", c.max_position_embeddings, path);
   c.rms_norm_eps = optional_positive(j, "rms_norm_eps", c.rms_norm_eps, path);
-  c.rope_theta = optional_positive(j, "rope_theta", c.rope_theta, path);
+  c.rope_theta = rope_theta_of(j, c.rope_theta, path);
+  const std::string act = json_string_field(j, "hidden_act", "silu", path);
+  if (act != "silu")
+    throw Error(path + ": hidden_act '" + act + "' is not one ptq's forward computes (silu)");
   c.tie_word_embeddings = optional_bool(j, "tie_word_embeddings", false, path);
   c.attention_bias = arch.attention_bias || optional_bool(j, "attention_bias", false, path);
   c.bos_token_id = token_id(j, "bos_token_id", c.bos_token_id, path);

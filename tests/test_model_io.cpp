@@ -101,6 +101,43 @@ TEST(ModelIO, ConfigDefaultsAndQwenBias) {
   }
 }
 
+// transformers 5 keeps rope_theta inside rope_parameters; a scaled RoPE type must not be computed
+// as plain RoPE, and a configuration ptq cannot compute is refused by name.
+TEST(ModelIO, RopeParametersAndActivation) {
+  const nlohmann::json base = {{"architectures", {"LlamaForCausalLM"}}, {"hidden_size", 64},
+                               {"intermediate_size", 128}, {"num_hidden_layers", 2},
+                               {"num_attention_heads", 4}, {"vocab_size", 100}};
+  EXPECT_EQ(ptq::ModelConfig::from_json(base, "c.json").rope_theta, 10000.0);
+  nlohmann::json j = base;
+  j["rope_parameters"] = {{"rope_theta", 100000.0}, {"rope_type", "default"}};
+  EXPECT_EQ(ptq::ModelConfig::from_json(j, "c.json").rope_theta, 100000.0);
+  j["rope_theta"] = 100000.0;
+  EXPECT_EQ(ptq::ModelConfig::from_json(j, "c.json").rope_theta, 100000.0);
+  j["rope_theta"] = 500000.0;
+  EXPECT_THROW(ptq::ModelConfig::from_json(j, "c.json"), ptq::Error);
+  j = base;
+  j["rope_scaling"] = nullptr;
+  EXPECT_EQ(ptq::ModelConfig::from_json(j, "c.json").rope_theta, 10000.0);
+  for (const char* type : {"linear", "dynamic", "llama3", "yarn"}) {
+    for (const char* key : {"rope_scaling", "rope_parameters"}) {
+      j = base;
+      j[key] = {{std::string(key) == "rope_scaling" ? "type" : "rope_type", type}, {"factor", 8.0}};
+      try {
+        ptq::ModelConfig::from_json(j, "c.json");
+        FAIL() << key << " " << type;
+      } catch (const ptq::Error& e) {
+        EXPECT_NE(std::string(e.what()).find(type), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("c.json"), std::string::npos) << e.what();
+      }
+    }
+  }
+  j = base;
+  j["hidden_act"] = "gelu";
+  EXPECT_THROW(ptq::ModelConfig::from_json(j, "c.json"), ptq::Error);
+  j["hidden_act"] = "silu";
+  EXPECT_NO_THROW(ptq::ModelConfig::from_json(j, "c.json"));
+}
+
 TEST(ModelIO, Pydoc4MOpensUntied) {
   PTQ_REQUIRE_SHARED("models/pydoc4M", dir);
   const ptq::Model m = ptq::Model::open(dir);
