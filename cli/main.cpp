@@ -1,4 +1,7 @@
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <filesystem>
 #include <map>
@@ -11,6 +14,7 @@
 
 namespace ptq::cli {
 namespace {
+constexpr const char* kBoundedSpinCount = "10000";
 struct Entry {
   std::string help;
   CommandSetup setup;
@@ -34,10 +38,21 @@ int fail(std::string message) {
   return 2;
 }
 
+// libgomp reads its wait policy once, when it is loaded, and by default spins for a long time
+// before a waiting thread sleeps: with any other load on the machine that doubles a job's wall
+// time (docs/performance.md). Unless the user chose a policy, ptq re-executes itself once with a
+// bounded spin; the variable it sets stops a second re-execution.
+static void bound_openmp_spin(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
+  if (setenv("GOMP_SPINCOUNT", kBoundedSpinCount, 1) != 0) return;
+  execv("/proc/self/exe", argv);  // returns only on failure: then run with the library's default
+}
+
 }  // namespace ptq::cli
 
 int main(int argc, char** argv) {
   using namespace ptq::cli;
+  bound_openmp_spin(argv);
   CLI::App app{"ptq: post-training quantization for large language models"};
   app.set_version_flag("--version", std::string("ptq ") + ptq::kVersion + " (" + ptq::kGitCommit + ")");
   app.require_subcommand(1);

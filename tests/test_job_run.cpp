@@ -118,7 +118,7 @@ TEST(JobRun, ReportHoldsTheRequiredSections) {
   EXPECT_GE(j["output"]["bits_per_weight"].get<double>(), 4.625);
   EXPECT_LE(j["output"]["bits_per_weight"].get<double>(), 4.625 + 0.5);
   EXPECT_GT(j["output"]["bytes"].get<uint64_t>(), 0u);
-  for (const char* k : {"ptq_version", "ptq_commit", "compiler", "cpu_model", "cpu_flags", "threads"})
+  for (const char* k : {"ptq_version", "ptq_commit", "compiler", "cpu_model", "cpu_flags", "threads", "openmp_wait"})
     EXPECT_TRUE(j["environment"].contains(k)) << k;
   std::vector<std::string> stages;
   for (const auto& t : j["times"]) stages.push_back(t["stage"]);
@@ -135,6 +135,24 @@ TEST(JobRun, ReportHoldsTheRequiredSections) {
   EXPECT_NE(cmp.out.find("gptq(w4,g32,act_order)"), std::string::npos) << cmp.out;
   EXPECT_NE(cmp.out.find("rtn(w3,g32)"), std::string::npos) << cmp.out;
   EXPECT_NE(cmp.out.find("quant ppl"), std::string::npos) << cmp.out;
+}
+
+// ptq bounds libgomp's spin unless the user chose a wait policy (cli/main.cpp), and the report says
+// which applied; either way the output bytes are the same.
+TEST(JobRun, OpenMpWaitIsBoundedUnlessTheUserChose) {
+  REQUIRE_STORIES(p);
+  std::string a = test::temp_dir("job_run_omp_a"), b = test::temp_dir("job_run_omp_b");
+  auto ra = test::run_ptq("run " + write_job(p, a, 2, "rtn(w4,g32)") + " --quiet", "env -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY");
+  ASSERT_EQ(ra.exit_code, 0) << ra.err;
+  auto rb = test::run_ptq("run " + write_job(p, b, 2, "rtn(w4,g32)") + " --quiet", "env -u GOMP_SPINCOUNT OMP_WAIT_POLICY=passive");
+  ASSERT_EQ(rb.exit_code, 0) << rb.err;
+  auto wait = [](const std::string& d) {
+    std::ifstream in(d + "/report/report.json");
+    return json::parse(in)["environment"]["openmp_wait"].get<std::string>();
+  };
+  EXPECT_EQ(wait(a), "GOMP_SPINCOUNT=10000");
+  EXPECT_EQ(wait(b), "OMP_WAIT_POLICY=passive");
+  EXPECT_EQ(file_hashes(a + "/out"), file_hashes(b + "/out"));
 }
 
 TEST(JobRun, CompressIsTheSameCodePath) {

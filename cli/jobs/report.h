@@ -43,7 +43,7 @@ struct JobReport {
 std::vector<OutputFile> list_output_files(const std::string& dir);
 
 nlohmann::json report_to_json(const JobReport& r);
-nlohmann::json environment_json(int threads);  // ptq version/commit, compiler, CPU, threads
+nlohmann::json environment_json(int threads);  // ptq version/commit, compiler, CPU, threads, OpenMP wait
 
 std::string report_markdown(const nlohmann::json& report);
 std::string report_html(const nlohmann::json& report);

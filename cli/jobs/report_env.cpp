@@ -1,6 +1,7 @@
 // The environment section of a report: which build ran the job on what machine.
 // GCC 12 reports a false -Wrestrict in std::string concatenation (GCC bug 105329).
 #pragma GCC diagnostic ignored "-Wrestrict"
+#include <cstdlib>
 #include <fstream>
 #include <string>
 
@@ -51,6 +52,15 @@ std::string compiler() {
 
 }  // namespace
 
+// How idle OpenMP threads wait (cli/main.cpp bounds the spin unless the user chose): it moves
+// wall times on a shared machine by up to 2x, so a report with timings says which it was.
+static std::string openmp_wait() {
+  std::string out;
+  for (const char* var : {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"})
+    if (const char* v = std::getenv(var)) out += (out.empty() ? "" : " ") + std::string(var) + "=" + v;
+  return out.empty() ? "library default" : out;
+}
+
 nlohmann::json environment_json(int threads) {
   std::string cpu = cpuinfo_field("model name");
   return {{"ptq_version", kVersion},
@@ -58,7 +68,8 @@ nlohmann::json environment_json(int threads) {
           {"compiler", compiler()},
           {"cpu_model", cpu.empty() ? "unknown" : cpu},
           {"cpu_flags", simd_flags()},
-          {"threads", threads}};
+          {"threads", threads},
+          {"openmp_wait", openmp_wait()}};
 }
 
 }  // namespace ptq
