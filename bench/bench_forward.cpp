@@ -9,6 +9,7 @@
 #include <random>
 
 #include "ptq/eval.h"
+#include "ptq/generate.h"
 #include "formats/loaded_model.h"
 #include "ptq/parallel.h"
 #include "support/synthetic.h"
@@ -69,6 +70,42 @@ void BM_ForwardStories260K(benchmark::State& state) {
   run_forward(state, shared_model("models/stories260K/hf"));
 }
 void BM_ForwardSynthetic1024x8(benchmark::State& state) { run_forward(state, synthetic_1024()); }
+
+// Greedy decoding of range(1) tokens after a 16-token prompt on the synthetic 1024 x 8 Llama,
+// 1 thread: range(0) 1 = `generate` (KV cache), 0 = the former loop that reran the whole prefix
+// through logits() for every new token. Same run, same tokens.
+void BM_GreedyDecodeSynthetic1024x8(benchmark::State& state) {
+  const bool cached = state.range(0) != 0;
+  const int new_tokens = int(state.range(1));
+  ptq::set_num_threads(1);
+  ptq::LoadedModel lm = ptq::load_model_for_inference(synthetic_1024());
+  const std::vector<int32_t> prompt = random_sequences(1, 16, lm.model.config().vocab_size)[0];
+  ptq::SamplingOptions o;
+  o.max_tokens = new_tokens;
+  o.stop_at_eos = false;
+  std::vector<int32_t> out;
+  for (auto _ : state) {
+    if (cached) {
+      out = ptq::generate(*lm.forward, prompt, o, -1);
+    } else {
+      out = prompt;
+      for (int i = 0; i < new_tokens; ++i) {
+        const ptq::Mat logits = lm.forward->logits(out);
+        Eigen::Index best = 0;
+        logits.row(logits.rows() - 1).maxCoeff(&best);
+        out.push_back(int32_t(best));
+      }
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["tokens/s"] = benchmark::Counter(double(new_tokens), benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(cached ? "generate (KV cache)" : "prefix rerun per token (before)");
+}
+
+BENCHMARK(BM_GreedyDecodeSynthetic1024x8)
+    ->ArgNames({"cached", "tokens"})
+    ->Args({0, 64})->Args({1, 64})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK(BM_ForwardStories260K)
     ->ArgNames({"threads", "seqs", "len"})

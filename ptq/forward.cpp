@@ -90,13 +90,14 @@ void RopeTable::angles(int64_t p, float* c, float* s) const {
   }
 }
 
-void RopeTable::apply(Mat& x, int num_heads) const {
+void RopeTable::apply(Mat& x, int num_heads, int64_t first_position) const {
   const int hd = 2 * half_;
-  if (x.rows() > max_pos_)
-    throw Error("sequence of " + std::to_string(x.rows()) + " tokens is longer than the model's " +
+  if (first_position + x.rows() > max_pos_)
+    throw Error("sequence of " + std::to_string(first_position + x.rows()) + " tokens is longer than the model's " +
                 std::to_string(max_pos_) + " positions");
   std::vector<float> late_c, late_s;
-  for (Eigen::Index t = 0; t < x.rows(); ++t) {
+  for (Eigen::Index r = 0; r < x.rows(); ++r) {
+    const int64_t t = first_position + r;
     const float* c;
     const float* s;
     if (t < kTablePositions) {
@@ -109,7 +110,7 @@ void RopeTable::apply(Mat& x, int num_heads) const {
       c = late_c.data();
       s = late_s.data();
     }
-    float* row = x.row(t).data();
+    float* row = x.row(r).data();
     for (int h = 0; h < num_heads; ++h) {
       float* v = row + h * hd;
       for (int i = 0; i < half_; ++i) {
@@ -173,6 +174,50 @@ static Mat attention(const ModelConfig& cfg, const Mat& q, const Mat& k, const M
   return out;
 }
 
+// Queries of positions start .. start+n-1 against the keys and values of positions 0 .. start+n-1
+// (the cached prefix and themselves): query t sees positions <= start + t.
+static void attention_head_after(const Eigen::Ref<const Mat>& qh, const Eigen::Ref<const Mat>& kh,
+                                 const Eigen::Ref<const Mat>& vh, float scale, Eigen::Index start,
+                                 Eigen::Ref<Mat> out) {
+  Mat scores = (qh * kh.transpose()) * scale;
+  for (Eigen::Index t = 0; t < qh.rows(); ++t) {
+    const Eigen::Index seen = start + t + 1;
+    auto row = scores.row(t).head(seen).array();
+    const float mx = row.maxCoeff();
+    row = (row - mx).exp();
+    row /= row.sum();
+    out.row(t).noalias() = scores.row(t).head(seen) * vh.topRows(seen);
+  }
+}
+
+static Mat attention_after(const ModelConfig& cfg, const Mat& q, const Mat& k, const Mat& v, Eigen::Index start) {
+  const int hd = cfg.head_dim, group = cfg.num_heads / cfg.num_kv_heads;
+  const float scale = 1.0f / std::sqrt(float(hd));
+  Mat out(q.rows(), Eigen::Index(cfg.num_heads) * hd);
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && k.rows() >= 64)
+  for (int h = 0; h < cfg.num_heads; ++h) {
+    const int kvh = h / group;
+    attention_head_after(q.middleCols(h * hd, hd), k.middleCols(kvh * hd, hd), v.middleCols(kvh * hd, hd), scale,
+                         start, out.middleCols(h * hd, hd));
+  }
+  return out;
+}
+
+// The feed-forward half of a block on x in place. Returns true, x unspecified, when `emit` asks
+// to stop after an input.
+template <class Emit>
+static bool ffn_residual(const ModelConfig& cfg, const BlockWeights& w, Mat& x, Mat& n, Emit&& emit) {
+  rms_norm_rows(x, w.ffn_norm, cfg.rms_norm_eps, n);
+  if (emit(LinearInput::kGateUp, n)) return true;
+  Mat g = w.gate.forward(n);
+  Mat u = w.up.forward(n);
+  // SwiGLU: silu(g) * u, with silu(g) = g / (1 + e^-g).
+  Mat m = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();
+  if (emit(LinearInput::kDown, m)) return true;
+  x += w.down.forward(m);
+  return false;
+}
+
 void block_forward(const ModelConfig& cfg, const BlockWeights& w, const RopeTable& rope, Mat& x,
                    const CaptureFn& capture, std::optional<LinearInput> stop_after) {
   auto emit = [&](LinearInput g, const Mat& in) {
@@ -190,15 +235,27 @@ void block_forward(const ModelConfig& cfg, const BlockWeights& w, const RopeTabl
   Mat a = attention(cfg, q, k, v);
   if (emit(LinearInput::kO, a)) return;
   x += w.o.forward(a);
+  ffn_residual(cfg, w, x, n, emit);
+}
 
-  rms_norm_rows(x, w.ffn_norm, cfg.rms_norm_eps, n);
-  if (emit(LinearInput::kGateUp, n)) return;
-  Mat g = w.gate.forward(n);
-  Mat u = w.up.forward(n);
-  // SwiGLU: silu(g) * u, with silu(g) = g / (1 + e^-g).
-  Mat m = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();
-  if (emit(LinearInput::kDown, m)) return;
-  x += w.down.forward(m);
+// One block on the new positions x [n, hidden] starting at `start`, reading and extending the
+// block's cached keys and values. With start 0 the arithmetic is block_forward's.
+static void block_forward_cached(const ModelConfig& cfg, const BlockWeights& w, const RopeTable& rope, Mat& x,
+                                 Mat& k_cache, Mat& v_cache, Eigen::Index start) {
+  Mat n;
+  rms_norm_rows(x, w.attn_norm, cfg.rms_norm_eps, n);
+  Mat q = w.q.forward(n);
+  Mat k = w.k.forward(n);
+  Mat v = w.v.forward(n);
+  rope.apply(q, cfg.num_heads, start);
+  rope.apply(k, cfg.num_kv_heads, start);
+  k_cache.middleRows(start, k.rows()) = k;
+  v_cache.middleRows(start, v.rows()) = v;
+  const Eigen::Index seen = start + x.rows();
+  Mat a = start == 0 ? attention(cfg, q, k, v)
+                     : attention_after(cfg, q, k_cache.topRows(seen), v_cache.topRows(seen), start);
+  x += w.o.forward(a);
+  ffn_residual(cfg, w, x, n, [](LinearInput, const Mat&) { return false; });
 }
 
 Mat final_logits(const ModelConfig& cfg, const HeadWeights& head, const Mat& x) {
@@ -225,6 +282,25 @@ LlamaModel::LlamaModel(ModelConfig cfg, HeadWeights head, std::vector<BlockWeigh
 Mat LlamaModel::logits(const std::vector<int32_t>& ids) const {
   Mat x = embed_tokens(head_, ids);
   for (const auto& b : blocks_) block_forward(cfg_, b, rope_, x);
+  return final_logits(cfg_, head_, x);
+}
+
+KvCache::KvCache(const ModelConfig& cfg, int capacity) : capacity_(capacity) {
+  PTQ_ASSERT(capacity >= 0);
+  const Eigen::Index width = Eigen::Index(cfg.num_kv_heads) * cfg.head_dim;
+  k_.assign(size_t(cfg.num_layers), Mat(capacity, width));
+  v_.assign(size_t(cfg.num_layers), Mat(capacity, width));
+}
+
+Mat LlamaModel::logits_cached(const std::vector<int32_t>& new_ids, KvCache& cache) const {
+  PTQ_ASSERT(cache.k_.size() == blocks_.size(), "KvCache made for another model");
+  if (cache.length_ + int64_t(new_ids.size()) > cache.capacity_)
+    throw Error("generation of " + std::to_string(cache.length_ + new_ids.size()) +
+                " positions exceeds the cache's " + std::to_string(cache.capacity_));
+  Mat x = embed_tokens(head_, new_ids);
+  for (size_t l = 0; l < blocks_.size(); ++l)
+    block_forward_cached(cfg_, blocks_[l], rope_, x, cache.k_[l], cache.v_[l], cache.length_);
+  cache.length_ += int(new_ids.size());
   return final_logits(cfg_, head_, x);
 }
 

@@ -54,7 +54,8 @@ using CaptureFn = std::function<void(LinearInput, const Mat& x)>;
 class RopeTable {
  public:
   RopeTable(int head_dim, double theta, int max_positions);
-  void apply(Mat& x, int num_heads) const;  // x [T, num_heads*head_dim], positions 0..T-1
+  // x [T, num_heads*head_dim] at positions first_position .. first_position+T-1.
+  void apply(Mat& x, int num_heads, int64_t first_position = 0) const;
   int max_positions() const { return max_pos_; }
 
  private:
@@ -77,6 +78,20 @@ void block_forward(const ModelConfig& cfg, const BlockWeights& w, const RopeTabl
 Mat final_logits(const ModelConfig& cfg, const HeadWeights& head, const Mat& x);  // [T, vocab]
 void rms_norm_rows(const Mat& x, const Vec& gain, double eps, Mat& out);
 
+// Keys (after RoPE) and values of every block for the positions run so far, so that a decoding
+// step runs only its new tokens through the blocks instead of the whole prefix again.
+class KvCache {
+ public:
+  KvCache(const ModelConfig& cfg, int capacity);  // room for `capacity` positions
+  int length() const { return length_; }
+  int capacity() const { return capacity_; }
+
+ private:
+  friend class LlamaModel;
+  std::vector<Mat> k_, v_;  // per block [capacity, kv_heads * head_dim]
+  int length_ = 0, capacity_;
+};
+
 // A whole model held in memory for evaluation and generation.
 class LlamaModel {
  public:
@@ -84,6 +99,10 @@ class LlamaModel {
   LlamaModel(ModelConfig cfg, HeadWeights head, std::vector<BlockWeights> blocks);
   const ModelConfig& config() const { return cfg_; }
   Mat logits(const std::vector<int32_t>& ids) const;  // [T, vocab]
+  // Logits [new_ids.size(), vocab] of `new_ids` at positions cache.length() onwards, given the
+  // cached prefix; their keys and values join the cache. A first call on an empty cache runs
+  // the same arithmetic as logits().
+  Mat logits_cached(const std::vector<int32_t>& new_ids, KvCache& cache) const;
   std::vector<BlockWeights>& blocks() { return blocks_; }
   const std::vector<BlockWeights>& blocks() const { return blocks_; }
 

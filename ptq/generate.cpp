@@ -42,8 +42,11 @@ std::vector<int32_t> generate(const LlamaModel& model, std::vector<int32_t> ids,
                               const SamplingOptions& o, int eos_id) {
   std::mt19937_64 rng(o.seed);
   const int max_len = model.config().max_position_embeddings;
+  if (ids.empty() || o.max_tokens <= 0 || int(ids.size()) >= max_len) return ids;
+  KvCache cache(model.config(), int(std::min<int64_t>(max_len, int64_t(ids.size()) + o.max_tokens)));
   for (int step = 0; step < o.max_tokens && int(ids.size()) < max_len; ++step) {
-    Mat logits = model.logits(ids);
+    // Only the tokens the cache has not seen: the whole prompt first, then the last sample.
+    Mat logits = model.logits_cached({ids.begin() + cache.length(), ids.end()}, cache);
     int32_t next = sample_token(logits.row(logits.rows() - 1), o, rng);
     ids.push_back(next);
     if (o.stop_at_eos && next == eos_id) break;

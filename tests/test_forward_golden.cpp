@@ -7,6 +7,7 @@
 
 #include "calibration/text_data.h"
 #include "calibration/tokenizer.h"
+#include "ptq/error.h"
 #include "ptq/eval.h"
 #include "formats/loaded_model.h"
 #include "ptq/generate.h"
@@ -18,6 +19,8 @@ namespace ptq {
 namespace {
 
 constexpr double kLogitTolerance = 1e-4;  // max abs vs the float64 reference (issue #3)
+// Cached decoding vs the whole sequence: fp32 sums over the same terms in another order.
+constexpr double kKvCacheTolerance = 1e-4;
 
 class GoldenTest : public ::testing::TestWithParam<const char*> {};
 
@@ -54,6 +57,29 @@ TEST_P(GoldenTest, GreedyGenerationMatchesReference) {
   std::vector<int32_t> ids = generate(*lm.forward, {1}, o, 2);
   ASSERT_EQ(ids.size(), ref.values.size());
   for (size_t i = 0; i < ids.size(); ++i) ASSERT_EQ(ids[i], int32_t(ref.values[i])) << "at " << i;
+}
+
+// Decoding with the KV cache: a prompt, then one token at a time, gives the logits of the whole
+// sequence run at once to rounding, and the prompt's logits are logits() of the prompt bit for bit.
+TEST_P(GoldenTest, KvCacheStepsMatchTheWholeSequence) {
+  PTQ_REQUIRE_SHARED(GetParam(), model_path);
+  LoadedModel lm = load_model_for_inference(model_path);
+  const std::vector<int32_t> ids = {1, 403, 407, 261, 378, 285, 260, 1008 % 512, 94, 302, 73, 0, 511, 266};
+  const Mat whole = lm.forward->logits(ids);
+  KvCache cache(lm.forward->config(), int(ids.size()));
+  const size_t prompt = 5;
+  Mat first = lm.forward->logits_cached({ids.begin(), ids.begin() + prompt}, cache);
+  EXPECT_EQ(cache.length(), int(prompt));
+  EXPECT_TRUE(first == lm.forward->logits({ids.begin(), ids.begin() + prompt}));
+  double max_abs = (first - whole.topRows(prompt)).cwiseAbs().maxCoeff();
+  for (size_t t = prompt; t < ids.size(); ++t) {
+    const Mat step = lm.forward->logits_cached({ids[t]}, cache);
+    ASSERT_EQ(step.rows(), 1);
+    max_abs = std::max(max_abs, double((step.row(0) - whole.row(Eigen::Index(t))).cwiseAbs().maxCoeff()));
+  }
+  EXPECT_EQ(cache.length(), int(ids.size()));
+  EXPECT_LT(max_abs, kKvCacheTolerance);
+  EXPECT_THROW(lm.forward->logits_cached({1}, cache), ptq::Error);  // the cache is full
 }
 
 TEST_P(GoldenTest, TinyStoriesPerplexityMatchesReference) {
