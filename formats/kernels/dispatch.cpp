@@ -1,3 +1,5 @@
+#include <cpuid.h>
+
 #include <cstdlib>
 #include <string>
 
@@ -25,6 +27,12 @@ KernelPath checked(KernelPath p, const char* source) {
   return p;
 }
 
+// F16C is CPUID.1:ECX bit 29; clang 14's __builtin_cpu_supports has no name for it.
+bool cpu_has_f16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+}
+
 }  // namespace
 
 std::string path_name(KernelPath p) {
@@ -36,7 +44,7 @@ bool cpu_supports(KernelPath p) {
   switch (p) {
     case KernelPath::ref: return true;
     case KernelPath::avx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
     case KernelPath::avx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
