@@ -12,6 +12,8 @@
 #include <fstream>
 #include <random>
 
+#include <nlohmann/json.hpp>
+
 #include "calibration/tokenizer_json.h"
 #include "formats/gguf_file.h"
 #include "formats/safetensors.h"
