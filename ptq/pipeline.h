@@ -30,6 +30,9 @@ namespace ptq {
 struct LayerOverride {
   std::string pattern;  // ECMAScript regex, searched (not anchored)
   std::optional<int> bits, group_size;
+  // Further quantizer arguments set (or replaced) on matching layers, e.g. {outlier, 0.5} for
+  // SpQR's down_proj; an empty value is a bare flag.
+  std::vector<SpecArg> args;
   bool skip = false;
 };
 
@@ -62,6 +65,7 @@ struct LayerResult {
   double seconds = 0;
   double bits_per_weight = 0;  // QuantizedLayer::storage_bits() per weight (32 when skipped)
   std::string parts;           // QuantizedLayer::part_names() ("" when skipped)
+  double sparse_share = 0;     // nonzeros of the sparse part per weight (SpQR's outlier share)
   std::vector<std::string> log;
 };
 
