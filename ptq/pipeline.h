@@ -30,10 +30,10 @@ namespace ptq {
 struct LayerOverride {
   std::string pattern;  // ECMAScript regex, searched (not anchored)
   std::optional<int> bits, group_size;
+  bool skip = false;
   // Further quantizer arguments set (or replaced) on matching layers, e.g. {outlier, 0.5} for
   // SpQR's down_proj; an empty value is a bare flag.
   std::vector<SpecArg> args;
-  bool skip = false;
 };
 
 // Resume hooks (cli/jobs/resume_state.h fills them). Blocks [0, resume_from) were finished by an
