@@ -29,10 +29,7 @@ namespace {
 
 using gptq_detail::Problem;
 using gptq_detail::UpdateFactor;
-
-std::string shape_of(const Mat& w) {
-  return "[" + std::to_string(w.rows()) + " x " + std::to_string(w.cols()) + "]";
-}
+using gptq_detail::shape_of;
 
 std::string fmt_double(double v) {
   char buf[32];
@@ -47,6 +44,14 @@ void fit_row(const float* row, int k, const QuantGrid& g, int r, Mat* scales, Ma
     (*scales)(r, gi) = prm.scale;
     (*zeros)(r, gi) = prm.zero;
   }
+}
+
+}  // namespace
+
+namespace gptq_detail {
+
+std::string shape_of(const Mat& w) {
+  return "[" + std::to_string(w.rows()) + " x " + std::to_string(w.cols()) + "]";
 }
 
 // Dead columns, fixed parameters and the act-order permutation, in the reference's order.
@@ -93,6 +98,10 @@ Problem prepare(const Mat& w, const MatD& h, const GptqOptions& o) {
   p.codes.resize(static_cast<size_t>(n) * k);
   return p;
 }
+
+}  // namespace gptq_detail
+
+namespace {
 
 // ---- The update factor ----------------------------------------------------------------------
 // H + λI = R·Rᵀ with R upper triangular is one Cholesky of the reversed matrix: with J the
@@ -153,12 +162,14 @@ float turned_row(const float* l_row, int len, const float* diag_r, int k, float*
 
 // R̂ in place of the reversed matrix. False on a failed Cholesky or a non-finite factor (a
 // status, not an error: the caller raises λ).
-bool rhat_from_reversed(MatMap* a) {
+bool rhat_from_reversed(MatMap* a, Vec* r_diag = nullptr) {
   const int k = static_cast<int>(a->rows());
   if (!cholesky_lower(a->data(), k, k, StrictUpper::kScratch)) return false;
   // Row i of R is row k-1-i of L reversed: rows i and k-1-i trade places, so each pair is turned
   // together, row i's L saved first. Only L's lower triangle is read; every element is written.
-  Vec diag_r(k);
+  Vec local;
+  Vec& diag_r = r_diag ? *r_diag : local;
+  diag_r.resize(k);
   for (int j = 0; j < k; ++j) diag_r[j] = (*a)(k - 1 - j, k - 1 - j);
   float finite_check = 0.0f;
 #pragma omp parallel reduction(+ : finite_check)
@@ -199,16 +210,20 @@ std::vector<Mat> group_fit_inverses(const MatMap& rhat, const Problem& p, const 
   return fit;
 }
 
+}  // namespace
+
+namespace gptq_detail {
+
 UpdateFactor damped_update_factor(const MatD& h, const Problem& p, const GptqOptions& o, const std::string& shape,
                                   QuantLog* log, GptqWorkspace& ws) {
   const double mean_diag = p.h_diag.mean();
   const int k = static_cast<int>(h.rows());
   double damp = o.damp;
-  UpdateFactor f{MatMap(ws.factor(k), k, k), {}};
+  UpdateFactor f{MatMap(ws.factor(k), k, k), {}, {}};
   for (int attempt = 0;; ++attempt) {
     if (!reversed_damped_hessian(h, p, damp * mean_diag, &f.rhat))
       throw Error("gptq: layer " + shape + " has non-finite input statistics (Hessian)");
-    if (rhat_from_reversed(&f.rhat)) break;
+    if (rhat_from_reversed(&f.rhat, &f.r_diag)) break;
     if (attempt == o.max_retries)
       throw Error("gptq: Cholesky of the Hessian failed for layer " + shape + " even with damp=" +
                   fmt_double(damp) + " after " + std::to_string(o.max_retries) + " retries");
@@ -234,13 +249,21 @@ GridCodes assemble(Problem& p, const GptqOptions& o) {
   out.g_idx.resize(k);
   // Static groups keep the original column's group; dynamic ones are numbered in the order
   // they were fitted (permuted order), so g_idx[perm[j]] = j / g.
-  for (int j = 0; j < k; ++j) out.g_idx[p.perm[j]] = gptq_detail::group_of(p, o, j);
+  for (int j = 0; j < k; ++j) out.g_idx[p.perm[j]] = group_of(p, o, j);
   return out;
 }
 
-}  // namespace
-
-namespace gptq_detail {
+void validate_inputs(const Mat& w, const MatD& h, const GptqOptions& o, const std::string& who) {
+  const std::string shape = shape_of(w);
+  grid::validate(o.grid, who);
+  if (h.rows() != w.cols() || h.cols() != w.cols())
+    throw Error(who + ": layer " + shape + " got a Hessian of " + std::to_string(h.rows()) + " x " +
+                std::to_string(h.cols()));
+  // H's off-diagonal entries are checked as they are read (reversed_damped_hessian).
+  if (!all_finite(w.data(), static_cast<size_t>(w.size())) || !h.diagonal().allFinite())
+    throw Error(who + ": layer " + shape + " has non-finite weights or input statistics");
+  if (o.block < 1 || o.damp < 0) throw Error(who + ": block must be >= 1 and damp >= 0");
+}
 
 int group_of(const Problem& p, const GptqOptions& o, int j) {
   if (!p.grouped) return 0;
@@ -274,20 +297,13 @@ GridCodes gptq_quantize(const Mat& w, const MatD& h, const GptqOptions& o, Quant
                               GptqWorkspace* workspace) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::string shape = shape_of(w);
-  grid::validate(o.grid, "gptq");
-  if (h.rows() != w.cols() || h.cols() != w.cols())
-    throw Error("gptq: layer " + shape + " got a Hessian of " + std::to_string(h.rows()) + " x " +
-                std::to_string(h.cols()));
-  // H's off-diagonal entries are checked as they are read (reversed_damped_hessian).
-  if (!all_finite(w.data(), static_cast<size_t>(w.size())) || !h.diagonal().allFinite())
-    throw Error("gptq: layer " + shape + " has non-finite weights or input statistics");
-  if (o.block < 1 || o.damp < 0) throw Error("gptq: block must be >= 1 and damp >= 0");
+  gptq_detail::validate_inputs(w, h, o, "gptq");
   FlushDenormals ftz;
-  Problem p = prepare(w, h, o);
+  Problem p = gptq_detail::prepare(w, h, o);
   GptqWorkspace own;
-  const UpdateFactor f = damped_update_factor(h, p, o, shape, log, workspace ? *workspace : own);
+  const UpdateFactor f = gptq_detail::damped_update_factor(h, p, o, shape, log, workspace ? *workspace : own);
   gptq_detail::run_update_loop(p, f, o);
-  GridCodes out = assemble(p, o);
+  GridCodes out = gptq_detail::assemble(p, o);
   if (log) log->seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
 }

@@ -94,6 +94,18 @@ void fit_dynamic_groups(Problem& p, const UpdateFactor& f, const GptqOptions& o,
   } else {
     std::copy_n(w0t, gptq_wt.size(), gptq_wt.data());
   }
+  if (p.fit_group) {  // SpQR: each group's rows at once, row-major
+    std::vector<float> g_rows;
+    for (int j = (i1 + g - 1) / g * g; j < i2; j += g) {
+      const int width = std::min(k, j + g) - j;
+      g_rows.resize(static_cast<size_t>(c.rows) * width);
+      for (int r = 0; r < c.rows; ++r)
+        for (int i = 0; i < width; ++i)
+          g_rows[static_cast<size_t>(r) * width + i] = gptq_wt[static_cast<size_t>(j - i1 + i) * c.rows + r];
+      p.fit_group(p, c.r0, c.rows, j / g, j, width, g_rows.data());
+    }
+    return;
+  }
   std::vector<float> row(m);  // one row's [i1, i1 + m), contiguous for find_params
   for (int r = 0; r < c.rows; ++r) {
     for (int i = 0; i < m; ++i) row[i] = gptq_wt[static_cast<size_t>(i) * c.rows + r];
@@ -143,6 +155,32 @@ void quantize_column(Panel& pn, int i, float maxq, LaneRow& code, LaneRow& d) {
   for (int l = 0; l < kLanes; ++l) {
     code.v[l] = std::clamp(std::nearbyint(x[l] / pn.scale[l]) + pn.zero[l], 0.0f, maxq);
     d.v[l] = w0[l] - pn.scale[l] * (code.v[l] - pn.zero[l]);
+  }
+}
+
+// SpQR's column step (Problem::round_after_zero, outlier_threshold): the code of x, and at a
+// weight whose error passes the outlier rule the kept value grid + fp16(x − grid), recorded in
+// the problem by original column; D against whichever value the weight ends up with.
+void quantize_column_spqr(Problem& p, const Chunk& c, int s0, int lanes, int col, float r_jj, Panel& pn, int i,
+                          float maxq, LaneRow& code, LaneRow& d) {
+  const float* x = pn.x[i].v;
+  const float* w0 = pn.w0[i].v;
+  const int k = static_cast<int>(p.w->cols());
+  for (int l = 0; l < kLanes; ++l) {
+    const float q = p.round_after_zero ? std::nearbyint(x[l] / std::max(pn.scale[l], 1e-9f) + pn.zero[l])
+                                       : std::nearbyint(x[l] / pn.scale[l]) + pn.zero[l];
+    code.v[l] = std::clamp(q, 0.0f, maxq);
+    const float grid_value = pn.scale[l] * (code.v[l] - pn.zero[l]);
+    float kept = grid_value;
+    const float e = (x[l] - grid_value) * r_jj;
+    if (l < lanes && p.has_outliers() && e * e > p.outlier_threshold) {
+      const float residual = f16_to_f32(f32_to_f16(x[l] - grid_value));
+      kept = grid_value + residual;
+      const size_t at = static_cast<size_t>(c.r0 + s0 + l) * k + col;
+      p.is_outlier[at] = 1;
+      p.outlier_residual[at] = residual;
+    }
+    d.v[l] = w0[l] - kept;
   }
 }
 
@@ -217,7 +255,10 @@ void quantize_panel(Problem& p, const UpdateFactor& f, const GptqOptions& o, Chu
       const int i = i0 + u, j = i1 + i;
       rrows[u] = &f.rhat(j, i1);
       load_params(p, c, s0, lanes, group_of(p, o, j), pn);
-      quantize_column(pn, i, maxq, code, pn.d[u]);
+      if (p.round_after_zero || p.has_outliers())
+        quantize_column_spqr(p, c, s0, lanes, p.perm[j], f.r_diag[j], pn, i, maxq, code, pn.d[u]);
+      else
+        quantize_column(pn, i, maxq, code, pn.d[u]);
       store_column(p, c, s0, lanes, i, p.perm[j], code, pn.d[u]);
       for (int t = i + 1; t < i0 + steps; ++t) {  // the rest of this step, column by column
         float* xt = pn.x[t].v;

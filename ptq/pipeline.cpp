@@ -14,14 +14,14 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-Spec with_arg(Spec s, const std::string& key, int value) {
+Spec with_arg(Spec s, const std::string& key, const std::string& value) {
   for (auto& a : s.args) {
     if (a.key == key) {
-      a.value = std::to_string(value);
+      a.value = value;
       return s;
     }
   }
-  s.args.push_back({key, std::to_string(value)});
+  s.args.push_back({key, value});
   return s;
 }
 
@@ -31,8 +31,9 @@ std::optional<Spec> quantizer_spec_for(const std::string& name, const Spec& quan
   for (const auto& ov : overrides) {
     if (!std::regex_search(name, std::regex(ov.pattern))) continue;
     if (ov.skip) return std::nullopt;
-    if (ov.bits) spec = with_arg(spec, "w", *ov.bits);
-    if (ov.group_size) spec = with_arg(spec, "g", *ov.group_size);
+    if (ov.bits) spec = with_arg(spec, "w", std::to_string(*ov.bits));
+    if (ov.group_size) spec = with_arg(spec, "g", std::to_string(*ov.group_size));
+    for (const SpecArg& a : ov.args) spec = with_arg(spec, a.key, a.value);
   }
   return spec;
 }
@@ -106,6 +107,7 @@ LayerResult quantize_one(const std::string& name, int layer, Linear& lin, const 
   r.rel_error = relative_output_error(lin.w, stored, stats.hessian());
   r.bits_per_weight = q.bits_per_weight();
   r.parts = q.part_names();
+  if (q.sparse) r.sparse_share = double(q.sparse->nnz()) / (double(r.rows) * double(r.cols));
   r.log = log.messages;
   lin.w = lin.input_transform ? q.effective_weight() : std::move(stored);
   lin.input_transform.reset();

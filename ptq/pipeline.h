@@ -31,6 +31,9 @@ struct LayerOverride {
   std::string pattern;  // ECMAScript regex, searched (not anchored)
   std::optional<int> bits, group_size;
   bool skip = false;
+  // Further quantizer arguments set (or replaced) on matching layers, e.g. {outlier, 0.5} for
+  // SpQR's down_proj; an empty value is a bare flag.
+  std::vector<SpecArg> args;
 };
 
 // Resume hooks (cli/jobs/resume_state.h fills them). Blocks [0, resume_from) were finished by an
@@ -62,6 +65,7 @@ struct LayerResult {
   double seconds = 0;
   double bits_per_weight = 0;  // QuantizedLayer::storage_bits() per weight (32 when skipped)
   std::string parts;           // QuantizedLayer::part_names() ("" when skipped)
+  double sparse_share = 0;     // nonzeros of the sparse part per weight (SpQR's outlier share)
   std::vector<std::string> log;
 };
 

@@ -228,6 +228,18 @@ TEST_F(CompositeLayers, EachTestStageRoundTripsThroughTheNativeFormatAndTheKerne
   }
 }
 
+// SpQR's layers (coded statistics, fractional zeros, act-order g_idx, CSR outliers) through the
+// native format, the reader and the composed kernel: equal layers, and the packed model's
+// perplexity within 1e-4 relative of the fake-quant (effective-weight) model's.
+TEST_F(CompositeLayers, SpqrRoundTripsThroughTheNativeFormatAndTheKernels) {
+  const std::string recipe = "spqr(w3,g16,qq3,qg16,outlier=0.2)";
+  const std::string out = compress(recipe, "ptq", "spqr");
+  int with_outliers = 0;
+  for (const auto& l : last_.layers) with_outliers += l.sparse_share > 0;
+  EXPECT_GT(with_outliers, 0);
+  check_round_trip(out, in_memory(recipe), "grid+coded_statistics+sparse");
+}
+
 TEST_F(CompositeLayers, RefinersLowerTheLayerErrorAndCountTheirBits) {
   // RTN: its errors are independent per weight (GPTQ's compensate each other, so removing the
   // largest ones need not lower the output error).

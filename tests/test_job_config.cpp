@@ -38,6 +38,24 @@ TEST(JobConfig, ListAndStringRecipesAreTheSame) {
   EXPECT_EQ(recipe_to_string(flags), "rtn(w3,g32,sym)");
 }
 
+TEST(JobConfig, SpqrStageAndOverrideArgs) {
+  PTQ_REQUIRE_SHARED("models/stories260K/hf", model);
+  JobSpec job = parse_job_yaml(
+      job_text(model, "recipe:\n  - spqr: {bits: 3, group_size: 16, qq: 3, qg: 16, outlier: 0.2, perm: act_order}\n",
+               "calibration:\n  data: d.txt\n  format: tinystories\n  samples: 16\n  seq_len: 128\n"
+               "overrides:\n  - match: 'down_proj'\n    args: {outlier: 0.5, gptq_fit: true, block: 64}\n"),
+      "job.yaml");
+  EXPECT_EQ(recipe_to_string(job.compress.pipeline.recipe), "spqr(w3,g16,qq=3,qg=16,outlier=0.2,perm=act_order)");
+  ASSERT_EQ(job.compress.pipeline.overrides.size(), 1u);
+  const std::vector<SpecArg> expected = {{"outlier", "0.5"}, {"gptq_fit", ""}, {"block", "64"}};
+  EXPECT_EQ(job.compress.pipeline.overrides[0].args, expected);
+  EXPECT_THROW(parse_job_yaml(job_text(model, "recipe: spqr\n",
+                                       "calibration:\n  data: d.txt\n  samples: 16\n  seq_len: 128\n"
+                                       "overrides:\n  - match: 'down_proj'\n    args: [1, 2]\n"),
+                              "job.yaml"),
+               Error);
+}
+
 TEST(JobConfig, ParsesAFullJob) {
   PTQ_REQUIRE_SHARED("models/stories260K/hf", model);
   JobSpec job = parse_job_yaml(job_text(model, "recipe:\n  - gptq: {bits: 4, group_size: 32}\n",
@@ -56,6 +74,7 @@ TEST(JobConfig, ParsesAFullJob) {
   ASSERT_EQ(job.compress.pipeline.overrides.size(), 2u);
   EXPECT_EQ(*job.compress.pipeline.overrides[0].bits, 8);
   EXPECT_TRUE(job.compress.pipeline.overrides[1].skip);
+  EXPECT_TRUE(job.compress.pipeline.overrides[0].args.empty());
   ASSERT_EQ(job.evals.size(), 1u);
   EXPECT_EQ(job.evals[0].format, DataFormat::kWikiText2);
   EXPECT_EQ(job.report_dir, "rep");

@@ -79,8 +79,8 @@ TEST_F(StoriesPipeline, OverridesSkipAndChangeBits) {
   PipelineOptions o;
   o.recipe = parse_recipe("rtn(w4,g32)");
   o.quiet = true;
-  o.overrides.push_back({"mlp\\.down_proj$", std::nullopt, std::nullopt, true});
-  o.overrides.push_back({"layers\\.0\\.self_attn", 8, 64, false});
+  o.overrides.push_back({"mlp\\.down_proj$", std::nullopt, std::nullopt, true, {}});
+  o.overrides.push_back({"layers\\.0\\.self_attn", 8, 64, false, {}});
   std::map<std::string, std::string> spec_of;
   auto results = quantize_sequential(*model_, calib_.windows, o, [&](const LayerResult& r, const QuantizedLayer* q) {
     EXPECT_EQ(q == nullptr, r.skipped) << r.name;
@@ -90,6 +90,28 @@ TEST_F(StoriesPipeline, OverridesSkipAndChangeBits) {
   EXPECT_EQ(spec_of["model.layers.2.mlp.down_proj"], "skip");
   EXPECT_EQ(spec_of["model.layers.0.self_attn.q_proj"], "rtn(w8,g64)");
   EXPECT_EQ(spec_of["model.layers.1.self_attn.q_proj"], "rtn(w4,g32)");
+}
+
+TEST_F(StoriesPipeline, OverrideArgsChangeAQuantizersArguments) {
+  PipelineOptions o;
+  o.recipe = parse_recipe("spqr(w3,g16,qq3,qg16)");
+  o.quiet = true;
+  LayerOverride down;
+  down.pattern = "mlp\\.down_proj$";
+  down.args = {{"outlier", "0.5"}, {"perm", "identity"}};
+  o.overrides.push_back(down);
+  std::map<std::string, LayerResult> result_of;
+  quantize_sequential(*model_, calib_.windows, o, [&](const LayerResult& r, const QuantizedLayer*) {
+    result_of[r.name] = r;
+  });
+  EXPECT_EQ(result_of["model.layers.1.mlp.down_proj"].spec, "spqr(w3,g16,qq3,qg16,outlier=0.5,perm=identity)");
+  EXPECT_EQ(result_of["model.layers.1.mlp.up_proj"].spec, "spqr(w3,g16,qq3,qg16)");
+  // The outlier share is in each result and its log line.
+  const LayerResult& up = result_of["model.layers.1.mlp.up_proj"];
+  EXPECT_GT(up.sparse_share, 0.0);
+  EXPECT_LT(up.sparse_share, 0.2);
+  ASSERT_FALSE(up.log.empty());
+  EXPECT_NE(up.log.back().find("outliers, share"), std::string::npos);
 }
 
 TEST_F(StoriesPipeline, PerLayerErrorsAreRecordedInModelOrder) {

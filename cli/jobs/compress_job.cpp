@@ -64,11 +64,17 @@ void validate_layers(const Model& model, const PipelineOptions& o, const FormatT
 nlohmann::json fingerprint_inputs(const CompressJob& job, const Model& model, const CalibrationSet& calib,
                                   const std::string& calib_file_sha) {
   nlohmann::json overrides = nlohmann::json::array();
-  for (const auto& ov : job.pipeline.overrides)
+  for (const auto& ov : job.pipeline.overrides) {
     overrides.push_back({{"pattern", ov.pattern},
                          {"bits", ov.bits ? *ov.bits : 0},
                          {"group_size", ov.group_size ? *ov.group_size : 0},
                          {"skip", ov.skip}});
+    if (!ov.args.empty()) {  // only when present: older jobs keep their fingerprint
+      nlohmann::json args = nlohmann::json::array();
+      for (const SpecArg& a : ov.args) args.push_back({a.key, a.value});
+      overrides.back()["args"] = args;
+    }
+  }
   const CalibrationInfo& c = calib.info;
   nlohmann::json j = {
       {"ptq", std::string(kVersion) + " " + kGitCommit},

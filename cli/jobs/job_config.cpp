@@ -229,7 +229,7 @@ void parse_overrides(const YamlReader& y, const YAML::Node& n, JobSpec& job) {
   y.expect_list(n, "overrides");
   for (const auto& o : n) {
     y.expect_map(o, "overrides entry");
-    y.check_keys(o, "an override", {"match", "bits", "group_size", "skip"});
+    y.check_keys(o, "an override", {"match", "bits", "group_size", "args", "skip"});
     if (!o["match"]) y.fail(o, "an override needs 'match' (a regex searched in module names)");
     LayerOverride ov;
     ov.pattern = y.str(o["match"], "match");
@@ -241,6 +241,21 @@ void parse_overrides(const YamlReader& y, const YAML::Node& n, JobSpec& job) {
     if (o["bits"]) ov.bits = y.positive(o["bits"], "bits");
     if (o["group_size"]) ov.group_size = y.integer(o["group_size"], "group_size");
     if (o["skip"]) ov.skip = y.boolean(o["skip"], "skip");
+    if (o["args"]) {
+      const YAML::Node args = o["args"];
+      y.expect_map(args, "override args");
+      y.check_unique_keys(args, "the override's args");
+      for (auto it = args.begin(); it != args.end(); ++it) {
+        const std::string key = it->first.Scalar();
+        const YAML::Node v = it->second;
+        if (!v.IsScalar()) y.fail(v, "override arg '" + key + "' must be a scalar (number, flag or word)");
+        if (v.Tag() != "!" && (v.Scalar() == "true" || v.Scalar() == "false")) {
+          if (y.boolean(v, key)) ov.args.push_back({key, ""});
+        } else {
+          ov.args.push_back({key, v.Scalar()});
+        }
+      }
+    }
     job.compress.pipeline.overrides.push_back(ov);
   }
 }
@@ -291,7 +306,8 @@ YAML::Node blame_node(const std::string& layer, const JobSpec& job, const YAML::
       if (stage_role(stages[i].name) == StageRole::kQuantizer) blamed = recipe[i];
   const auto& ovs = job.compress.pipeline.overrides;
   for (size_t i = 0; i < ovs.size(); ++i)
-    if ((ovs[i].bits || ovs[i].group_size) && std::regex_search(layer, std::regex(ovs[i].pattern)))
+    if ((ovs[i].bits || ovs[i].group_size || !ovs[i].args.empty()) &&
+        std::regex_search(layer, std::regex(ovs[i].pattern)))
       blamed = overrides[i];
   return blamed;
 }

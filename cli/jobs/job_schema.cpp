@@ -28,6 +28,7 @@ overrides:                    # per layer, matched by regex (searched) on module
   - match: "mlp\\.down_proj"  # e.g. model.layers.3.mlp.down_proj
     bits: 8                   # optional
     group_size: 64            # optional
+    args: {outlier: 0.5}      # optional: other quantizer arguments (true -> flag)
     skip: false               # true: keep the layer in full precision
 true_sequential: true         # quantize q/k/v, o, gate/up, down in turn within a block
 output:

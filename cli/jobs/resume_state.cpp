@@ -55,7 +55,7 @@ json result_to_json(const LayerResult& r, const QuantizedLayer* q) {
   json j = {{"name", r.name},   {"layer", r.layer},         {"rows", r.rows},
             {"cols", r.cols},   {"spec", r.spec},           {"skipped", r.skipped},
             {"rel_error", r.rel_error}, {"seconds", r.seconds}, {"bits_per_weight", r.bits_per_weight},
-            {"parts", r.parts}, {"log", r.log}};
+            {"parts", r.parts}, {"sparse_share", r.sparse_share}, {"log", r.log}};
   if (q) j["descriptor"] = q->descriptor();
   return j;
 }
@@ -72,6 +72,7 @@ LayerResult result_from_json(const json& j) {
   r.seconds = j.at("seconds");
   r.bits_per_weight = j.at("bits_per_weight");
   r.parts = j.at("parts");
+  r.sparse_share = j.value("sparse_share", 0.0);
   r.log = j.at("log").get<std::vector<std::string>>();
   return r;
 }
