@@ -230,12 +230,6 @@ class GgufSource : public F32TensorTable {
     });
     return m;
   }
-  std::vector<uint8_t> load_raw(const std::string& name) const override {
-    Mat m = load_f32(name);
-    std::vector<uint8_t> out(static_cast<size_t>(m.size()) * 4);
-    std::memcpy(out.data(), m.data(), out.size());
-    return out;
-  }
 
  private:
   // HF row r = h*hd + j*(hd/2) + i was stored at GGUF row h*hd + 2*i + j.

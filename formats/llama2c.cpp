@@ -54,12 +54,6 @@ class Llama2cSource : public F32TensorTable {
         }
     return m;
   }
-  std::vector<uint8_t> load_raw(const std::string& name) const override {
-    Mat m = load_f32(name);
-    std::vector<uint8_t> out(static_cast<size_t>(m.size()) * 4);
-    std::memcpy(out.data(), m.data(), out.size());
-    return out;
-  }
 
  private:
   const Entry& entry(const std::string& name) const {

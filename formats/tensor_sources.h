@@ -1,5 +1,6 @@
 #pragma once
 // The on-disk checkpoint layouts behind Model::open.
+#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
@@ -35,6 +36,13 @@ class F32TensorTable : public TensorSource {
   const TensorInfo* find(const std::string& name) const override {
     auto it = infos_.find(name);
     return it == infos_.end() ? nullptr : &it->second;
+  }
+  // The stored bytes are the f32 values themselves.
+  std::vector<uint8_t> load_raw(const std::string& name) const override {
+    const Mat m = load_f32(name);
+    std::vector<uint8_t> out(static_cast<size_t>(m.size()) * 4);
+    std::memcpy(out.data(), m.data(), out.size());
+    return out;
   }
 
  protected:
