@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <string>
@@ -301,6 +302,30 @@ TEST(Kernels, Int8ActivationErrorWithinBoundWithOutlier) {
     for (int k = 0; k < c.cols; ++k) bound += std::fabs(w(r, k)) * half_step[k];
     EXPECT_LE(std::fabs(y[r] - ref.y[r]), bound * 1.001 + kRoundingTolerance * ref.abs_sum[r]) << "row " << r;
   }
+}
+
+// A token holding an inf or NaN (a diverged model, a damaged checkpoint) gives non-finite
+// outputs on every path and arithmetic, as x·Wᵀ would, without rounding a non-finite value to
+// an integer (undefined behaviour the fuzzed packed_checkpoint forward found); the finite
+// tokens beside it are untouched, bit for bit.
+TEST(Kernels, NonFiniteActivationsGiveNonFiniteOutputs) {
+  const Case c{40, 172, 4, 32, true, Zeros::additive};
+  const PackedMatrix m = pack_matrix(random_weight(c, 5));
+  const int tokens = 3;
+  const std::vector<float> finite = gaussian(size_t(tokens) * c.cols, 21);
+  std::vector<float> x = finite;
+  x[5] = std::numeric_limits<float>::quiet_NaN();
+  x[c.cols + 100] = std::numeric_limits<float>::infinity();
+  for (ActivationArithmetic arithmetic : {kInt8x3, kFp32, kInt8})
+    for (KernelPath path : all_paths()) {
+      if (!cpu_supports(path)) continue;
+      const std::string what = arithmetic_name(arithmetic) + " " + path_name(path);
+      std::vector<float> y(size_t(tokens) * c.rows), y_finite(y.size());
+      packed_matmul(m, x.data(), tokens, y.data(), path, arithmetic);
+      packed_matmul(m, finite.data(), tokens, y_finite.data(), path, arithmetic);
+      for (int r = 0; r < 2 * c.rows; ++r) EXPECT_FALSE(std::isfinite(y[r])) << what << " output " << r;
+      EXPECT_EQ(0, std::memcmp(y.data() + 2 * c.rows, y_finite.data() + 2 * c.rows, c.rows * sizeof(float))) << what;
+    }
 }
 
 TEST(Kernels, OneAndTwoThreadsBitIdentical) {

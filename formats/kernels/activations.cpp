@@ -1,6 +1,7 @@
 // Activations for the int8 arithmetic (kernels.h) and the block gather all three share.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "formats/kernels/kernels.h"
 #include "ptq/error.h"
@@ -9,12 +10,14 @@ namespace ptq::kernels {
 
 float gather_block(const PackedMatrix& m, const float* x, int b, float out[kBlockCols]) {
   float amax = 0.0f;
+  bool finite = true;
   for (int i = 0; i < kBlockCols; ++i) {
     const int c = m.source_col[size_t(b) * kBlockCols + i];
     out[i] = c < 0 ? 0.0f : x[c];
+    finite = finite && std::isfinite(out[i]);
     amax = std::max(amax, std::fabs(out[i]));
   }
-  return amax;
+  return finite ? amax : std::numeric_limits<float>::quiet_NaN();
 }
 
 namespace {
@@ -28,10 +31,11 @@ void quantize_token(const PackedMatrix& m, const float* x, int8_t* q, float* sca
     float gsum = 0.0f;
     for (int b = m.group_first_block[g]; b < m.group_first_block[g + 1]; ++b) {
       const float d = gather_block(m, x, b, gathered) / 127.0f;
-      const float inv = d > 0.0f ? 1.0f / d : 0.0f;
+      const bool finite = std::isfinite(d);
+      const float inv = finite && d > 0.0f ? 1.0f / d : 0.0f;
       int isum = 0;
       for (int i = 0; i < kBlockCols; ++i) {
-        const int v = int(std::nearbyint(gathered[i] * inv));
+        const int v = finite ? int(std::nearbyint(gathered[i] * inv)) : 0;
         q[size_t(b) * kBlockCols + i] = int8_t(std::clamp(v, -127, 127));
         isum += q[size_t(b) * kBlockCols + i];
       }

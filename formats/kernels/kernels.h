@@ -129,8 +129,10 @@ SplitActivations split_activations(const PackedMatrix& m, const float* x, int to
 
 constexpr int kMaxGemmTokens = 64;
 
-// Block b of one token's x in the packed column order (padding = 0); returns max |x| over it.
-// Shared by the three activation preparations (activations.cpp).
+// Block b of one token's x in the packed column order (padding = 0); returns max |x| over it,
+// or NaN when the block holds an inf or NaN: such a block gets scale NaN and zero digits, so
+// every output it feeds is NaN (as x·Wᵀ would be) and no non-finite value is rounded to an
+// integer. Shared by the three activation preparations (activations.cpp).
 float gather_block(const PackedMatrix& m, const float* x, int b, float out[kBlockCols]);
 
 // A kernel computes y[t, row] for every token of `a` and the rows of tiles [tile_begin,

@@ -20,7 +20,7 @@ void split_token(const PackedMatrix& m, const float* x, int8_t* digit[kDigits], 
       scale[b] = d;
       for (int i = 0; i < kBlockCols; ++i) {
         // Residual r is exact in double; each digit takes its rounding, the next the remainder·2^7.
-        double r = d > 0.0f ? double(gathered[i]) / double(d) : 0.0;
+        double r = std::isfinite(d) && d > 0.0f ? double(gathered[i]) / double(d) : 0.0;
         for (int k = 0; k < kDigits; ++k) {
           const double q = std::clamp(std::nearbyint(r), -127.0, 127.0);
           digit[k][size_t(b) * kBlockCols + i] = int8_t(q);
