@@ -13,13 +13,22 @@ constexpr int kShrinkSteps = 80;    // reference maxshrink 0.8 × grid 100
 constexpr float kShrinkGrid = 100.0f;
 constexpr float kMseNorm = 2.4f;
 
+// Rounded into fp16's finite positive range (subnormal 2^-24 up to 65504): a format that stores
+// fp16 must never read back a zero or infinite scale.
+float stored_scale(float scale, const QuantGrid& g) {
+  return g.fp16_stats ? std::clamp(f16_to_f32(f32_to_f16(scale)), 0x1p-24f, 65504.0f) : scale;
+}
+
 Params params_for_range(float lo, float hi, const QuantGrid& g) {
   Params p;
-  p.scale = (hi - lo) / static_cast<float>(g.max_q());
-  // Rounded into fp16's finite positive range (subnormal 2^-24 up to 65504): a format that stores
-  // fp16 must never read back a zero or infinite scale.
-  if (g.fp16_stats) p.scale = std::clamp(f16_to_f32(f32_to_f16(p.scale)), 0x1p-24f, 65504.0f);
+  p.scale = stored_scale((hi - lo) / static_cast<float>(g.max_q()), g);
   p.zero = g.sym ? static_cast<float>((g.max_q() + 1) / 2) : std::nearbyint(-lo / p.scale);
+  if (!g.sym && p.zero < static_cast<float>(g.min_zero)) {
+    // Then lo > −scale/2 and hi > 0: codes below min_zero would only hold values under lo, so
+    // [0, hi] is spread over the levels min_zero..max_q instead.
+    p.zero = static_cast<float>(g.min_zero);
+    p.scale = stored_scale(hi / static_cast<float>(g.max_q() - g.min_zero), g);
+  }
   return p;
 }
 

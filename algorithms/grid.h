@@ -8,6 +8,8 @@
 //           lo = 0, as in the reference); zero = (maxq + 1) / 2;
 //  - lo == hi == 0 (an all-zero group) becomes [-1, 1] so the scale is never 0;
 //  - scale = (hi - lo) / maxq, zero = round(-lo / scale) (asym);
+//  - a format's min_zero (GPTQ v1: 1): an asym zero below it becomes min_zero with
+//    scale = hi / (maxq - min_zero), so [0, hi] still spans the remaining levels;
 //  - code = clamp(round(x / scale) + zero, 0, maxq), value = scale * (code - zero);
 //  - round() is round-half-to-even (std::nearbyint in the default rounding mode, the same as
 //    torch.round), computed in fp32 with a true division as the reference does;

@@ -190,22 +190,55 @@ std::unique_ptr<Tokenizer> open_model_tokenizer(const std::string& model_path, i
   return tok;
 }
 
+namespace {
+
+// The files beside an HF model that clients read besides the weights and config.json: the
+// tokenizer in every form transformers accepts, its configuration and special tokens, chat
+// templates and generation defaults (and llama2.c's tokenizer.bin, which ptq reads).
+const char* const kSidecarFiles[] = {"tokenizer.json",      "tokenizer_config.json",   "tokenizer.model",
+                                     "special_tokens_map.json", "added_tokens.json",   "vocab.json",
+                                     "merges.txt",          "generation_config.json",  "chat_template.jinja",
+                                     "chat_template.json",  "preprocessor_config.json", "tokenizer.bin"};
+
+std::string output_name_of(const std::string& tokenizer_path) {
+  if (tokenizer_path.ends_with(".json")) return "tokenizer.json";
+  return load_tokenizer(tokenizer_path)->kind() == "sentencepiece" ? "tokenizer.model" : "tokenizer.bin";
+}
+
+}  // namespace
+
 std::vector<TokenizerOutputFile> tokenizer_output_files(const Model& model, const std::string& override_path) {
-  const std::string path = find_model_tokenizer(model.path(), override_path);
   std::vector<TokenizerOutputFile> out;
+  auto has = [&](const std::string& name) {
+    return std::any_of(out.begin(), out.end(), [&](const TokenizerOutputFile& f) { return f.name == name; });
+  };
+  // The override is the tokenizer the user says the model uses: it takes its canonical name, and
+  // a source file of that name is not copied.
+  if (!override_path.empty()) {
+    load_tokenizer(override_path);  // a checkpoint must not carry a tokenizer ptq cannot read back
+    out.push_back({output_name_of(override_path), override_path, ""});
+  }
+  std::error_code ec;
+  if (fs::is_directory(model.path(), ec)) {
+    for (const char* name : kSidecarFiles) {
+      const fs::path p = fs::path(model.path()) / name;
+      if (!has(name) && fs::is_regular_file(p, ec)) out.push_back({name, p.string(), ""});
+    }
+    for (const auto& f : out)
+      if (f.name == "tokenizer.json" && f.copy_from != override_path && is_byte_level_tokenizer_json(f.copy_from))
+        load_tokenizer(f.copy_from);  // the one ptq would use: it must read back
+    return out;
+  }
+  const std::string path = find_model_tokenizer(model.path(), "");
   if (!path.empty()) {
+    if (!has(output_name_of(path))) out.push_back({output_name_of(path), path, ""});
     if (path.ends_with(".json")) {
-      load_tokenizer(path);  // a checkpoint must not carry a tokenizer ptq cannot read back
-      out.push_back({"tokenizer.json", path, ""});
       const fs::path cfg = fs::path(path).parent_path() / "tokenizer_config.json";
-      std::error_code ec;
       if (fs::is_regular_file(cfg, ec)) out.push_back({"tokenizer_config.json", cfg.string(), ""});
-    } else {
-      const bool spm = load_tokenizer(path)->kind() == "sentencepiece";
-      out.push_back({spm ? "tokenizer.model" : "tokenizer.bin", path, ""});
     }
     return out;
   }
+  if (!override_path.empty()) return out;
   if (const auto& meta = model.tokenizer_metadata()) {
     if (meta->model == "gpt2") {
       out.push_back({"tokenizer.json", "", tokenizer_json_from_metadata(*meta)});

@@ -1,4 +1,7 @@
 #include <cstdio>
+#include <span>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -7,6 +10,7 @@
 #include "ptq/error.h"
 #include "ptq/eval.h"
 #include "ptq/forward.h"
+#include "ptq/fs.h"
 #include "ptq/parallel.h"
 #include "ptq/progress.h"
 #include "formats/loaded_model.h"
@@ -15,11 +19,40 @@ namespace ptq::cli {
 namespace {
 
 struct EvalOptions {
-  std::string model, data, format = "text";
+  std::string model, data, format = "text", tokens_out, logits_out;
   int seq_len = 0, max_samples = 0, threads = 0;
   bool json = false, quiet = false;
   TextInputOptions text;
 };
+
+// The scored windows, one line of ids each: what --tokens with --data-format tinystories reads
+// back as the same windows, so another program can score exactly these tokens.
+void write_windows(const std::string& path, const TokenSeqs& seqs) {
+  std::string text;
+  for (const auto& s : seqs) {
+    for (size_t i = 0; i < s.size(); ++i) text += (i ? " " : "") + std::to_string(s[i]);
+    text += "\n";
+  }
+  write_file_atomic(path, text);
+}
+
+// float32 .npy (format 1.0) of [rows, cols] row-major: numpy.load reads it.
+void write_npy(const std::string& path, const Mat& m) {
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(m.rows()) + ", " +
+                       std::to_string(m.cols()) + "), }";
+  header.append(64 - (10 + header.size() + 1) % 64, ' ');
+  header += '\n';
+  std::vector<uint8_t> bytes = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, uint8_t(header.size() & 0xFF),
+                                uint8_t(header.size() >> 8)};
+  bytes.insert(bytes.end(), header.begin(), header.end());
+  std::vector<float> row(size_t(m.cols()));
+  for (Eigen::Index r = 0; r < m.rows(); ++r) {
+    for (Eigen::Index c = 0; c < m.cols(); ++c) row[size_t(c)] = m(r, c);
+    const auto* p = reinterpret_cast<const uint8_t*>(row.data());
+    bytes.insert(bytes.end(), p, p + sizeof(float) * row.size());
+  }
+  write_file_atomic(path, std::span<const uint8_t>(bytes));
+}
 
 int run_eval(const EvalOptions& o) {
   set_num_threads(o.threads);
@@ -37,6 +70,8 @@ int run_eval(const EvalOptions& o) {
       [&](const std::vector<int32_t>& ids) { return lm.forward->logits(ids); }, seqs,
       [&](size_t d, size_t) { bar.update(d); });
   bar.finish();
+  if (!o.tokens_out.empty()) write_windows(o.tokens_out, seqs);
+  if (!o.logits_out.empty()) write_npy(o.logits_out, lm.forward->logits(seqs[0]));
   if (o.json) {
     nlohmann::json j = {{"model", o.model},       {"data", path},
                         {"format", o.format},     {"seq_len", seq_len},
@@ -72,6 +107,10 @@ CommandRegistrar reg("eval", "Perplexity of a model (fp or quantized) on a text 
       ->default_val(0);
   sub->add_option("--max-samples", o->max_samples, "Sequences to score (0: all)")->default_val(0);
   sub->add_flag("--json", o->json, "Print one JSON object on stdout");
+  sub->add_option("--tokens-out", o->tokens_out,
+                  "Write the scored windows, one line of ids each (read back with --tokens FILE "
+                  "--data-format tinystories)");
+  sub->add_option("--logits-out", o->logits_out, "Write the first window's logits [T, vocab] as float32 .npy");
   sub->add_flag("--quiet", o->quiet, "No progress on stderr");
   add_threads_option(sub, &o->threads);
   o->text.add_to(sub);

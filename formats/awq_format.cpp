@@ -124,6 +124,8 @@ class AwqLayout final : public PackedLayout {
                     std::to_string(g.group_size));
     if (n % 8 != 0)
       why.push_back("vLLM awq: out_features " + std::to_string(n) + " not divisible by 8 (qweight/qzeros padded)");
+    if (const std::string m = packed::marlin_ineligibility(q, /*zero_points=*/true); !m.empty())
+      why.push_back(m + "; vLLM uses its awq kernel instead");
     return why;
   }
 };

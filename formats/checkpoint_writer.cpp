@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "formats/format_rows.h"
+#include "formats/packed_layout.h"
 #include "formats/safetensors.h"
 #include "ptq/error.h"
 #include "ptq/json_read.h"
@@ -16,7 +17,8 @@ namespace ptq {
 
 const std::vector<FormatTraits>& format_table() {
   static const std::vector<FormatTraits> table = {format_rows::fake(), format_rows::ptq_native(),
-                                                  format_rows::gptq(), format_rows::awq()};
+                                                  format_rows::gptq(), format_rows::gptq_v2(),
+                                                  format_rows::awq(), format_rows::compressed_tensors()};
   return table;
 }
 
@@ -27,6 +29,8 @@ std::vector<std::string> format_names() {
 }
 
 const FormatTraits& format_traits(const std::string& text) {
+  for (const auto& f : format_table())
+    if (text == f.name) return f;  // names a spec cannot spell, e.g. compressed-tensors
   const Spec spec = parse_spec(text);
   for (const auto& f : format_table()) {
     if (spec.name != f.name) continue;
@@ -50,6 +54,7 @@ const FormatTraits* detect_format(const std::string& dir) {
   if (qc.is_object()) json_string_field(qc, "quant_method", "", cfg.string() + ": quantization_config");
   for (const auto& f : format_table())
     if (f.detect && f.detect(qc)) return &f;
+  layout_for_config(qc, cfg.string());  // throws for a variant of a packed method ptq does not read
   return nullptr;
 }
 
@@ -64,7 +69,10 @@ void CheckpointWriter::add_layer(const LayerResult& result, const QuantizedLayer
 }
 
 std::unique_ptr<CheckpointWriter> make_checkpoint_writer(const std::string& spec) {
-  return format_traits(spec).make_writer(parse_spec(spec));
+  const FormatTraits& f = format_traits(spec);
+  Spec plain;
+  plain.name = f.name;
+  return f.make_writer(spec == f.name ? plain : parse_spec(spec));
 }
 
 void add_source_and_replaced_tensors(const Model& model, const std::map<std::string, Mat>& replaced,

@@ -25,7 +25,7 @@
 
 namespace ptq {
 
-enum class FormatId : uint8_t { kFake, kPtq, kGptq, kAwq };
+enum class FormatId : uint8_t { kFake, kPtq, kGptq, kGptqV2, kAwq, kCompressedTensors };
 
 class CheckpointWriter;
 

@@ -7,6 +7,8 @@ namespace ptq::format_rows {
 FormatTraits fake();        // formats/fake_quant.cpp
 FormatTraits ptq_native();  // formats/ptq_format.cpp
 FormatTraits gptq();        // formats/gptq_format.cpp
+FormatTraits gptq_v2();     // formats/gptq_format.cpp
 FormatTraits awq();         // formats/awq_format.cpp
+FormatTraits compressed_tensors();  // formats/compressed_tensors_format.cpp
 
 }  // namespace ptq::format_rows

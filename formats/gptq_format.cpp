@@ -1,6 +1,7 @@
-// GPTQ v1 packed layout ("gptq" checkpoint_format of AutoGPTQ / GPTQModel, read by transformers,
-// optimum and vLLM), registered as output format "gptq". Per quantized linear layer with
-// W [N out, K in], b bits, G = ceil(K / group_size) groups (1 when per-channel):
+// GPTQ packed layouts, v1 ("gptq" checkpoint_format of AutoGPTQ / GPTQModel, read by
+// transformers, optimum and vLLM) and v2 (GPTQModel's "gptq_v2"), registered as output formats
+// "gptq" and "gptq_v2". Per quantized linear layer with W [N out, K in], b bits,
+// G = ceil(K / group_size) groups (1 when per-channel):
 //
 //   <module>.qweight  I32 [Kp·b/32, N]  bytes 4·(Kp·b/32)·N   Kp = K rounded up to V(b)
 //   <module>.qzeros   I32 [G, Np·b/32]  bytes 4·G·(Np·b/32)   Np = N rounded up to V(b)
@@ -12,10 +13,11 @@
 // code of input k sits at stream bits [k·b, k·b + b), least significant bit first. For b = 3 a
 // value may straddle two words (values 10 and 21 of every 32), which is exactly what AutoGPTQ's
 // packer produces (3 words hold 32 values). Padded inputs k ≥ K hold code 0.
-// qzeros: row g is one bit stream over its words in the same way, entry n = (zero − 1) mod 2^b
-// (the v1 convention); padded entries n ≥ N hold 0. Readers add 1; v1 readers outside ptq do not
-// wrap, so an asymmetric zero point of 0 (stored 2^b − 1) reads back as 2^b there — the writer
-// reports every layer where that happens.
+// qzeros: row g is one bit stream over its words in the same way; padded entries n ≥ N hold 0.
+//   v1: entry n = zero − 1. Readers outside ptq add 1 without wrapping, so v1 cannot hold a zero
+//       point of 0: the format's GridConstraints (min_zero = 1) make every quantizer fit
+//       asymmetric zeros in [1, 2^b − 1], and a layer with a zero of 0 is refused.
+//   v2: entry n = zero, any value in [0, 2^b − 1].
 // scales[g, n] = fp16 of the quantizer's fp32 scale; g_idx[k] = group of input k (act-order
 // permutes it). w[n, k] = scales[g, n] · (code[n, k] − zero[g, n]) with g = g_idx[k].
 #include <numeric>
@@ -34,12 +36,22 @@ using packed::values_per_word_block;
 
 class GptqLayout final : public PackedLayout {
  public:
-  std::string name() const override { return "gptq"; }
+  explicit GptqLayout(bool v2) : v2_(v2) {}
+  std::string name() const override { return v2_ ? "gptq_v2" : "gptq"; }
 
   std::string grid_refusal(int, int, const QuantGrid& g) const override {
     if (g.bits != 2 && g.bits != 3 && g.bits != 4 && g.bits != 8)
       return "the gptq format packs 2, 3, 4 or 8-bit weights, not " + std::to_string(g.bits) + "-bit";
     return "";
+  }
+
+  std::string codes_refusal(const GridCodes& q) const override {
+    if (v2_) return "";
+    int zeros_at_0 = 0;
+    for (Eigen::Index i = 0; i < q.zeros.size(); ++i) zeros_at_0 += q.zeros.data()[i] == 0.0f;
+    if (zeros_at_0 == 0) return "";
+    return std::to_string(zeros_at_0) + " zero points are 0, which GPTQ v1 stores as −1 and readers outside "
+           "ptq decode as " + std::to_string(q.grid.max_q() + 1) + "; write --format gptq_v2";
   }
 
   PackedLayer pack(const GridCodes& q) const override {
@@ -54,7 +66,7 @@ class GptqLayout final : public PackedLayout {
     for (int g = 0; g < groups; ++g) {
       for (int r = 0; r < n; ++r) {
         const uint32_t zero = uint32_t(q.zeros(r, g));  // integers on the grid: packed_layer_refusal
-        packed::put_bits(&qzeros[size_t(g) * z_cols], 1, z_cols, r, b, (zero - 1) & mask);
+        packed::put_bits(&qzeros[size_t(g) * z_cols], 1, z_cols, r, b, v2_ ? zero : (zero - 1) & mask);
         scales[size_t(g) * n + r] = q.scales(r, g);
       }
     }
@@ -101,7 +113,7 @@ class GptqLayout final : public PackedLayout {
     for (int g = 0; g < groups; ++g) {
       for (int r = 0; r < n; ++r) {
         const uint32_t stored = packed::get_bits(&qzeros[size_t(g) * z_cols], 1, z_cols, r, b);
-        q.zeros(r, g) = float((stored + 1) & mask);
+        q.zeros(r, g) = float(v2_ ? stored : (stored + 1) & mask);
         q.scales(r, g) = scales[size_t(g) * n + r];
       }
     }
@@ -109,53 +121,83 @@ class GptqLayout final : public PackedLayout {
   }
 
   nlohmann::json quantization_config(const QuantGrid& g, bool desc_act) const override {
-    return {{"quant_method", "gptq"}, {"checkpoint_format", "gptq"}, {"bits", g.bits},
+    return {{"quant_method", "gptq"}, {"checkpoint_format", name()}, {"bits", g.bits},
             {"group_size", g.group_size <= 0 ? -1 : g.group_size}, {"desc_act", desc_act},
             {"sym", g.sym}, {"static_groups", false}, {"lm_head", false}};
   }
 
   // vLLM's GPTQ linear method (gptq.py create_weights) raises unless K % group_size == 0 and
-  // N % (32 / gcd(32, b)) == 0; padded buffers never match the shapes an engine derives from
-  // config.json, so every padded layer is refused too.
+  // N % (32 / gcd(32, b)) == 0, and so do the torch kernels transformers and GPTQModel run on CPU
+  // for K % group_size; padded buffers never match the shapes an engine derives from config.json.
   std::vector<std::string> engine_refusals(const GridCodes& q) const override {
     const int n = q.rows, k = q.cols;
     const QuantGrid& g = q.grid;
     std::vector<std::string> why;
     const int64_t vb = values_per_word_block(g.bits);
     if (g.group_size > 0 && k % g.group_size != 0)
-      why.push_back("vLLM gptq: in_features " + std::to_string(k) + " not divisible by group_size " +
-                    std::to_string(g.group_size));
+      why.push_back("in_features " + std::to_string(k) + " not divisible by group_size " + std::to_string(g.group_size) +
+                    ": vLLM gptq and transformers/GPTQModel's torch kernels refuse the layer");
     if (k % vb != 0)
-      why.push_back("qweight padded: in_features " + std::to_string(k) + " not a multiple of " +
-                    std::to_string(vb) + " (" + std::to_string(g.bits) + "-bit values per whole words)");
+      why.push_back("qweight padded: in_features " + std::to_string(k) + " not a multiple of " + std::to_string(vb) +
+                    " (" + std::to_string(g.bits) + "-bit values per whole words): engines that size qweight from "
+                    "config.json refuse the layer");
     if (n % vb != 0)
       why.push_back("vLLM gptq: out_features " + std::to_string(n) + " not divisible by " + std::to_string(vb) +
                     " (qzeros padded)");
-    int zero_wraps = 0;
-    for (Eigen::Index i = 0; i < q.zeros.size(); ++i) zero_wraps += q.zeros.data()[i] == 0.0f;
-    if (zero_wraps)
-      why.push_back(std::to_string(zero_wraps) + " zero points are 0, stored as " + std::to_string(g.max_q()) +
-                    "; v1 readers outside ptq add 1 without wrapping and read " + std::to_string(g.max_q() + 1));
+    if (const std::string m = packed::marlin_ineligibility(q, /*zero_points=*/!g.sym); !m.empty())
+      why.push_back(m + "; vLLM uses its gptq kernel instead");
     return why;
   }
+
+ private:
+  bool v2_;
 };
+
+std::string checkpoint_format_of(const nlohmann::json& qc) {
+  const auto it = qc.find("checkpoint_format");
+  return it != qc.end() && it->is_string() ? it->get<std::string>() : "gptq";
+}
 
 }  // namespace
 
 const PackedLayout& gptq_layout() {
-  static const GptqLayout layout;
+  static const GptqLayout layout(false);
+  return layout;
+}
+
+const PackedLayout& gptq_v2_layout() {
+  static const GptqLayout layout(true);
   return layout;
 }
 
 FormatTraits format_rows::gptq() {
+  GridConstraints v1;
+  v1.min_zero = 1;
   return {FormatId::kGptq,
           "gptq",
-          "GPTQ v1 packed int32 codes, fp16 scales, packed zeros and g_idx (AutoGPTQ/GPTQModel/transformers/vLLM)",
-          {},
+          "GPTQ v1 packed int32 codes, fp16 scales, packed zeros − 1 and g_idx (AutoGPTQ/GPTQModel/transformers/vLLM)",
+          v1,
           [](int rows, int cols, const QuantGrid& g) { return gptq_layout().grid_refusal(rows, cols, g); },
           [](const QuantizedLayer& layer) { return packed_layer_refusal(gptq_layout(), layer); },
           [](const Spec&) { return make_packed_writer(format_traits("gptq"), gptq_layout()); },
-          [](const nlohmann::json& qc) { return qc.is_object() && qc.value("quant_method", std::string()) == "gptq"; },
+          [](const nlohmann::json& qc) {
+            return qc.is_object() && qc.value("quant_method", std::string()) == "gptq" && checkpoint_format_of(qc) == "gptq";
+          },
+          read_packed_layers};
+}
+
+FormatTraits format_rows::gptq_v2() {
+  return {FormatId::kGptqV2,
+          "gptq_v2",
+          "GPTQ v2 (GPTQModel): the gptq layout with zero points stored as they are, so asymmetric zeros of 0 are exact",
+          {},
+          [](int rows, int cols, const QuantGrid& g) { return gptq_v2_layout().grid_refusal(rows, cols, g); },
+          [](const QuantizedLayer& layer) { return packed_layer_refusal(gptq_v2_layout(), layer); },
+          [](const Spec&) { return make_packed_writer(format_traits("gptq_v2"), gptq_v2_layout()); },
+          [](const nlohmann::json& qc) {
+            return qc.is_object() && qc.value("quant_method", std::string()) == "gptq" &&
+                   checkpoint_format_of(qc) == "gptq_v2";
+          },
           read_packed_layers};
 }
 

@@ -27,6 +27,7 @@ void convert_to_f32(DType dtype, const uint8_t* src, size_t n, float* dst) {
       case DType::I16: { int16_t v; std::memcpy(&v, src + 2 * i, 2); dst[i] = float(v); break; }
       case DType::I8: dst[i] = float(static_cast<int8_t>(src[i])); break;
       case DType::U8: dst[i] = float(src[i]); break;
+      case DType::I64: { int64_t v; std::memcpy(&v, src + 8 * i, 8); dst[i] = float(v); break; }
     }
   }
 }

@@ -1,5 +1,6 @@
 #include "formats/packed_checkpoint.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -64,10 +65,11 @@ class PackedCheckpointWriter final : public CheckpointWriter {
     if (!layer) return;  // stays in full precision: its .weight is copied in finish()
     const GridCodes* q = &layer->grid;
     check_scales_fit_f16(r.name, *q);
-    // One line per layer that serving engines with alignment rules would refuse or misread.
-    std::string why;
-    for (const auto& w : layout_.engine_refusals(*q)) why += (why.empty() ? "" : "; ") + w;
-    if (!why.empty()) std::fprintf(stderr, "%s: %s: %s\n", layout_.name().c_str(), r.name.c_str(), why.c_str());
+    for (const auto& why : layout_.engine_refusals(*q)) {
+      auto it = std::find_if(refusals_.begin(), refusals_.end(), [&](const auto& e) { return e.first == why; });
+      if (it == refusals_.end()) it = refusals_.insert(refusals_.end(), {why, {}});
+      it->second.push_back(r.name);
+    }
     layers_[r.name] = {layout_.pack(*q), q->grid, q->rows, q->cols, !natural_g_idx(*q)};
   }
 
@@ -78,6 +80,10 @@ class PackedCheckpointWriter final : public CheckpointWriter {
     add_source_and_replaced_tensors(model, replaced_, [&](const std::string& name) {
       return name.ends_with(".weight") && layers_.count(name.substr(0, name.size() - 7));
     }, writer);
+    fp_linears_.clear();
+    for (const auto& module : linear_layer_names(model.config()))
+      if (!layers_.count(module)) fp_linears_.push_back(module);
+    fp_linears_.push_back("lm_head");  // HF builds an lm_head Linear whether or not it is tied
     json shapes = json::object();
     size_t bytes = 0, weights = 0;
     for (const auto& [module, e] : layers_) {
@@ -91,13 +97,14 @@ class PackedCheckpointWriter final : public CheckpointWriter {
     writer.set_metadata("ptq.shapes", shapes.dump());
     writer.write(out.path_of("model.safetensors"));
     out.write_text("config.json", output_config_json(model, "quantization_config", config(meta).dump()));
+    print_engine_refusals();
     const auto file_bytes = fs::file_size(out.path_of("model.safetensors"));
     std::fprintf(stderr,
                  "%s: model.safetensors %llu bytes; %.3f bits per quantized weight (codes, scales, zeros%s "
                  "over %zu weights in %zu layers)\n",
                  layout_.name().c_str(), static_cast<unsigned long long>(file_bytes),
                  weights ? 8.0 * double(bytes) / double(weights) : 0.0,
-                 layout_.name() == "gptq" ? ", g_idx" : "", weights, layers_.size());
+                 layout_.name().starts_with("gptq") ? ", g_idx" : "", weights, layers_.size());
   }
 
  private:
@@ -117,28 +124,31 @@ class PackedCheckpointWriter final : public CheckpointWriter {
       std::fprintf(stderr, "%s: layers use different grids; quantization_config holds the first layer's, "
                            "so loaders outside ptq will misread the others\n", layout_.name().c_str());
     json qc = layout_.quantization_config(first, desc_act);
+    layout_.complete_config(qc, fp_linears_);
     qc["ptq"] = {{"format", layout_.name()}, {"recipe", meta.recipe}, {"layers", per_layer}};
     return qc;
   }
 
+  // What serving engines with alignment rules would refuse or run slower: one line per reason,
+  // with the number of layers and the first of them.
+  void print_engine_refusals() const {
+    for (const auto& [why, layers] : refusals_) {
+      std::string names = layers[0];
+      if (layers.size() > 1) names += ", " + layers[1];
+      if (layers.size() > 2) names += ", +" + std::to_string(layers.size() - 2) + " more";
+      std::fprintf(stderr, "%s: %zu layer%s: %s (%s)\n", layout_.name().c_str(), layers.size(),
+                   layers.size() == 1 ? "" : "s", why.c_str(), names.c_str());
+    }
+  }
+
   const PackedLayout& layout_;
+  std::vector<std::pair<std::string, std::vector<std::string>>> refusals_;  // in order of first occurrence
   std::map<std::string, PackedEntry> layers_;
   std::map<std::string, Mat> replaced_;
+  std::vector<std::string> fp_linears_;
 };
 
 json read_config_json(const std::string& path) { return read_json_file(path); }
-
-// bits and group_size of a quantization_config (or one of its ptq.layers entries); `where`
-// names the object in errors. A group size <= 0 means per channel (-1).
-QuantGrid grid_from(const json& j, const QuantGrid& fallback, const std::string& where) {
-  if (!j.is_object()) throw Error(where + ": expected an object, found " + describe_json(j));
-  QuantGrid g = fallback;
-  g.bits = int(json_int_field(j, "bits", g.bits, 1, 32, where));
-  g.group_size = int(json_int_field(j, "group_size", g.group_size, INT32_MIN, INT32_MAX, where));
-  if (g.group_size <= 0) g.group_size = -1;
-  g.sym = json_bool_field(j, "sym", g.sym, where);
-  return g;
-}
 
 // quantization_config.ptq.layers, or an empty object when the file has none.
 json ptq_layers_of(const json& qc, const std::string& where) {
@@ -171,9 +181,9 @@ std::map<std::string, QuantizedLayer> read_packed_layers(const Model& model) {
   const PackedLayout* layout = packed_layout_of(model.path());
   const std::string cfg_path = (fs::path(model.path()) / "config.json").string();
   if (!layout)
-    throw Error(model.path() + ": not a packed checkpoint (config.json has no gptq or awq quantization_config)");
+    throw Error(model.path() + ": not a packed checkpoint (config.json has no gptq, awq or compressed-tensors "
+                               "quantization_config)");
   const json qc = read_config_json(cfg_path)["quantization_config"];
-  const QuantGrid global = grid_from(qc, QuantGrid{}, cfg_path + ": quantization_config");
   const json ptq_layers = ptq_layers_of(qc, cfg_path);
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& [name, shape] : model.required_tensors()) shapes[name] = shape;
@@ -181,23 +191,24 @@ std::map<std::string, QuantizedLayer> read_packed_layers(const Model& model) {
   std::map<std::string, QuantizedLayer> out;
   const TensorSource& src = model.tensors();
   for (const auto& module : linear_layer_names(model.config())) {
-    const TensorInfo* qweight = src.find(module + ".qweight");
-    if (!qweight) continue;  // a layer kept in full precision
+    const std::vector<std::string> suffixes = layout->buffer_suffixes();
+    const TensorInfo* marker = src.find(module + "." + suffixes[0]);
+    if (!marker) continue;  // a layer kept in full precision
     const auto& shape = shapes.at(module + ".weight");
     const int rows = int(shape[0]), cols = int(shape[1]);
-    const std::string where = qweight->file + ": " + module;
-    QuantGrid grid = global;
+    const std::string where = marker->file + ": " + module;
+    QuantGrid grid = layout->module_grid(qc, module, cfg_path);
     if (ptq_layers.contains(module)) {
       const json& e = ptq_layers[module];
       const std::string entry = cfg_path + ": quantization_config.ptq.layers entry of " + module;
-      grid = grid_from(e, global, entry);
+      grid = packed::grid_fields(e, grid, entry);
       if (json_int_field(e, "rows", -1, -1, INT32_MAX, entry) != rows ||
           json_int_field(e, "cols", -1, -1, INT32_MAX, entry) != cols)
         throw Error(entry + " is " + describe_json(e) + " but the architecture needs rows " + std::to_string(rows) +
                     ", cols " + std::to_string(cols));
     }
     PackedLayer buffers;
-    for (const char* suffix : {"qweight", "qzeros", "scales", "g_idx"}) {
+    for (const std::string& suffix : suffixes) {
       const std::string name = module + "." + suffix;
       if (const TensorInfo* info = src.find(name)) buffers[suffix] = {info->dtype, info->shape, src.load_raw(name)};
     }
@@ -206,7 +217,9 @@ std::map<std::string, QuantizedLayer> read_packed_layers(const Model& model) {
       throw Error(where + ".scales: holds a non-finite scale (an fp16 infinity or NaN); the checkpoint is damaged");
     out[module] = QuantizedLayer::from_grid(std::move(q));
   }
-  if (out.empty()) throw Error(model.path() + ": config.json names a packed format but no layer has a qweight");
+  if (out.empty())
+    throw Error(model.path() + ": config.json names a packed format but no layer has a " +
+                layout->buffer_suffixes()[0]);
   return out;
 }
 

@@ -37,9 +37,15 @@ const PackedLayout* layout_for_config(const nlohmann::json& qc, const std::strin
   const std::string method = json_string_field(qc, "quant_method", "", where + ": quantization_config");
   if (method == "gptq") {
     const std::string fmt = json_string_field(qc, "checkpoint_format", "gptq", where + ": quantization_config");
-    if (fmt != "gptq")
-      throw Error(where + ": GPTQ checkpoint_format '" + fmt + "' is not supported (ptq reads 'gptq', v1)");
-    return &gptq_layout();
+    if (fmt == "gptq") return &gptq_layout();
+    if (fmt == "gptq_v2") return &gptq_v2_layout();
+    throw Error(where + ": GPTQ checkpoint_format '" + fmt + "' is not supported (ptq reads 'gptq' and 'gptq_v2')");
+  }
+  if (method == "compressed-tensors") {
+    const std::string fmt = json_string_field(qc, "format", "", where + ": quantization_config");
+    if (fmt != "pack-quantized")
+      throw Error(where + ": compressed-tensors format '" + fmt + "' is not supported (ptq reads 'pack-quantized')");
+    return &compressed_tensors_layout();
   }
   if (method == "awq") {
     std::string version = json_string_field(qc, "version", "gemm", where + ": quantization_config");
@@ -51,9 +57,36 @@ const PackedLayout* layout_for_config(const nlohmann::json& qc, const std::strin
   return nullptr;
 }
 
+QuantGrid PackedLayout::module_grid(const nlohmann::json& qc, const std::string&, const std::string& where) const {
+  return packed::grid_fields(qc, QuantGrid{}, where + ": quantization_config");
+}
+
 namespace packed {
 
+QuantGrid grid_fields(const nlohmann::json& j, const QuantGrid& fallback, const std::string& where) {
+  if (!j.is_object()) throw Error(where + ": expected an object, found " + describe_json(j));
+  QuantGrid g = fallback;
+  g.bits = int(json_int_field(j, "bits", g.bits, 1, 32, where));
+  g.group_size = int(json_int_field(j, "group_size", g.group_size, INT32_MIN, INT32_MAX, where));
+  if (g.group_size <= 0) g.group_size = -1;
+  g.sym = json_bool_field(j, "sym", g.sym, where);
+  return g;
+}
+
 int64_t values_per_word_block(int bits) { return 32 / std::gcd(32, bits); }
+
+std::string marlin_ineligibility(const GridCodes& q, bool zero_points) {
+  const QuantGrid& g = q.grid;
+  const std::string no = "not eligible for Marlin: ";
+  if (zero_points ? g.bits != 4 : g.bits != 4 && g.bits != 8)
+    return no + std::to_string(g.bits) + "-bit" + (zero_points ? " with zero points (4-bit only)" : " (4 or 8-bit only)");
+  const int gs = g.group_size <= 0 ? -1 : g.group_size;
+  if (gs != -1 && gs != 32 && gs != 64 && gs != 128)
+    return no + "group_size " + std::to_string(gs) + " (-1, 32, 64 or 128 only)";
+  if (q.rows % 64 != 0) return no + "out_features " + std::to_string(q.rows) + " not a multiple of 64";
+  if (q.cols % 128 != 0) return no + "in_features " + std::to_string(q.cols) + " not a multiple of 128";
+  return "";
+}
 
 std::vector<uint8_t> i32_bytes(const std::vector<uint32_t>& words) {
   std::vector<uint8_t> out(words.size() * 4);

@@ -40,10 +40,19 @@ class PackedLayout {
   virtual nlohmann::json quantization_config(const QuantGrid& g, bool desc_act) const = 0;
   // Why serving engines would refuse or misread this layer (empty when none would).
   virtual std::vector<std::string> engine_refusals(const GridCodes& q) const = 0;
+  // The tensor suffixes of one packed layer; a module holding the first is packed.
+  virtual std::vector<std::string> buffer_suffixes() const { return {"qweight", "qzeros", "scales", "g_idx"}; }
+  // The grid quantization_config gives `module` (before ptq's own per-layer entries); `where`
+  // names config.json in errors. By default the config's bits, group_size and sym.
+  virtual QuantGrid module_grid(const nlohmann::json& qc, const std::string& module, const std::string& where) const;
+  // Adds what the config needs to know of the model: the linear modules kept in full precision.
+  virtual void complete_config(nlohmann::json& qc, const std::vector<std::string>& fp_linears) const {}
 };
 
 const PackedLayout& gptq_layout();
+const PackedLayout& gptq_v2_layout();
 const PackedLayout& awq_layout();
+const PackedLayout& compressed_tensors_layout();
 // The layout a config.json's quantization_config names; nullptr when it names none ptq reads.
 // Throws Error (naming `where`) for a quant_method ptq knows but a variant it does not read.
 const PackedLayout* layout_for_config(const nlohmann::json& quant_config, const std::string& where);
@@ -67,6 +76,13 @@ std::vector<float> f16_values(const PackedBuffer& b);
 // Throws Error naming `where` + suffix unless the buffer exists with this dtype and shape.
 const PackedBuffer& expect(const std::string& where, const PackedLayer& layer, const std::string& suffix,
                            DType dtype, const std::vector<int64_t>& shape);
+// "" when vLLM's Marlin kernels (gptq_marlin, awq_marlin) can serve the layer, else the first
+// rule it breaks: 4 or 8 bits (4 only with zero points), group −1/32/64/128, out_features a
+// multiple of 64 and in_features of 128 (marlin_utils.py).
+std::string marlin_ineligibility(const GridCodes& q, bool zero_points);
+// bits, group_size (≤ 0: per channel, −1) and sym of a quantization_config object (or one of
+// its ptq.layers entries), each defaulting to `fallback`'s; `where` names the object in errors.
+QuantGrid grid_fields(const nlohmann::json& j, const QuantGrid& fallback, const std::string& where);
 // Value `index` of `bits` in an LSB-first bit stream laid over words[0], words[stride], ...
 // (`count` words in the stream); a value may straddle two words.
 uint32_t get_bits(const uint32_t* words, int64_t stride, int64_t count, int64_t index, int bits);

@@ -64,7 +64,7 @@ class EntryParser {
     if (it == e.end() || !it->is_string()) fail("expected a string 'dtype'");
     DType d;
     if (!parse_dtype(it->get<std::string>(), &d))
-      fail("unknown dtype '" + it->get<std::string>() + "' (expected one of F32, F16, BF16, I32, I16, I8, U8)");
+      fail("unknown dtype '" + it->get<std::string>() + "' (expected one of F32, F16, BF16, I32, I16, I8, U8, I64)");
     return d;
   }
 

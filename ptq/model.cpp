@@ -309,7 +309,8 @@ bool Model::is_packed_weight(const std::string& weight_name) const {
   const std::string suffix = ".weight";
   if (!weight_name.ends_with(suffix)) return false;
   const std::string module = weight_name.substr(0, weight_name.size() - suffix.size());
-  return tensors_->find(module + ".qweight") != nullptr || tensors_->find(module + ".grid.codes") != nullptr;
+  return tensors_->find(module + ".qweight") != nullptr || tensors_->find(module + ".weight_packed") != nullptr ||
+         tensors_->find(module + ".grid.codes") != nullptr;
 }
 
 int64_t Model::parameter_count() const {

@@ -103,8 +103,8 @@ class Model {
   // Every tensor name the architecture needs, in layer order, with its expected shape.
   std::vector<std::pair<std::string, std::vector<int64_t>>> required_tensors() const;
   // True when a linear weight (`<module>.weight`) is stored quantized instead: `<module>.qweight`
-  // (GPTQ/AWQ checkpoints) or `<module>.grid.codes` (the native ptq format); its shape is checked
-  // by the format's reader.
+  // (GPTQ/AWQ checkpoints), `<module>.weight_packed` (compressed-tensors) or `<module>.grid.codes`
+  // (the native ptq format); its shape is checked by the format's reader.
   bool is_packed_weight(const std::string& weight_name) const;
   int64_t parameter_count() const;  // sum over all stored tensors
   // Throws Error naming the first floating-point tensor (in name order) that holds a NaN or an

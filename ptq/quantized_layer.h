@@ -44,6 +44,10 @@ struct QuantGrid {
   // the error feedback use exactly what an fp16 format stores. Set by an output format's
   // GridConstraints, not by spec strings.
   bool fp16_stats = false;
+  // Asymmetric zero points are fitted in [min_zero, max_q]: GPTQ v1 stores zero − 1 and readers
+  // outside ptq add 1 back without wrapping, so that format needs zero ≥ 1. Set by an output
+  // format's GridConstraints, not by spec strings.
+  int min_zero = 0;
   // Number of groups for K columns; K ≥ 1 and group_size ≥ 1 or −1 (validated at parse time),
   // computed without overflow for any int group size.
   int num_groups(int k) const {

@@ -14,6 +14,7 @@
 // Algorithms register each stage by name and role (algorithms/), and the pipeline builds
 // them from spec strings: it names no algorithm. Output formats hand their constraints on the
 // grid (GridConstraints) to the quantizer before any layer is quantized.
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -39,7 +40,11 @@ struct QuantLog {
 // it fits any statistic, so error feedback sees exactly what the format stores.
 struct GridConstraints {
   bool fp16_statistics = false;  // scales (and fractional zero points) rounded to fp16 when fitted
-  void apply(QuantGrid& g) const { g.fp16_stats = g.fp16_stats || fp16_statistics; }
+  int min_zero = 0;              // asymmetric integer zero points fitted in [min_zero, 2^b − 1]
+  void apply(QuantGrid& g) const {
+    g.fp16_stats = g.fp16_stats || fp16_statistics;
+    g.min_zero = std::max(g.min_zero, min_zero);
+  }
 };
 
 class WeightQuantizer {

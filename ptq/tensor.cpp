@@ -18,6 +18,7 @@ const char* dtype_name(DType d) {
     case DType::I16: return "I16";
     case DType::I8: return "I8";
     case DType::U8: return "U8";
+    case DType::I64: return "I64";
   }
   return "?";
 }
@@ -27,6 +28,7 @@ size_t dtype_size(DType d) {
     case DType::F32: case DType::I32: return 4;
     case DType::F16: case DType::BF16: case DType::I16: return 2;
     case DType::I8: case DType::U8: return 1;
+    case DType::I64: return 8;
   }
   return 0;
 }
@@ -34,7 +36,8 @@ size_t dtype_size(DType d) {
 bool parse_dtype(const std::string& name, DType* out) {
   static const std::pair<const char*, DType> kNames[] = {
       {"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16},
-      {"I32", DType::I32}, {"I16", DType::I16}, {"I8", DType::I8}, {"U8", DType::U8}};
+      {"I32", DType::I32}, {"I16", DType::I16}, {"I8", DType::I8}, {"U8", DType::U8},
+      {"I64", DType::I64}};
   for (const auto& [n, d] : kNames) {
     if (name == n) {
       *out = d;

@@ -16,7 +16,7 @@ using VecD = Eigen::VectorXd;
 using MatMap = Eigen::Map<Mat>;
 using ConstMatMap = Eigen::Map<const Mat>;
 
-enum class DType : uint8_t { F32, F16, BF16, I32, I16, I8, U8 };
+enum class DType : uint8_t { F32, F16, BF16, I32, I16, I8, U8, I64 };
 
 const char* dtype_name(DType d);
 size_t dtype_size(DType d);

@@ -51,6 +51,12 @@ mkdir -p $gen
   --samples 4 --seq-len 8 --format awq --out $gen/tiny-awq --quiet >/dev/null
 [ -d $gen/tiny-ptq ] || $B/ptq compress $gen/tiny-hf --method gptq --bits 3 --group-size 8 \
   --tokens $gen/tiny-tokens.txt --samples 4 --seq-len 8 --format ptq --out $gen/tiny-ptq --quiet >/dev/null
+[ -d $gen/tiny-gptq2 ] || $B/ptq compress $gen/tiny-hf --method rtn --bits 4 --group-size 8 --format gptq_v2 \
+  --out $gen/tiny-gptq2 --quiet >/dev/null
+[ -d $gen/tiny-ct ] || $B/ptq compress $gen/tiny-hf --recipe 'rtn(w4,g8)' --format compressed-tensors \
+  --out $gen/tiny-ct --quiet >/dev/null
+[ -d $gen/tiny-ct3 ] || $B/ptq compress $gen/tiny-hf --recipe 'rtn(w3,g0,sym)' --format compressed-tensors \
+  --out $gen/tiny-ct3 --quiet >/dev/null
 [ -f $gen/tiny-calib.h5 ] || $B/ptq calibrate $gen/tiny-hf --tokens $gen/tiny-tokens.txt --samples 2 --seq-len 8 \
   --capture all --quiet --out $gen/tiny-calib.h5
 M=$SHARED/models/stories260K

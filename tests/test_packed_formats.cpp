@@ -1,4 +1,6 @@
-// Packed checkpoint layouts (formats "gptq" and "awq"): bit-exact pack/unpack, hand-built words,
+// GCC 12 reports a false -Wrestrict in std::string concatenation (GCC bug 105329).
+#pragma GCC diagnostic ignored "-Wrestrict"
+// Packed checkpoint layouts (gptq, gptq_v2, awq, compressed-tensors): bit-exact pack/unpack, hand-built words,
 // an independent dequantizer reading the files from the documented layout alone, validation
 // errors, and the size of a 4096-wide layer against fp16.
 #include <gtest/gtest.h>
@@ -24,8 +26,9 @@
 namespace ptq {
 namespace {
 
-// A random GridCodes: every code and zero value of the grid occurs (zero 0 included, the
-// case v1's zero−1 convention wraps), scales are fp16-exact unless `raw_scales`.
+// A random GridCodes: every code and zero value in [g.min_zero, max_q] occurs (zero 0 included
+// unless the grid excludes it: the case v1's zero−1 convention wraps), scales are fp16-exact
+// unless `raw_scales`.
 GridCodes random_weight(int rows, int cols, QuantGrid g, bool act_order, uint64_t seed,
                               bool raw_scales = false) {
   std::mt19937_64 rng(seed);
@@ -42,7 +45,8 @@ GridCodes random_weight(int rows, int cols, QuantGrid g, bool act_order, uint64_
     for (int j = 0; j < groups; ++j) {
       float s = 1e-3f + float(rng() % 100000) * 1e-6f;
       q.scales(r, j) = raw_scales ? s : f16_to_f32(f32_to_f16(s));
-      q.zeros(r, j) = g.sym ? float(1 << (g.bits - 1)) : float(rng() % uint64_t(g.max_q() + 1));
+      q.zeros(r, j) = g.sym ? float(1 << (g.bits - 1))
+                            : float(g.min_zero + int(rng() % uint64_t(g.max_q() + 1 - g.min_zero)));
     }
   std::vector<int> order(cols);
   std::iota(order.begin(), order.end(), 0);
@@ -82,8 +86,10 @@ TEST(PackedGptq, RoundTripIsBitExactForEveryBitWidthGroupAndShape) {
     SCOPED_TRACE(trace);
     QuantGrid g{c.bits, c.group, false};
     GridCodes q = random_weight(c.rows, c.cols, g, c.act_order, seed++);
-    PackedLayer packed = gptq_layout().pack(q);
-    expect_same(q, gptq_layout().unpack("test", packed, c.rows, c.cols, g));
+    for (const PackedLayout* layout : {&gptq_layout(), &gptq_v2_layout()}) {
+      PackedLayer packed = layout->pack(q);
+      expect_same(q, layout->unpack("test", packed, c.rows, c.cols, g));
+    }
   }
 }
 
@@ -220,9 +226,12 @@ float f16_at(const SafetensorsFile& f, const std::string& name, int64_t i) {
   return f16_to_f32(h);
 }
 
-// Dequantizes <m> from the GPTQ v1 description: code k of column n is bits [k·b, k·b+b) of the
-// column's words read as one little-endian bit string; zero = stored + 1 (mod 2^b).
-Mat gptq_dequantize_independently(const SafetensorsFile& f, const std::string& m, int rows, int cols, int b) {
+// Dequantizes <m> from the GPTQ description as clients outside ptq decode it: code k of column
+// n is bits [k·b, k·b+b) of the column's words read as one little-endian bit string; zero =
+// stored + 1 for v1 (no wrap: AutoGPTQ, GPTQModel and transformers add 1 to the unpacked value),
+// stored for v2.
+Mat gptq_dequantize_independently(const SafetensorsFile& f, const std::string& m, int rows, int cols, int b,
+                                  bool v2) {
   const int64_t qw_rows = f.tensors().at(m + ".qweight").shape[0];
   const auto& zshape = f.tensors().at(m + ".qzeros").shape;
   std::vector<std::vector<bool>> zero_bits(zshape[0]);  // row g of qzeros as one bit string
@@ -242,7 +251,7 @@ Mat gptq_dequantize_independently(const SafetensorsFile& f, const std::string& m
       const std::vector<bool>& zbits = zero_bits.at(g);
       int stored = 0;
       for (int i = 0; i < b; ++i) stored |= int(zbits[size_t(n) * b + i]) << i;
-      const int zero = (stored + 1) % (1 << b);
+      const int zero = v2 ? stored : stored + 1;
       w(n, k) = f16_at(f, m + ".scales", int64_t(g) * rows + n) * float(code - zero);
     }
   }
@@ -280,6 +289,7 @@ std::map<std::string, GridCodes> write_packed(const std::string& format, QuantGr
   auto writer = make_checkpoint_writer(format);
   std::map<std::string, GridCodes> layers;
   const FormatTraits& traits = format_traits(format);
+  traits.constraints.apply(g);  // as the quantizers do
   CheckpointMetadata meta;
   meta.recipe = "rtn(w" + std::to_string(g.bits) + ")";
   uint64_t seed = 100;
@@ -301,36 +311,84 @@ std::map<std::string, GridCodes> write_packed(const std::string& format, QuantGr
   return layers;
 }
 
+// v1 files hold no zero point of 0 (the format's min_zero reaches the grid), so clients that add
+// 1 without wrapping read what ptq reads; v2 files hold zeros of 0 exactly.
 TEST(PackedCheckpoint, GptqFilesDequantizeIndependentlyAndReadBackBitExact) {
   const std::string tmp = test::temp_dir("packed_gptq_ckpt");
-  for (int bits : {3, 4}) {
-    QuantGrid g{bits, 32, false};
-    const std::string out = tmp + "/w" + std::to_string(bits);
-    auto layers = write_packed("gptq", g, /*act_order=*/true, tmp + "/src", out);
-    SafetensorsFile f(out + "/model.safetensors");
-    auto shapes = nlohmann::json::parse(f.metadata().at("ptq.shapes"));
-    EXPECT_EQ(f.metadata().at("ptq.format"), "gptq");
-    EXPECT_TRUE(f.metadata().count("ptq.recipe"));
-    auto back = read_packed_checkpoint(out);
-    ASSERT_EQ(back.size(), layers.size());
-    for (const auto& [name, q] : layers) {
-      SCOPED_TRACE(name);
-      EXPECT_EQ(shapes[name], nlohmann::json({q.rows, q.cols}));
-      EXPECT_FALSE(f.tensors().count(name + ".weight"));
-      expect_same(q, back.at(name).grid);
-      Mat mine = gptq_dequantize_independently(f, name, q.rows, q.cols, bits);
-      EXPECT_TRUE(mine == back.at(name).grid.dequantize());
-      EXPECT_LE((mine - q.dequantize()).cwiseAbs().maxCoeff(), 1e-6f);  // scales were fp16-exact
+  for (const std::string format : {"gptq", "gptq_v2"})
+    for (int bits : {3, 4}) {
+      SCOPED_TRACE(format + " w" + std::to_string(bits));
+      const bool v2 = format == "gptq_v2";
+      QuantGrid g{bits, 32, false};
+      const std::string out = tmp + "/" + format + "-w" + std::to_string(bits);
+      auto layers = write_packed(format, g, /*act_order=*/true, tmp + "/src", out);
+      SafetensorsFile f(out + "/model.safetensors");
+      auto shapes = nlohmann::json::parse(f.metadata().at("ptq.shapes"));
+      EXPECT_EQ(f.metadata().at("ptq.format"), format);
+      EXPECT_TRUE(f.metadata().count("ptq.recipe"));
+      EXPECT_EQ(detect_format(out)->name, format);
+      auto back = read_packed_checkpoint(out);
+      ASSERT_EQ(back.size(), layers.size());
+      int zeros_at_0 = 0;
+      for (const auto& [name, q] : layers) {
+        SCOPED_TRACE(name);
+        EXPECT_EQ(shapes[name], nlohmann::json({q.rows, q.cols}));
+        EXPECT_FALSE(f.tensors().count(name + ".weight"));
+        expect_same(q, back.at(name).grid);
+        Mat mine = gptq_dequantize_independently(f, name, q.rows, q.cols, bits, v2);
+        EXPECT_TRUE(mine == back.at(name).grid.dequantize());
+        EXPECT_LE((mine - q.dequantize()).cwiseAbs().maxCoeff(), 1e-6f);  // scales were fp16-exact
+        zeros_at_0 += int((q.zeros.array() == 0.0f).count());
+      }
+      if (v2) EXPECT_GT(zeros_at_0, 0);
+      else EXPECT_EQ(zeros_at_0, 0);
+      auto cfg = nlohmann::json::parse(std::ifstream(out + "/config.json"));
+      const auto& qc = cfg["quantization_config"];
+      EXPECT_EQ(qc["quant_method"], "gptq");
+      EXPECT_EQ(qc["checkpoint_format"], format);
+      EXPECT_EQ(qc["bits"], bits);
+      EXPECT_EQ(qc["group_size"], 32);
+      EXPECT_EQ(qc["desc_act"], true);
+      EXPECT_EQ(qc["sym"], false);
+      EXPECT_EQ(cfg["hidden_size"], 64);
     }
-    auto cfg = nlohmann::json::parse(std::ifstream(out + "/config.json"));
-    const auto& qc = cfg["quantization_config"];
-    EXPECT_EQ(qc["quant_method"], "gptq");
-    EXPECT_EQ(qc["checkpoint_format"], "gptq");
-    EXPECT_EQ(qc["bits"], bits);
-    EXPECT_EQ(qc["group_size"], 32);
-    EXPECT_EQ(qc["desc_act"], true);
-    EXPECT_EQ(qc["sym"], false);
-    EXPECT_EQ(cfg["hidden_size"], 64);
+}
+
+// A grid made elsewhere (not under the format's constraints) with a zero point of 0 is refused
+// by v1, naming the layer and v2, and stored exactly by v2.
+TEST(PackedValidate, GptqV1RefusesZeroPointZeroAndNamesV2) {
+  QuantGrid g{4, 32, false};
+  g.min_zero = 1;  // no zero of 0 but the one set below
+  GridCodes q = random_weight(16, 64, g, false, 3);
+  q.zeros(5, 1) = 0.0f;
+  const QuantizedLayer layer = QuantizedLayer::from_grid(q);
+  const std::string why = format_traits("gptq").layer_refusal(layer);
+  EXPECT_NE(why.find("1 zero points are 0"), std::string::npos) << why;
+  EXPECT_NE(why.find("gptq_v2"), std::string::npos) << why;
+  EXPECT_EQ(format_traits("gptq_v2").layer_refusal(layer), "");
+  auto writer = make_checkpoint_writer("gptq");
+  LayerResult r;
+  r.name = "model.layers.0.mlp.up_proj";
+  r.rows = 16;
+  r.cols = 64;
+  try {
+    writer->add_layer(r, &layer);
+    FAIL() << "expected a refusal";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.layers.0.mlp.up_proj"), std::string::npos) << e.what();
+  }
+}
+
+// A GPTQ checkpoint_format ptq does not read is an error naming the file, not an fp model.
+TEST(PackedValidate, UnknownGptqCheckpointFormatIsNamed) {
+  const std::string dir = test::temp_dir("gptq_unknown_format");
+  std::ofstream(dir + "/config.json") << R"({"quantization_config": {"quant_method": "gptq", "checkpoint_format": "marlin"}})";
+  try {
+    detect_format(dir);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'marlin'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("config.json"), std::string::npos) << e.what();
   }
 }
 
@@ -349,6 +407,112 @@ TEST(PackedCheckpoint, AwqFilesDequantizeIndependently) {
   EXPECT_EQ(cfg["quantization_config"]["quant_method"], "awq");
   EXPECT_EQ(cfg["quantization_config"]["version"], "gemm");
   EXPECT_EQ(cfg["quantization_config"]["zero_point"], true);
+}
+
+// Dequantizes <m> from the compressed-tensors pack-quantized description: value k of row n is
+// bits [k·b, k·b+b) of the row's weight_packed words as one little-endian bit string; zero point
+// n of group g likewise down column g of weight_zero_point (2^(b−1) when symmetric); g = k / group.
+Mat compressed_tensors_dequantize_independently(const SafetensorsFile& f, const std::string& m, int rows, int cols,
+                                                int b, int group, bool sym) {
+  auto stream_value = [&](const std::string& name, bool down_columns, int64_t line, int64_t index) {
+    const auto& shape = f.tensors().at(name).shape;
+    int v = 0;
+    for (int i = 0; i < b; ++i) {
+      const int64_t bit = index * b + i;
+      const uint32_t word = down_columns ? word_at(f, name, bit / 32, line) : word_at(f, name, line, bit / 32);
+      EXPECT_LT(bit / 32, down_columns ? shape[0] : shape[1]);
+      v |= int((word >> (bit % 32)) & 1) << i;
+    }
+    return v;
+  };
+  const int groups = group <= 0 ? 1 : cols / group;
+  Mat w(rows, cols);
+  for (int n = 0; n < rows; ++n)
+    for (int k = 0; k < cols; ++k) {
+      const int g = group <= 0 ? 0 : k / group;
+      const int code = stream_value(m + ".weight_packed", false, n, k);
+      const int zero = sym ? 1 << (b - 1) : stream_value(m + ".weight_zero_point", true, g, n);
+      w(n, k) = f16_at(f, m + ".weight_scale", int64_t(n) * groups + g) * float(code - zero);
+    }
+  return w;
+}
+
+TEST(PackedCompressedTensors, RoundTripIsBitExactForEveryBitWidth) {
+  uint64_t seed = 11;
+  for (int bits = 2; bits <= 8; ++bits)
+    for (bool sym : {false, true})
+      for (int group : {32, -1})
+        for (auto [rows, cols] : {std::pair{64, 96}, std::pair{7, 256}}) {
+          SCOPED_TRACE("w" + std::to_string(bits) + (sym ? " sym" : " asym") + " g" + std::to_string(group) + " [" +
+                       std::to_string(rows) + ", " + std::to_string(cols) + "]");
+          QuantGrid g{bits, group, sym};
+          GridCodes q = random_weight(rows, cols, g, false, seed++);
+          const PackedLayout& layout = compressed_tensors_layout();
+          EXPECT_EQ(layout.grid_refusal(rows, cols, g), "");
+          const PackedLayer packed = layout.pack(q);
+          EXPECT_EQ(packed.at("weight_packed").shape, (std::vector<int64_t>{rows, (int64_t(cols) * bits + 31) / 32}));
+          EXPECT_EQ(packed.count("weight_zero_point"), sym ? 0u : 1u);
+          expect_same(q, layout.unpack("test", packed, rows, cols, g));
+        }
+}
+
+// Three 3-bit words hold 32 values; value 10 straddles words 0 and 1 (bits 30..32).
+TEST(PackedCompressedTensors, ThreeBitValuesAreOneDenseStreamPerRow) {
+  QuantGrid g{3, -1, true};
+  GridCodes q = random_weight(1, 32, g, false, 1);
+  for (int c = 0; c < 32; ++c) q.q[c] = uint8_t(c % 8);
+  const PackedLayer packed = compressed_tensors_layout().pack(q);
+  const std::vector<uint32_t> w = words(packed.at("weight_packed"));
+  ASSERT_EQ(w.size(), 3u);
+  uint32_t expect0 = 0;
+  for (int c = 0; c < 10; ++c) expect0 |= uint32_t(c % 8) << (3 * c);
+  expect0 |= uint32_t(10 % 8 & 3) << 30;
+  EXPECT_EQ(w[0], expect0);
+  EXPECT_EQ(w[1] & 1u, uint32_t((10 % 8) >> 2));
+}
+
+TEST(PackedCompressedTensors, RefusesActOrderAndGroupsThatDoNotDivide) {
+  const FormatTraits& f = format_traits("compressed-tensors");
+  EXPECT_NE(f.grid_refusal(64, 172, QuantGrid{4, 32, false}).find("divisible by group_size 32"), std::string::npos);
+  EXPECT_EQ(f.grid_refusal(64, 172, QuantGrid{4, -1, false}), "");
+  const QuantizedLayer act = QuantizedLayer::from_grid(random_weight(16, 64, QuantGrid{4, 32, false}, true, 2));
+  EXPECT_NE(f.layer_refusal(act).find("static_groups"), std::string::npos) << f.layer_refusal(act);
+  EXPECT_TRUE(f.constraints.fp16_statistics);
+}
+
+TEST(PackedCheckpoint, CompressedTensorsFilesDequantizeIndependentlyAndReadBack) {
+  const std::string tmp = test::temp_dir("packed_ct_ckpt");
+  for (const QuantGrid g : {QuantGrid{4, 4, false}, QuantGrid{8, -1, true}, QuantGrid{3, -1, false}}) {
+    SCOPED_TRACE("w" + std::to_string(g.bits) + " g" + std::to_string(g.group_size));
+    const std::string out = tmp + "/w" + std::to_string(g.bits);
+    auto layers = write_packed("compressed-tensors", g, false, tmp + "/src", out);
+    EXPECT_EQ(detect_format(out)->name, std::string("compressed-tensors"));
+    SafetensorsFile f(out + "/model.safetensors");
+    auto back = read_packed_checkpoint(out);
+    ASSERT_EQ(back.size(), layers.size());
+    for (const auto& [name, q] : layers) {
+      SCOPED_TRACE(name);
+      expect_same(q, back.at(name).grid);
+      EXPECT_FALSE(f.tensors().count(name + ".weight"));
+      EXPECT_EQ(f.tensors().at(name + ".weight_shape").dtype, DType::I64);
+      EXPECT_TRUE(compressed_tensors_dequantize_independently(f, name, q.rows, q.cols, g.bits, g.group_size, g.sym) ==
+                  back.at(name).grid.dequantize());
+    }
+    auto cfg = nlohmann::json::parse(std::ifstream(out + "/config.json"));
+    const auto& qc = cfg["quantization_config"];
+    EXPECT_EQ(qc["quant_method"], "compressed-tensors");
+    EXPECT_EQ(qc["format"], "pack-quantized");
+    EXPECT_EQ(qc["quantization_status"], "compressed");
+    const auto& w = qc["config_groups"]["group_0"]["weights"];
+    EXPECT_EQ(w["num_bits"], g.bits);
+    EXPECT_EQ(w["symmetric"], g.sym);
+    EXPECT_EQ(w["strategy"], g.group_size > 0 ? "group" : "channel");
+    if (g.group_size > 0) {
+      EXPECT_EQ(w["group_size"], g.group_size);
+    }
+    EXPECT_EQ(qc["config_groups"]["group_0"]["targets"], nlohmann::json::array({"Linear"}));
+    EXPECT_EQ(qc["ignore"], nlohmann::json::array({"lm_head"}));
+  }
 }
 
 TEST(PackedCheckpoint, PackedModelRunsLikeTheDequantizedModel) {

@@ -67,6 +67,39 @@ TEST(Grid, AsymmetricCoversTheWholeGroup) {
   }
 }
 
+// GPTQ v1's min_zero = 1: groups with no negative weight (zero 0 unconstrained) get zero 1 and
+// still hold every value within scale/2; other groups are fitted exactly as without it.
+TEST(Grid, MinZeroKeepsEveryValueWithinHalfScale) {
+  Mat w = heavy_tailed(8, 128, 4);
+  for (int c = 0; c < 32; ++c) w.col(c) = w.col(c).cwiseAbs();  // group 0 of every row: w ≥ 0
+  for (int bits : {2, 3, 4, 8})
+    for (bool fp16 : {false, true}) {
+      QuantGrid g = make_grid(bits, 32, false);
+      g.fp16_stats = fp16;
+      const GridCodes plain = grid::quantize_rtn(w, g);
+      g.min_zero = 1;
+      const GridCodes q = grid::quantize_rtn(w, g);
+      const Mat wq = q.dequantize();
+      int moved = 0;
+      for (int r = 0; r < w.rows(); ++r)
+        for (int j = 0; j < 4; ++j) {
+          ASSERT_GE(q.zeros(r, j), 1.0f) << "bits " << bits;
+          if (plain.zeros(r, j) >= 1.0f) {
+            EXPECT_EQ(q.zeros(r, j), plain.zeros(r, j));
+            EXPECT_EQ(q.scales(r, j), plain.scales(r, j));
+          } else {
+            ++moved;
+          }
+          for (int c = 32 * j; c < 32 * j + 32; ++c)
+            // fp16 rounding of the scale may push the group's max up to 2^-11 of itself past the top code.
+            EXPECT_LE(std::fabs(wq(r, c) - w(r, c)),
+                      0.5f * q.scales(r, j) * (1 + 1e-5f) + (fp16 ? std::fabs(w(r, c)) * 0x1p-11f : 0.0f))
+                << "bits " << bits;
+        }
+      EXPECT_GE(moved, w.rows()) << "bits " << bits;  // at least the all-positive groups
+    }
+}
+
 TEST(Grid, PartialLastGroup) {
   Mat w = heavy_tailed(5, 172, 3);
   QuantGrid g = make_grid(4, 32, false);
