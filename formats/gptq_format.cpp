@@ -137,6 +137,9 @@ class GptqLayout final : public PackedLayout {
     if (g.group_size > 0 && k % g.group_size != 0)
       why.push_back("in_features " + std::to_string(k) + " not divisible by group_size " + std::to_string(g.group_size) +
                     ": vLLM gptq and transformers/GPTQModel's torch kernels refuse the layer");
+    if (const int gs = g.group_size; gs > 0 && (gs < 16 || gs > 1024 || (gs & (gs - 1)) != 0))
+      why.push_back("group_size " + std::to_string(gs) + ": GPTQModel's torch kernels (transformers on CPU) take -1 or "
+                    "a power of two from 16 to 1024");
     if (k % vb != 0)
       why.push_back("qweight padded: in_features " + std::to_string(k) + " not a multiple of " + std::to_string(vb) +
                     " (" + std::to_string(g.bits) + "-bit values per whole words): engines that size qweight from "

@@ -93,11 +93,12 @@ add_case pydoc-gptqv2-w4g64-asym pydoc 'gptq(w4,g64)' gptq_v2 transformers gptqm
 add_case pydoc-gptq-w3g128-act pydoc 'gptq(w3,g128,act_order,sym)' gptq transformers gptqmodel reader
 add_case pydoc-gptq-w8g128-sym pydoc 'gptq(w8,g128,sym)' gptq transformers gptqmodel reader
 add_case pydoc-awq-w4g64 pydoc 'awq+gptq(w4,g64)' awq transformers reader
-add_case pydoc-ct-w4g128-asym pydoc 'gptq(w4,g128)' compressed-tensors transformers reader
+add_case pydoc-ct-w4g128-asym pydoc 'gptq(w4,g128)' compressed-tensors transformers-dequantize reader
 add_case pydoc-ct-w8g0-sym pydoc 'gptq(w8,g0,sym)' compressed-tensors transformers reader
 add_case pydoc-ct-w4g64-static pydoc 'gptq(w4,g64,act_order,static_groups,sym)' compressed-tensors transformers reader
-add_case stories-gptq-w8g4-sym stories 'gptq(w8,g4,sym)' gptq transformers gptqmodel reader
-add_case stories-ct-w4g4-asym stories 'gptq(w4,g4)' compressed-tensors transformers reader
+add_case stories-gptq-w8g0-sym stories 'gptq(w8,g0,sym)' gptq transformers gptqmodel reader
+add_case stories-ct-w4g4-asym stories 'gptq(w4,g4)' compressed-tensors transformers-dequantize reader
+add_case stories-ct-w3g0-sym stories 'gptq(w3,g0,sym)' compressed-tensors transformers reader
 add_case smollm2-gptq-w4g64-asym smollm2 'rtn(w4,g64)' gptq transformers reader
 add_case smollm2-gptqv2-w3g64-asym smollm2 'rtn(w3,g64)' gptq_v2 transformers gptqmodel reader
 add_case smollm2-awq-w4g64 smollm2 'rtn(w4,g64)' awq transformers reader
