@@ -9,6 +9,7 @@
 #include "calibration/llama2c_tokenizer.h"
 #include "calibration/tokenizer_json.h"
 #include "ptq/error.h"
+#include "ptq/hf_files.h"
 #include "ptq/fs.h"
 
 namespace ptq {
@@ -192,14 +193,6 @@ std::unique_ptr<Tokenizer> open_model_tokenizer(const std::string& model_path, i
 
 namespace {
 
-// The files beside an HF model that clients read besides the weights and config.json: the
-// tokenizer in every form transformers accepts, its configuration and special tokens, chat
-// templates and generation defaults (and llama2.c's tokenizer.bin, which ptq reads).
-const char* const kSidecarFiles[] = {"tokenizer.json",      "tokenizer_config.json",   "tokenizer.model",
-                                     "special_tokens_map.json", "added_tokens.json",   "vocab.json",
-                                     "merges.txt",          "generation_config.json",  "chat_template.jinja",
-                                     "chat_template.json",  "preprocessor_config.json", "tokenizer.bin"};
-
 std::string output_name_of(const std::string& tokenizer_path) {
   if (tokenizer_path.ends_with(".json")) return "tokenizer.json";
   return load_tokenizer(tokenizer_path)->kind() == "sentencepiece" ? "tokenizer.model" : "tokenizer.bin";
@@ -220,7 +213,7 @@ std::vector<TokenizerOutputFile> tokenizer_output_files(const Model& model, cons
   }
   std::error_code ec;
   if (fs::is_directory(model.path(), ec)) {
-    for (const char* name : kSidecarFiles) {
+    for (const char* name : kHfSidecarFiles) {
       const fs::path p = fs::path(model.path()) / name;
       if (!has(name) && fs::is_regular_file(p, ec)) out.push_back({name, p.string(), ""});
     }

@@ -15,6 +15,7 @@
 
 #include "formats/safetensors.h"
 #include "ptq/error.h"
+#include "ptq/hf_files.h"
 #include "ptq/fs.h"
 #include "ptq/json_read.h"
 
@@ -23,10 +24,19 @@ namespace fs = std::filesystem;
 namespace ptq {
 namespace {
 
-// Names ptq's formats write into an output; a foreign directory holding one of them is refused
-// even with --overwrite, since writing would replace the user's file.
-const char* const kUsualNames[] = {"config.json", "model.safetensors", "tokenizer.model", "tokenizer.bin",
-                                   kOutputMarker};
+// Names ptq's formats write into an output: the checkpoint files and every sidecar a checkpoint
+// may carry (ptq/hf_files.h). A foreign directory holding one of them is refused even with
+// --overwrite, since writing would replace the user's file.
+std::set<std::string> usual_names() {
+  std::set<std::string> names = {"config.json", "model.safetensors", kOutputMarker};
+  for (const char* n : kHfSidecarFiles) names.insert(n);
+  return names;
+}
+const std::set<std::string> kUsualNames = usual_names();
+// What a checkpoint written before the marker existed held of ptq's: only these are removed
+// when it is replaced.
+const char* const kLegacyNames[] = {"config.json", "model.safetensors", "tokenizer.model", "tokenizer.bin",
+                                    kOutputMarker};
 
 std::set<std::string> entries_of(const std::string& dir) {
   std::set<std::string> out;
@@ -148,7 +158,7 @@ void OutputDir::inspect_existing() {
   std::set<std::string> ours;
   if (read_marker(final_, &existing_job_, &ours) || legacy_ptq_output(final_)) {
     if (ours.empty())
-      for (const char* n : kUsualNames) ours.insert(n);
+      for (const char* n : kLegacyNames) ours.insert(n);
     existing_ = Existing::kPtqOutput;
     for (const auto& e : entries) (ours.count(e) ? existing_ours_ : existing_foreign_).insert(e);
     return;
@@ -159,7 +169,7 @@ void OutputDir::inspect_existing() {
     throw Error(final_ + ": exists and is not a ptq checkpoint (it holds " + list_some(entries) +
                 "); ptq does not replace it: choose another output directory, or pass --overwrite "
                 "(output.overwrite in a job) to add ptq's files beside these, none of which is removed");
-  for (const char* n : kUsualNames)
+  for (const std::string& n : kUsualNames)
     if (entries.count(n))
       throw Error(final_ + ": holds '" + n + "', which ptq did not write and would replace; ptq removes "
                   "nothing it did not write, even with --overwrite: move it away or choose another output directory");
@@ -175,7 +185,7 @@ void OutputDir::open_staging() {
     for (const auto& name : entries_of(staging_)) {
       // Only ptq's own names may be cleared: resume state, checkpoint files, temp files.
       bool known = name == "resume" || name.find(".tmp.") != std::string::npos;
-      for (const char* n : kUsualNames) known = known || name == n;
+      for (const std::string& n : kUsualNames) known = known || name == n;
       if (!known)
         throw Error(staging_ + ": holds '" + name + "', so it is not (only) ptq's staging directory; move it away");
       if (mode_ == Staging::kFresh || name != "resume") fs::remove_all(fs::path(staging_) / name, ec);

@@ -44,6 +44,32 @@ TEST(CliEval, WikiTextIdenticalAtOneAndTwoThreads) {
   EXPECT_GT(a["ppl"].get<double>(), 1.0);
 }
 
+// --tokens-out writes the scored windows so that --tokens reads back the same windows (the
+// same perplexity, bit for bit); --logits-out writes window 0's logits as a float32 .npy.
+TEST(CliEval, TokensOutAndLogitsOutReplayTheSameWindows) {
+  PTQ_REQUIRE_SHARED("models/stories260K/hf", model);
+  PTQ_REQUIRE_SHARED("data/wikitext2/wikitext2-test.txt", data);
+  const std::string dir = test::temp_dir("cli_eval_tokens_out");
+  auto text = run_ptq("eval " + model + " --data " + data + " --data-format wikitext2 --seq-len 64 --max-samples 3 " +
+                      "--json --tokens-out " + dir + "/w.txt --logits-out " + dir + "/l.npy");
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  auto ids = run_ptq("eval " + model + " --tokens " + dir + "/w.txt --data-format tinystories --seq-len 64 --json");
+  ASSERT_EQ(ids.exit_code, 0) << ids.err;
+  const auto a = nlohmann::json::parse(text.out), b = nlohmann::json::parse(ids.out);
+  EXPECT_EQ(a["ppl"], b["ppl"]);
+  EXPECT_EQ(a["tokens"], b["tokens"]);
+  std::ifstream in(dir + "/l.npy", std::ios::binary);
+  const std::string npy((std::istreambuf_iterator<char>(in)), {});
+  ASSERT_GT(npy.size(), 10u);
+  EXPECT_EQ(npy.substr(0, 8), std::string("\x93NUMPY\x01\x00", 8));
+  const size_t header = size_t(uint8_t(npy[8])) | size_t(uint8_t(npy[9])) << 8;
+  EXPECT_EQ((10 + header) % 64, 0u);
+  const std::string dict = npy.substr(10, header);
+  EXPECT_NE(dict.find("'descr': '<f4'"), std::string::npos) << dict;
+  EXPECT_NE(dict.find("'shape': (64, 512)"), std::string::npos) << dict;
+  EXPECT_EQ(npy.size(), 10 + header + 64 * 512 * sizeof(float));
+}
+
 TEST(CliEval, PreTokenizedIdsGiveTheSameNumberAsText) {
   PTQ_REQUIRE_SHARED("models/stories260K/hf", model);
   PTQ_REQUIRE_SHARED("models/stories260K/tok512.bin", tok);

@@ -135,6 +135,12 @@ TEST(Reliability, OverwriteAddsBesideForeignFilesAndNeverReplacesThem) {
   expect_refused("`--overwrite` into a directory holding the user's config.json",
                  rtn_args(s, s.hf, d + "/out2") + " --overwrite", {d + "/out2: holds 'config.json'"});
   EXPECT_EQ(slurp(d + "/out2/config.json"), "{\"mine\": true}");
+  // Sidecar names are ptq's too: refused before any work.
+  fs::create_directories(d + "/out3");
+  std::ofstream(d + "/out3/special_tokens_map.json") << "{}";
+  expect_refused("`--overwrite` into a directory holding the user's special_tokens_map.json",
+                 rtn_args(s, s.hf, d + "/out3") + " --overwrite", {d + "/out3: holds 'special_tokens_map.json'"});
+  EXPECT_EQ(slurp(d + "/out3/special_tokens_map.json"), "{}");
 }
 
 TEST(Reliability, SameJobReplacesItsOutputOtherJobNeedsOverwrite) {
@@ -417,6 +423,7 @@ TEST(Reliability, StrayTempFileNeverReachesTheCheckpoint) {
   std::ofstream(d + "/out.partial/config.json.tmp.99999") << "{\"half\":";
   std::ofstream(d + "/out.partial/model.safetensors") << "truncated";
   std::ofstream(d + "/out.partial/resume/block_004.safetensors.tmp.99999") << "x";
+  std::ofstream(d + "/out.partial/special_tokens_map.json") << "{\"half\":";  // a sidecar copied before the kill
   auto r = test::run_ptq(args);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   for (const auto& [file, hash] : test::file_hashes(d + "/out"))
