@@ -87,7 +87,7 @@ class AwqLayout final : public PackedLayout {
     const int64_t words = round_up(n, 8) / 8;
     auto qweight = packed::words_of(packed::expect(where, layer, "qweight", DType::I32, {k, words}));
     auto qzeros = packed::words_of(packed::expect(where, layer, "qzeros", DType::I32, {groups, words}));
-    auto scales = packed::f16_values(packed::expect(where, layer, "scales", DType::F16, {groups, n}));
+    auto scales = packed::scale_values(where, layer, "scales", {groups, n});
     GridCodes q;
     q.rows = n;
     q.cols = k;

@@ -88,7 +88,7 @@ class CompressedTensorsLayout final : public PackedLayout {
     const int b = grid.bits, groups = grid.num_groups(k);
     const int64_t row_words = stream_words(k, b), zero_words = stream_words(n, b);
     auto packed = packed::words_of(packed::expect(where, layer, "weight_packed", DType::I32, {n, row_words}));
-    auto scales = packed::f16_values(packed::expect(where, layer, "weight_scale", DType::F16, {n, groups}));
+    auto scales = packed::scale_values(where, layer, "weight_scale", {n, groups});
     check_shape(where, layer, n, k);
     GridCodes q;
     q.rows = n;

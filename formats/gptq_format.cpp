@@ -88,7 +88,7 @@ class GptqLayout final : public PackedLayout {
     const uint32_t mask = (1u << b) - 1;
     auto qweight = packed::words_of(packed::expect(where, layer, "qweight", DType::I32, {w_rows, n}));
     auto qzeros = packed::words_of(packed::expect(where, layer, "qzeros", DType::I32, {groups, z_cols}));
-    auto scales = packed::f16_values(packed::expect(where, layer, "scales", DType::F16, {groups, n}));
+    auto scales = packed::scale_values(where, layer, "scales", {groups, n});
     GridCodes q;
     q.rows = n;
     q.cols = k;

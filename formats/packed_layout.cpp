@@ -137,6 +137,21 @@ const PackedBuffer& expect(const std::string& where, const PackedLayer& layer, c
   return b;
 }
 
+std::vector<float> scale_values(const std::string& where, const PackedLayer& layer, const std::string& suffix,
+                                const std::vector<int64_t>& shape) {
+  auto it = layer.find(suffix);
+  const DType dtype = it != layer.end() && it->second.dtype == DType::BF16 ? DType::BF16 : DType::F16;
+  const PackedBuffer& b = expect(where, layer, suffix, dtype, shape);
+  if (dtype == DType::F16) return f16_values(b);
+  std::vector<float> v(b.bytes.size() / 2);
+  for (size_t i = 0; i < v.size(); ++i) {
+    uint16_t h;
+    std::memcpy(&h, &b.bytes[2 * i], 2);
+    v[i] = bf16_to_f32(h);
+  }
+  return v;
+}
+
 uint32_t get_bits(const uint32_t* words, int64_t stride, int64_t count, int64_t index, int bits) {
   const int64_t bit = index * bits, w = bit / 32;
   const int off = int(bit % 32);

@@ -471,6 +471,34 @@ TEST(PackedCompressedTensors, ThreeBitValuesAreOneDenseStreamPerRow) {
   EXPECT_EQ(w[1] & 1u, uint32_t((10 % 8) >> 2));
 }
 
+// GPTQModel and llm-compressor store the scales of bf16 models as BF16: every layout reads them
+// (and any other dtype is an error naming the tensor).
+TEST(PackedValidate, Bf16ScalesAreReadByEveryLayout) {
+  QuantGrid g{4, 32, false};
+  g.min_zero = 1;
+  GridCodes q = random_weight(16, 64, g, false, 9, /*raw_scales=*/true);
+  for (Eigen::Index i = 0; i < q.scales.size(); ++i) q.scales.data()[i] = bf16_to_f32(f32_to_bf16(q.scales.data()[i]));
+  for (const PackedLayout* layout : {&gptq_layout(), &gptq_v2_layout(), &awq_layout(), &compressed_tensors_layout()}) {
+    SCOPED_TRACE(layout->name());
+    PackedLayer packed = layout->pack(q);
+    const std::string suffix = layout->name() == "compressed-tensors" ? "weight_scale" : "scales";
+    PackedBuffer& b = packed.at(suffix);
+    const bool rows_first = layout->name() == "compressed-tensors";  // [N, G], else [G, N]
+    for (int r = 0; r < q.rows; ++r)
+      for (int j = 0; j < int(q.scales.cols()); ++j) {
+        const uint16_t h = f32_to_bf16(q.scales(r, j));
+        const size_t at = rows_first ? size_t(r) * q.scales.cols() + j : size_t(j) * q.rows + r;
+        std::memcpy(&b.bytes[2 * at], &h, 2);
+      }
+    b.dtype = DType::BF16;
+    const GridCodes back = layout->unpack("test", packed, q.rows, q.cols, g);
+    EXPECT_TRUE(back.scales == q.scales);
+    EXPECT_EQ(back.q, q.q);
+    b.dtype = DType::F32;
+    EXPECT_THROW(layout->unpack("test", packed, q.rows, q.cols, g), Error);
+  }
+}
+
 TEST(PackedCompressedTensors, RefusesActOrderAndGroupsThatDoNotDivide) {
   const FormatTraits& f = format_traits("compressed-tensors");
   EXPECT_NE(f.grid_refusal(64, 172, QuantGrid{4, 32, false}).find("divisible by group_size 32"), std::string::npos);
