@@ -193,9 +193,12 @@ std::unique_ptr<Tokenizer> open_model_tokenizer(const std::string& model_path, i
 
 namespace {
 
-std::string output_name_of(const std::string& tokenizer_path) {
+// The canonical checkpoint name of a tokenizer file, after loading it: a checkpoint must not
+// carry a tokenizer ptq cannot read back.
+std::string checked_output_name(const std::string& tokenizer_path) {
+  const auto tok = load_tokenizer(tokenizer_path);
   if (tokenizer_path.ends_with(".json")) return "tokenizer.json";
-  return load_tokenizer(tokenizer_path)->kind() == "sentencepiece" ? "tokenizer.model" : "tokenizer.bin";
+  return tok->kind() == "sentencepiece" ? "tokenizer.model" : "tokenizer.bin";
 }
 
 }  // namespace
@@ -208,8 +211,7 @@ std::vector<TokenizerOutputFile> tokenizer_output_files(const Model& model, cons
   // The override is the tokenizer the user says the model uses: it takes its canonical name, and
   // a source file of that name is not copied.
   if (!override_path.empty()) {
-    load_tokenizer(override_path);  // a checkpoint must not carry a tokenizer ptq cannot read back
-    out.push_back({output_name_of(override_path), override_path, ""});
+    out.push_back({checked_output_name(override_path), override_path, ""});
   }
   std::error_code ec;
   if (fs::is_directory(model.path(), ec)) {
@@ -224,7 +226,7 @@ std::vector<TokenizerOutputFile> tokenizer_output_files(const Model& model, cons
   }
   const std::string path = find_model_tokenizer(model.path(), "");
   if (!path.empty()) {
-    if (!has(output_name_of(path))) out.push_back({output_name_of(path), path, ""});
+    if (const std::string name = checked_output_name(path); !has(name)) out.push_back({name, path, ""});
     if (path.ends_with(".json")) {
       const fs::path cfg = fs::path(path).parent_path() / "tokenizer_config.json";
       if (fs::is_regular_file(cfg, ec)) out.push_back({"tokenizer_config.json", cfg.string(), ""});

@@ -110,12 +110,13 @@ PackedBuffer f16_buffer(const std::vector<float>& values, std::vector<int64_t> s
   return b;
 }
 
-std::vector<float> f16_values(const PackedBuffer& b) {
+// The values of a 16-bit float buffer, each decoded by `decode` (fp16 or bf16).
+static std::vector<float> half_values(const PackedBuffer& b, float (*decode)(uint16_t)) {
   std::vector<float> v(b.bytes.size() / 2);
   for (size_t i = 0; i < v.size(); ++i) {
     uint16_t h;
     std::memcpy(&h, &b.bytes[2 * i], 2);
-    v[i] = f16_to_f32(h);
+    v[i] = decode(h);
   }
   return v;
 }
@@ -141,15 +142,7 @@ std::vector<float> scale_values(const std::string& where, const PackedLayer& lay
                                 const std::vector<int64_t>& shape) {
   auto it = layer.find(suffix);
   const DType dtype = it != layer.end() && it->second.dtype == DType::BF16 ? DType::BF16 : DType::F16;
-  const PackedBuffer& b = expect(where, layer, suffix, dtype, shape);
-  if (dtype == DType::F16) return f16_values(b);
-  std::vector<float> v(b.bytes.size() / 2);
-  for (size_t i = 0; i < v.size(); ++i) {
-    uint16_t h;
-    std::memcpy(&h, &b.bytes[2 * i], 2);
-    v[i] = bf16_to_f32(h);
-  }
-  return v;
+  return half_values(expect(where, layer, suffix, dtype, shape), dtype == DType::F16 ? f16_to_f32 : bf16_to_f32);
 }
 
 uint32_t get_bits(const uint32_t* words, int64_t stride, int64_t count, int64_t index, int bits) {

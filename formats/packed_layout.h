@@ -72,7 +72,6 @@ int64_t values_per_word_block(int bits);
 std::vector<uint8_t> i32_bytes(const std::vector<uint32_t>& words);
 std::vector<uint32_t> words_of(const PackedBuffer& b);
 PackedBuffer f16_buffer(const std::vector<float>& values, std::vector<int64_t> shape);
-std::vector<float> f16_values(const PackedBuffer& b);
 // A scale buffer of this shape as floats: F16 as ptq writes it, or BF16 as GPTQModel and
 // llm-compressor write it for bf16 models. Throws Error naming `where` + suffix otherwise.
 std::vector<float> scale_values(const std::string& where, const PackedLayer& layer, const std::string& suffix,
