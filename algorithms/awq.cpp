@@ -20,6 +20,15 @@ std::string fmt_double(double v) {
   return std::string(buf, res.ptr);
 }
 
+const char* objective_name(awq::Objective o) {
+  switch (o) {
+    case awq::Objective::kModule: return "module";
+    case awq::Objective::kFull: return "full";
+    case awq::Objective::kBlockDiagonal: return "block";
+  }
+  return "?";
+}
+
 bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
@@ -66,6 +75,7 @@ class Awq final : public WeightTransform {
   explicit Awq(const Spec& spec) : o_(awq_options_from_spec(spec)) {}
   std::string spec() const override { return awq_spec(o_); }
   void apply(GroupContext& group, QuantLog* log) const override { apply_awq(o_, group, log); }
+  int64_t probe_tokens() const override { return o_.scale && o_.objective == awq::Objective::kModule ? o_.tokens : 0; }
 
  private:
   AwqOptions o_;
@@ -83,6 +93,13 @@ AwqOptions awq_options_from_spec(const Spec& spec) {
   o.grid = spec.int_value("grid", o.grid);
   o.clip_grid = spec.int_value("clip_grid", o.clip_grid);
   o.max_shrink = spec.double_value("max_shrink", o.max_shrink);
+  if (const auto obj = spec.value("objective")) {
+    if (*obj == "module") o.objective = awq::Objective::kModule;
+    else if (*obj == "full") o.objective = awq::Objective::kFull;
+    else if (*obj == "block") o.objective = awq::Objective::kBlockDiagonal;
+    else throw Error(where + ": objective must be 'module', 'full' or 'block', not '" + *obj + "'");
+  }
+  o.tokens = spec.int_value("tokens", o.tokens);
   const bool scale = spec.flag("scale"), clip = spec.flag("clip");
   o.scale = !spec.flag("no_scale");
   o.clip = !spec.flag("no_clip");
@@ -90,6 +107,7 @@ AwqOptions awq_options_from_spec(const Spec& spec) {
   if ((scale && !o.scale) || (clip && !o.clip)) throw Error(where + ": contradictory flags");
   if (!o.scale && !o.clip) throw Error(where + ": no_scale and no_clip leave nothing to do");
   if (o.grid < 1 || o.clip_grid < 1) throw Error(where + ": grid and clip_grid must be >= 1");
+  if (o.tokens < 1) throw Error(where + ": tokens must be >= 1");
   if (!(o.max_shrink > 0 && o.max_shrink < 1)) throw Error(where + ": max_shrink must be in (0, 1)");
   return o;
 }
@@ -101,6 +119,8 @@ std::string awq_spec(const AwqOptions& o) {
   if (o.grid != d.grid) add("grid=" + std::to_string(o.grid));
   if (o.clip_grid != d.clip_grid) add("clip_grid=" + std::to_string(o.clip_grid));
   if (o.max_shrink != d.max_shrink) add("max_shrink=" + fmt_double(o.max_shrink));
+  if (o.objective != d.objective) add(std::string("objective=") + objective_name(o.objective));
+  if (o.tokens != d.tokens) add("tokens=" + std::to_string(o.tokens));
   if (!o.scale) add("no_scale");
   if (!o.clip) add("no_clip");
   return args.empty() ? "awq" : "awq(" + args + ")";
@@ -116,10 +136,18 @@ void apply_awq(const AwqOptions& o, GroupContext& g, QuantLog* log) {
     if (blocker.empty()) {
       std::vector<const Mat*> weights;
       for (const Linear* l : g.layers) weights.push_back(&l->w);
-      const awq::ScaleSearch s = awq::search_scales(weights, *g.stats, grid, o.grid);
+      // o and down: the module is the layer itself, whose output error is exact from H; with
+      // inputs read from an activation file there are no tokens to run a module on.
+      const awq::Objective objective =
+          o.objective == awq::Objective::kModule && !g.module_error ? awq::Objective::kFull : o.objective;
+      const awq::ScaleSearch s =
+          objective == awq::Objective::kModule
+              ? awq::search_scales_module(weights, *g.stats, grid, o.grid, g.module_error)
+              : awq::search_scales(weights, *g.stats, grid, o.grid, objective);
       fold_scales(g, s.scales);
-      msg += " alpha=" + fmt_double(s.alpha) + " (objective " + fmt_double(s.errors[size_t(s.alpha * o.grid + 0.5)]) +
-             ", " + fmt_double(s.errors[0]) + " at alpha=0);";
+      msg += " alpha=" + fmt_double(s.alpha) + " (" + objective_name(objective) + " objective " +
+             fmt_double(s.errors[size_t(s.alpha * o.grid + 0.5)]) + ", " + fmt_double(s.errors[0]) + " at alpha=0" +
+             (objective == awq::Objective::kModule ? " on " + std::to_string(g.module_tokens) + " tokens" : "") + ");";
     } else {
       msg += " no scales (" + blocker + ");";
     }

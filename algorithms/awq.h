@@ -9,6 +9,7 @@
 // accepted as explicit defaults. Canonical printing omits defaults: plain `awq`.
 #include <string>
 
+#include "algorithms/awq_search.h"
 #include "ptq/stages.h"
 
 namespace ptq {
@@ -19,6 +20,8 @@ struct AwqOptions {
   int grid = 20;            // α = 0, 1/grid, ..., (grid-1)/grid
   int clip_grid = 20;       // shrink ratios 1 - i/clip_grid ...
   double max_shrink = 0.5;  // ... for i < max_shrink·clip_grid (down to 0.55 by default)
+  awq::Objective objective = awq::Objective::kModule;  // of the scale search
+  int tokens = 4096;  // calibration tokens the module objective runs on
 };
 
 AwqOptions awq_options_from_spec(const Spec& spec);  // throws Error on bad values

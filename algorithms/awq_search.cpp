@@ -1,4 +1,4 @@
-// AWQ scale and clip searches on the block-diagonal output-error objective (awq_search.h).
+// AWQ scale and clip searches on the output-error objective (awq_search.h).
 // GCC 12 reports false -Wmaybe-uninitialized inside Eigen's AVX-512 kernels.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "algorithms/awq_search.h"
@@ -85,6 +85,20 @@ void scale_chunk(const Mat& w, int r0, int rows, const std::vector<Vec>& candida
   }
 }
 
+// The same with the whole H (one objective block of width K): every candidate quantizes the
+// chunk's full rows, since the cross-group terms need all of δ at once.
+void scale_chunk_full(const Mat& w, int r0, int rows, const std::vector<Vec>& candidates, const QuantGrid& g,
+                      const ObjectiveBlocks& whole, double* err) {
+  const Mat wr = w.middleRows(r0, rows);
+  std::vector<double> row_err(static_cast<size_t>(rows));
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const Mat d = wr - fake_quantize_scaled(wr, candidates[i], g);
+    std::fill(row_err.begin(), row_err.end(), 0.0);
+    add_block_errors(d, 0, whole, row_err.data());
+    for (double e : row_err) err[i] += e;
+  }
+}
+
 // Clip search on rows [r0, r0 + rows): writes max_val rows.
 void clip_chunk(const Mat& w, int r0, int rows, const QuantGrid& g, int n_grid, int steps,
                 const ObjectiveBlocks& blocks, Mat& max_val) {
@@ -167,9 +181,15 @@ Mat fake_quantize_scaled(const Mat& w, const Vec& s, const QuantGrid& g) {
 }
 
 ScaleSearch search_scales(const std::vector<const Mat*>& layers, const InputStats& stats,
-                          const QuantGrid& g, int n_grid) {
-  PTQ_ASSERT(n_grid >= 1 && !layers.empty());
-  const ObjectiveBlocks blocks = objective_blocks(stats, g);
+                          const QuantGrid& g, int n_grid, Objective objective) {
+  PTQ_ASSERT(n_grid >= 1 && !layers.empty() && objective != Objective::kModule);
+  ObjectiveBlocks blocks;
+  if (objective == Objective::kFull) {
+    blocks.width = stats.k();
+    blocks.h.push_back(stats.hessian().cast<float>());
+  } else {
+    blocks = objective_blocks(stats, g);
+  }
   const VecD mean_abs = stats.mean_abs();
   std::vector<Vec> candidates;
   for (int i = 0; i < n_grid; ++i) candidates.push_back(scales_for_alpha(mean_abs, double(i) / n_grid));
@@ -185,8 +205,11 @@ ScaleSearch search_scales(const std::vector<const Mat*>& layers, const InputStat
   std::vector<double> partial(tasks.size() * size_t(n_grid), 0.0);  // [task][candidate]
   parallel_for_each(tasks.size(), [&](size_t t) {
     const Task& task = tasks[t];
-    scale_chunk(*layers[size_t(task.layer)], task.r0, task.rows, candidates, g, blocks,
-                &partial[t * size_t(n_grid)]);
+    double* err = &partial[t * size_t(n_grid)];
+    if (objective == Objective::kFull)
+      scale_chunk_full(*layers[size_t(task.layer)], task.r0, task.rows, candidates, g, blocks, err);
+    else
+      scale_chunk(*layers[size_t(task.layer)], task.r0, task.rows, candidates, g, blocks, err);
   });
   ScaleSearch out;
   out.errors.assign(size_t(n_grid), 0.0);
@@ -197,6 +220,27 @@ ScaleSearch search_scales(const std::vector<const Mat*>& layers, const InputStat
     if (out.errors[size_t(i)] < out.errors[size_t(best)]) best = i;
   out.alpha = double(best) / n_grid;
   out.scales = candidates[size_t(best)];
+  return out;
+}
+
+ScaleSearch search_scales_module(const std::vector<const Mat*>& layers, const InputStats& stats, const QuantGrid& g,
+                                 int n_grid, const std::function<double(const std::vector<const Mat*>&)>& module_error) {
+  PTQ_ASSERT(n_grid >= 1 && !layers.empty() && module_error);
+  const VecD mean_abs = stats.mean_abs();
+  ScaleSearch out;
+  out.errors.assign(size_t(n_grid), 0.0);
+  int best = 0;
+  std::vector<Mat> quantized(layers.size());
+  std::vector<const Mat*> candidate;
+  for (const Mat& q : quantized) candidate.push_back(&q);
+  for (int i = 0; i < n_grid; ++i) {
+    const Vec s = scales_for_alpha(mean_abs, double(i) / n_grid);
+    parallel_for_each(layers.size(), [&](size_t l) { quantized[l] = fake_quantize_scaled(*layers[l], s, g); });
+    out.errors[size_t(i)] = module_error(candidate);
+    if (out.errors[size_t(i)] < out.errors[size_t(best)]) best = i;
+  }
+  out.alpha = double(best) / n_grid;
+  out.scales = scales_for_alpha(mean_abs, out.alpha);
   return out;
 }
 

@@ -17,11 +17,17 @@
 // measures how close the chosen α is to the one the full error would pick).
 // Work is split in fixed chunks of rows and summed in chunk order: the result is bit-identical
 // at any thread count.
+#include <functional>
 #include <vector>
 
 #include "ptq/stages.h"
 
 namespace ptq::awq {
+
+// What the scale search minimises: the output error of the module the group feeds on sampled
+// calibration tokens (llm-awq's objective; GroupContext::module_error), the layers' whole output
+// error tr(ΔW H ΔWᵀ) (N·K² per candidate), or its block diagonal above.
+enum class Objective { kModule, kFull, kBlockDiagonal };
 
 constexpr int kTile = 128;  // objective block width for per-channel grids (group_size -1)
 
@@ -49,7 +55,11 @@ struct ScaleSearch {
   std::vector<double> errors;  // objective for each α of the grid (α = i / n_grid)
 };
 ScaleSearch search_scales(const std::vector<const Mat*>& layers, const InputStats& stats,
-                          const QuantGrid& g, int n_grid);
+                          const QuantGrid& g, int n_grid, Objective objective = Objective::kBlockDiagonal);
+
+// The same search scored by `module_error` (one candidate matrix per layer).
+ScaleSearch search_scales_module(const std::vector<const Mat*>& layers, const InputStats& stats, const QuantGrid& g,
+                                 int n_grid, const std::function<double(const std::vector<const Mat*>&)>& module_error);
 
 // Best clamp value max|w|·r for every row and quantization group: [N, G].
 Mat search_clip(const Mat& w, const InputStats& stats, const QuantGrid& g, int n_grid,

@@ -7,6 +7,7 @@
 
 #include "ptq/error.h"
 #include "ptq/fs.h"
+#include "ptq/json_read.h"
 
 namespace ptq {
 namespace {
@@ -14,15 +15,9 @@ namespace {
 using json = nlohmann::json;
 using ordered_json = nlohmann::ordered_json;
 
-json parse_json_file(const std::string& path) {
-  try {
-    return json::parse(read_text_file(path));
-  } catch (const json::parse_error& e) {
-    std::string msg = e.what();
-    std::replace(msg.begin(), msg.end(), '\n', ' ');
-    throw Error(path + ": malformed JSON: " + msg);
-  }
-}
+// With ptq's limits (ptq/json_read.h): a number beyond double's range, deep nesting or a
+// repeated key is an Error, never one of nlohmann's own exceptions.
+json parse_json_file(const std::string& path) { return parse_json_text(read_text_file(path), path); }
 
 bool bool_field(const json& obj, const char* key, bool fallback, const std::string& where) {
   auto it = obj.find(key);
@@ -271,8 +266,8 @@ BpeVocabulary read_tokenizer_json(const std::string& path) {
 bool is_byte_level_tokenizer_json(const std::string& path) {
   json j;
   try {
-    j = json::parse(read_text_file(path));
-  } catch (const std::exception&) {
+    j = parse_json_file(path);
+  } catch (const Error&) {
     return true;  // let the reader report what is wrong with it
   }
   if (!j.is_object() || !j.contains("pre_tokenizer")) return false;

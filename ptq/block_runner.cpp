@@ -23,14 +23,31 @@ int64_t BlockActivations::num_tokens() const {
   return n;
 }
 
+size_t BlockActivations::windows_for_tokens(int64_t tokens) const {
+  size_t n = 0;
+  for (int64_t seen = 0; n < hidden_.size() && seen < tokens; ++n) seen += hidden_[n].rows();
+  return n;
+}
+
 void BlockActivations::run(const BlockWeights& w, const std::array<bool, kNumLinearInputs>& want,
                            const CaptureSink& sink, bool advance) {
+  run_windows(hidden_.size(), w, want, sink, advance);
+}
+
+void BlockActivations::capture_first(size_t windows, const BlockWeights& w,
+                                     const std::array<bool, kNumLinearInputs>& want, const CaptureSink& sink) {
+  run_windows(std::min(windows, hidden_.size()), w, want, sink, false);
+}
+
+void BlockActivations::run_windows(size_t windows, const BlockWeights& w,
+                                   const std::array<bool, kNumLinearInputs>& want, const CaptureSink& sink,
+                                   bool advance) {
   std::optional<LinearInput> last_wanted;
   for (int g = 0; g < kNumLinearInputs; ++g)
     if (want[g]) last_wanted = LinearInput(g);
   if (!advance && !last_wanted) return;  // nothing to capture, nothing to keep
-  for (size_t begin = 0; begin < hidden_.size(); begin += kChunk) {
-    const size_t end = std::min(hidden_.size(), begin + kChunk);
+  for (size_t begin = 0; begin < windows; begin += kChunk) {
+    const size_t end = std::min(windows, begin + kChunk);
     std::vector<std::array<Mat, kNumLinearInputs>> captured(end - begin);
     parallel_for_each(end - begin, [&](size_t i) {
       Mat x = hidden_[begin + i];

@@ -21,13 +21,21 @@ class BlockActivations {
                    const std::vector<std::vector<int32_t>>& windows);
   size_t num_windows() const { return hidden_.size(); }
   int64_t num_tokens() const;
+  // The fewest first windows holding at least `tokens` tokens (all of them when they hold fewer).
+  size_t windows_for_tokens(int64_t tokens) const;
 
   // Runs block `w` on every window. Inputs of the groups set in `want` go to `sink`. When
   // `advance` is true the hidden states become the block's outputs; otherwise they are kept.
   void run(const BlockWeights& w, const std::array<bool, kNumLinearInputs>& want,
            const CaptureSink& sink, bool advance);
+  // The inputs of the groups in `want` for the first `windows` windows only (no advance).
+  void capture_first(size_t windows, const BlockWeights& w, const std::array<bool, kNumLinearInputs>& want,
+                     const CaptureSink& sink);
+  const RopeTable& rope() const { return rope_; }
 
  private:
+  void run_windows(size_t windows, const BlockWeights& w, const std::array<bool, kNumLinearInputs>& want,
+                   const CaptureSink& sink, bool advance);
   const ModelConfig& cfg_;
   RopeTable rope_;
   std::vector<Mat> hidden_;

@@ -205,14 +205,28 @@ static Mat attention_after(const ModelConfig& cfg, const Mat& q, const Mat& k, c
 
 // The feed-forward half of a block on x in place. Returns true, x unspecified, when `emit` asks
 // to stop after an input.
+Mat swiglu(const Linear& gate, const Linear& up, const Mat& n) {
+  Mat g = gate.forward(n);
+  Mat u = up.forward(n);
+  // silu(g) = g / (1 + e^-g).
+  return (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();
+}
+
+Mat attention_context(const ModelConfig& cfg, const RopeTable& rope, const Linear& q_proj, const Linear& k_proj,
+                      const Linear& v_proj, const Mat& n) {
+  Mat q = q_proj.forward(n);
+  Mat k = k_proj.forward(n);
+  Mat v = v_proj.forward(n);
+  rope.apply(q, cfg.num_heads);
+  rope.apply(k, cfg.num_kv_heads);
+  return attention(cfg, q, k, v);
+}
+
 template <class Emit>
 static bool ffn_residual(const ModelConfig& cfg, const BlockWeights& w, Mat& x, Mat& n, Emit&& emit) {
   rms_norm_rows(x, w.ffn_norm, cfg.rms_norm_eps, n);
   if (emit(LinearInput::kGateUp, n)) return true;
-  Mat g = w.gate.forward(n);
-  Mat u = w.up.forward(n);
-  // SwiGLU: silu(g) * u, with silu(g) = g / (1 + e^-g).
-  Mat m = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();
+  Mat m = swiglu(w.gate, w.up, n);
   if (emit(LinearInput::kDown, m)) return true;
   x += w.down.forward(m);
   return false;
@@ -227,12 +241,7 @@ void block_forward(const ModelConfig& cfg, const BlockWeights& w, const RopeTabl
   Mat n;
   rms_norm_rows(x, w.attn_norm, cfg.rms_norm_eps, n);
   if (emit(LinearInput::kQKV, n)) return;
-  Mat q = w.q.forward(n);
-  Mat k = w.k.forward(n);
-  Mat v = w.v.forward(n);
-  rope.apply(q, cfg.num_heads);
-  rope.apply(k, cfg.num_kv_heads);
-  Mat a = attention(cfg, q, k, v);
+  Mat a = attention_context(cfg, rope, w.q, w.k, w.v, n);
   if (emit(LinearInput::kO, a)) return;
   x += w.o.forward(a);
   ffn_residual(cfg, w, x, n, emit);

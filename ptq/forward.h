@@ -75,6 +75,12 @@ Mat embed_tokens(const HeadWeights& head, const std::vector<int32_t>& ids);
 void block_forward(const ModelConfig& cfg, const BlockWeights& w, const RopeTable& rope, Mat& x,
                    const CaptureFn& capture = {},
                    std::optional<LinearInput> stop_after = std::nullopt);
+// The parts of block_forward a caller swapping weights needs, with its arithmetic: the attention
+// context from the normed input n [T, hidden] of one sequence (o_proj's input), and
+// silu(gate(n)) ⊙ up(n) (down_proj's input).
+Mat attention_context(const ModelConfig& cfg, const RopeTable& rope, const Linear& q_proj, const Linear& k_proj,
+                      const Linear& v_proj, const Mat& n);
+Mat swiglu(const Linear& gate, const Linear& up, const Mat& n);
 Mat final_logits(const ModelConfig& cfg, const HeadWeights& head, const Mat& x);  // [T, vocab]
 void rms_norm_rows(const Mat& x, const Vec& gain, double eps, Mat& out);
 

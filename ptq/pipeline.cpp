@@ -7,6 +7,7 @@
 
 #include "ptq/block_runner.h"
 #include "ptq/error.h"
+#include "ptq/module_probe.h"
 #include "ptq/progress.h"
 
 namespace ptq {
@@ -55,6 +56,11 @@ class Stages {
     return q.get();
   }
   const std::vector<std::unique_ptr<WeightTransform>>& transforms() const { return transforms_; }
+  int64_t probe_tokens() const {
+    int64_t n = 0;
+    for (const auto& t : transforms_) n = std::max(n, t->probe_tokens());
+    return n;
+  }
   const std::vector<std::unique_ptr<LayerRefiner>>& refiners() const { return refiners_; }
 
  private:
@@ -116,6 +122,10 @@ LayerResult quantize_one(const std::string& name, int layer, Linear& lin, const 
 }
 
 using StatsMap = std::map<int, InputStats>;
+// The module probes of a block as it is now (q/k/v and gate/up entries; the others null).
+using ModuleProbes = std::array<std::unique_ptr<ModuleProbe>, kNumLinearInputs>;
+// Makes them from sampled calibration windows; empty where no tokens are at hand.
+using ProbeSource = std::function<ModuleProbes(const BlockWeights&)>;
 // Fills `stats` with the statistics of the inputs in `want` for the block as it is now.
 using StatsRefresh =
     std::function<void(const BlockWeights&, const std::array<bool, kNumLinearInputs>&, StatsMap&)>;
@@ -123,7 +133,8 @@ using StatsRefresh =
 // Runs every transform stage on each linear group of block `l`, in block order, on the fp block.
 // Returns the transforms' log messages keyed by the first layer of each group.
 std::map<std::string, std::vector<std::string>> transform_block(int l, BlockWeights& w, StatsMap& stats,
-                                                                 Stages& stages, const TensorSink& tensor_sink) {
+                                                                 const ModuleProbes& probes, Stages& stages,
+                                                                 const TensorSink& tensor_sink) {
   std::map<std::string, std::vector<std::string>> logs;
   for (int g = 0; g < kNumLinearInputs; ++g) {
     GroupContext ctx;
@@ -141,6 +152,10 @@ std::map<std::string, std::vector<std::string>> transform_block(int l, BlockWeig
     ctx.stats = &stats.at(g);
     ctx.quantizer = stages.quantizer(ctx.names[0]);
     if (!ctx.quantizer) continue;  // a skipped group stays exactly as it was
+    if (const ModuleProbe* probe = probes[size_t(g)].get()) {
+      ctx.module_error = [probe](const std::vector<const Mat*>& c) { return probe->error(c); };
+      ctx.module_tokens = probe->tokens();
+    }
     QuantLog log;
     for (const auto& t : stages.transforms()) t->apply(ctx, &log);
     logs[ctx.names[0]] = log.messages;
@@ -152,14 +167,18 @@ std::map<std::string, std::vector<std::string>> transform_block(int l, BlockWeig
   return logs;
 }
 
-void process_block(int l, BlockWeights& w, const StatsRefresh& refresh, Stages& stages, const PipelineOptions& o,
-                   const LayerSink& sink, const TensorSink& tensor_sink, std::vector<LayerResult>& results) {
+void process_block(int l, BlockWeights& w, const StatsRefresh& refresh, const ProbeSource& probe_source,
+                   Stages& stages, const PipelineOptions& o, const LayerSink& sink, const TensorSink& tensor_sink,
+                   std::vector<LayerResult>& results) {
   StatsMap stats;
   std::map<std::string, std::vector<std::string>> transform_logs;
   const bool transformed = !stages.transforms().empty();
   if (transformed) {
     refresh(w, {true, true, true, true}, stats);
-    transform_logs = transform_block(l, w, stats, stages, tensor_sink);
+    // Made before any group is transformed: each module's later layers (o_proj, down_proj) are
+    // transformed only after the group feeding them, so the probes see the block as it is.
+    const ModuleProbes probes = probe_source ? probe_source(w) : ModuleProbes{};
+    transform_logs = transform_block(l, w, stats, probes, stages, tensor_sink);
   }
   const std::vector<std::vector<int>> order =
       o.true_sequential ? std::vector<std::vector<int>>{{0}, {1}, {2}, {3}}
@@ -235,6 +254,20 @@ std::vector<LayerResult> quantize_sequential(const Model& model, const TokenWind
       stats.at(int(g)).add_batch(t[int(g)] ? t[int(g)]->apply(x) : x);
     }, false);
   };
+  ProbeSource probes;
+  if (const int64_t tokens = stages.probe_tokens(); tokens > 0)
+    probes = [&acts, &cfg, tokens](const BlockWeights& w) {
+      std::array<std::vector<Mat>, kNumLinearInputs> x;
+      std::array<bool, kNumLinearInputs> want{};
+      for (int g = 0; g < kNumLinearInputs; ++g) want[size_t(g)] = group_has_module(LinearInput(g));
+      acts.capture_first(acts.windows_for_tokens(tokens), w, want,
+                         [&](LinearInput g, size_t, const Mat& in) { x[size_t(g)].push_back(in); });
+      ModuleProbes out;
+      for (int g = 0; g < kNumLinearInputs; ++g)
+        if (want[size_t(g)])
+          out[size_t(g)] = std::make_unique<ModuleProbe>(cfg, acts.rope(), w, LinearInput(g), std::move(x[size_t(g)]));
+      return out;
+    };
   std::vector<LayerResult> results;
   Progress bar("quantize", size_t(cfg.num_layers), o.quiet);
   const int first = std::min(o.hooks.resume_from, cfg.num_layers);
@@ -244,7 +277,7 @@ std::vector<LayerResult> quantize_sequential(const Model& model, const TokenWind
   }
   for (int l = first; l < cfg.num_layers; ++l) {
     BlockWeights w = BlockWeights::load(model, l);
-    process_block(l, w, refresh, stages, o, sink, tensor_sink, results);
+    process_block(l, w, refresh, probes, stages, o, sink, tensor_sink, results);
     acts.run(w, {}, {}, true);
     if (o.hooks.on_block_done) o.hooks.on_block_done(l, w);
     bar.update(size_t(l) + 1);
@@ -270,7 +303,7 @@ std::vector<LayerResult> quantize_independent(const Model& model, const Captured
           stats.emplace(g, inputs.input_stats(linear_consumers(l, LinearInput(g)).front()));
     };
     BlockWeights w = BlockWeights::load(model, l);
-    process_block(l, w, refresh, stages, o, sink, tensor_sink, results);
+    process_block(l, w, refresh, {}, stages, o, sink, tensor_sink, results);
     if (o.hooks.on_block_done) o.hooks.on_block_done(l, w);
     bar.update(size_t(l) + 1);
   }

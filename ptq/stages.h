@@ -75,6 +75,13 @@ struct GroupContext {
   Linear* prev_linear = nullptr;     // linear layer producing the input (rows scale), or nullptr
   InputStats* stats = nullptr;       // statistics of the input, updated by the transform
   const WeightQuantizer* quantizer = nullptr;  // how the layers will be quantized afterwards
+  // Output error of the module the group feeds (q/k/v: the attention after o_proj; gate/up: the
+  // MLP after down_proj) with the group's layers replaced by `candidate` (one [N, K] matrix per
+  // layer, in their current basis): Σ ‖module(x; candidate) − module(x; now)‖² over the sampled
+  // calibration tokens of the transforms' probe_tokens(). Empty when the module is the group's
+  // own layer (o, down) or no tokens are at hand (inputs read from an activation file).
+  std::function<double(const std::vector<const Mat*>& candidate)> module_error;
+  int64_t module_tokens = 0;  // tokens module_error sums over
 };
 
 class WeightTransform {
@@ -82,6 +89,8 @@ class WeightTransform {
   virtual ~WeightTransform() = default;
   virtual std::string spec() const = 0;
   virtual void apply(GroupContext& group, QuantLog* log) const = 0;
+  // Calibration tokens of each group's input that apply() wants module_error to run on (0: none).
+  virtual int64_t probe_tokens() const { return 0; }
 };
 
 // Attaches x → x·T to every layer of `group`, keeping the group equivalent: weights become

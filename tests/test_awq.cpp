@@ -7,7 +7,10 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <cmath>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "algorithms/awq.h"
@@ -16,6 +19,7 @@
 #include "algorithms/synthetic_layer.h"
 #include "ptq/error.h"
 #include "ptq/forward.h"
+#include "ptq/module_probe.h"
 #include "formats/loaded_model.h"
 #include "support/run_cli.h"
 #include "support/shared_data.h"
@@ -41,9 +45,21 @@ TEST(AwqSpec, CanonicalRoundTrip) {
   EXPECT_EQ(make_transform(recipe[0])->spec(), "awq");
 }
 
+TEST(AwqSpec, ObjectiveAndTokensRoundTrip) {
+  EXPECT_EQ(make_transform(parse_spec("awq(objective=module,tokens=4096)"))->spec(), "awq");
+  for (const char* text : {"awq(objective=full)", "awq(objective=block)", "awq(tokens=512)"}) {
+    EXPECT_EQ(make_transform(parse_spec(text))->spec(), text);
+  }
+  EXPECT_EQ(make_transform(parse_spec("awq"))->probe_tokens(), 4096);
+  EXPECT_EQ(make_transform(parse_spec("awq(tokens=100)"))->probe_tokens(), 100);
+  EXPECT_EQ(make_transform(parse_spec("awq(objective=full)"))->probe_tokens(), 0);
+  EXPECT_EQ(make_transform(parse_spec("awq(no_scale)"))->probe_tokens(), 0);
+}
+
 TEST(AwqSpec, RejectsBadArguments) {
   for (const char* text : {"awq(grid=0)", "awq(max_shrink=1)", "awq(no_scale,no_clip)",
-                           "awq(clip,no_clip)", "awq(w4)", "awq(grid=x)", "awq(clip=1)"})
+                           "awq(clip,no_clip)", "awq(w4)", "awq(grid=x)", "awq(clip=1)",
+                           "awq(objective=layer)", "awq(tokens=0)"})
     EXPECT_THROW(make_transform(parse_spec(text)), Error) << text;
 }
 
@@ -211,7 +227,7 @@ TEST(Awq, SkipsFoldingWhenTheProducerDoesNotMatch) {
   stats.add_batch(act.sample(256, 4));
   auto quantizer = make_quantizer(parse_spec("rtn(w4,g32)"));
   const Mat w0 = layer.w, prev0 = prev.w;
-  GroupContext ctx{"synthetic", {"synthetic.o_proj"}, {&layer}, nullptr, &prev, &stats, quantizer.get()};
+  GroupContext ctx{"synthetic", {"synthetic.o_proj"}, {&layer}, nullptr, &prev, &stats, quantizer.get(), {}, 0};
   QuantLog log;
   make_transform(parse_spec("awq(no_clip)"))->apply(ctx, &log);
   EXPECT_EQ(layer.w, w0);
@@ -315,6 +331,62 @@ TEST(Awq, FoldedScalesKeepStories260KLogits) {
   std::printf("max |logit change| / max |logit| = %.3g\n", rel);
 }
 
+// ---- Module objective (llm-awq's): ModuleProbe against block_forward ------------------------
+// A deterministic perturbation of every weight of a group's layers.
+void perturb(Mat& w, double amount) {
+  for (Eigen::Index r = 0; r < w.rows(); ++r)
+    for (Eigen::Index c = 0; c < w.cols(); ++c) w(r, c) += float(amount * std::sin(double(r * 31 + c * 7)));
+}
+
+// What linear group `g` of `w` reads, and what the last layer of its module reads, for input x.
+Mat block_capture(const ModelConfig& cfg, const BlockWeights& w, const RopeTable& rope, const Mat& x, LinearInput g) {
+  Mat in, h = x;
+  block_forward(cfg, w, rope, h, [&](LinearInput at, const Mat& m) { if (at == g) in = m; }, g);
+  return in;
+}
+
+TEST(AwqModule, ProbeErrorIsTheModuleOutputErrorOfTheBlock) {
+  PTQ_REQUIRE_SHARED("models/stories260K/hf", model_path);
+  LoadedModel lm = load_model_for_inference(model_path);
+  const ModelConfig& cfg = lm.forward->config();
+  const BlockWeights w = BlockWeights::load(lm.model, 1);
+  const HeadWeights head = HeadWeights::load(lm.model);
+  const RopeTable rope(cfg.head_dim, cfg.rope_theta, cfg.max_position_embeddings);
+  std::vector<Mat> windows;
+  for (int s = 0; s < 3; ++s) {
+    std::vector<int32_t> ids{1};
+    for (int t = 1; t < 40 + 9 * s; ++t) ids.push_back(int32_t((t * 37 + 11 * s + 5) % cfg.vocab_size));
+    windows.push_back(embed_tokens(head, ids));
+  }
+  for (LinearInput g : {LinearInput::kQKV, LinearInput::kGateUp}) {
+    const LinearInput last = g == LinearInput::kQKV ? LinearInput::kO : LinearInput::kDown;
+    const Linear& after = g == LinearInput::kQKV ? w.o : w.down;
+    std::vector<Mat> inputs;
+    int64_t tokens = 0;
+    for (const Mat& x : windows) {
+      inputs.push_back(block_capture(cfg, w, rope, x, g));
+      tokens += x.rows();
+    }
+    const ModuleProbe probe(cfg, rope, w, g, inputs);
+    EXPECT_EQ(probe.tokens(), tokens);
+    BlockWeights p = w;
+    std::vector<const Mat*> now, candidate;
+    for (const auto& name : linear_short_names(g)) {
+      now.push_back(&w.linear(name)->w);
+      perturb(p.linear(name)->w, 0.02);
+      candidate.push_back(&p.linear(name)->w);
+    }
+    EXPECT_EQ(probe.error(now), 0.0) << linear_input_name(g);
+    double expected = 0;
+    for (const Mat& x : windows) {
+      const Mat d = after.forward(block_capture(cfg, p, rope, x, last)) - after.forward(block_capture(cfg, w, rope, x, last));
+      expected += d.cast<double>().squaredNorm();
+    }
+    ASSERT_GT(expected, 0);
+    EXPECT_NEAR(probe.error(candidate), expected, 1e-5 * expected) << linear_input_name(g);
+  }
+}
+
 // ---- Through the pipeline --------------------------------------------------------------------
 double compressed_ppl(const std::string& recipe, const std::string& model, const std::string& tok,
                       const std::string& data) {
@@ -327,6 +399,43 @@ double compressed_ppl(const std::string& recipe, const std::string& model, const
                          " --data-format tinystories --seq-len 512 --max-samples 20 --json --quiet");
   EXPECT_EQ(e.exit_code, 0) << e.err;
   return nlohmann::json::parse(e.out)["ppl"].get<double>();
+}
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Sequential calibration gives the scale search its module objective on q/k/v and gate/up (the
+// layer's own objective on o and down), with output bytes independent of the thread count.
+TEST(Awq, PipelineModuleObjectiveIsLoggedAndThreadIndependent) {
+  PTQ_REQUIRE_SHARED("models/stories260K/hf", model);
+  PTQ_REQUIRE_SHARED("models/stories260K/tok512.bin", tok);
+  PTQ_REQUIRE_SHARED("data/tinystories/validation_100.txt", data);
+  std::string bytes[2];
+  for (int threads : {1, 2}) {
+    const std::string out = test::temp_dir("awq_module_t" + std::to_string(threads));
+    auto c = test::run_ptq("compress " + model + " --recipe 'awq(tokens=300)+rtn(w4,g32)' --calib-data " + data +
+                               " --data-format tinystories --samples 8 --seq-len 64 --seed 0 --tokenizer " + tok +
+                               " --format fake --quiet --out " + out + " --report " + out + "-report",
+                           "env OMP_NUM_THREADS=" + std::to_string(threads));
+    ASSERT_EQ(c.exit_code, 0) << c.err;
+    bytes[threads - 1] = file_bytes(out + "/model.safetensors");
+    const auto report = nlohmann::json::parse(file_bytes(out + "-report/report.json"));
+    int module = 0, full = 0;
+    for (const auto& l : report["layers"])
+      for (const auto& m : l["log"]) {
+        const std::string text = m.get<std::string>();
+        module += text.find("module objective") != std::string::npos && text.find("on 320 tokens") != std::string::npos;
+        full += text.find("full objective") != std::string::npos;
+      }
+    EXPECT_EQ(module, 2 * 5) << "q/k/v and gate/up of every block, 5 windows of 64 tokens";
+    EXPECT_EQ(full, 5) << "down_proj of every block (o_proj has no scales under GQA)";
+  }
+  ASSERT_FALSE(bytes[0].empty());
+  EXPECT_TRUE(bytes[0] == bytes[1]);
 }
 
 TEST(Awq, PipelineRecipeBeatsRtnOnStories260K) {

@@ -56,6 +56,25 @@ TEST(JobConfig, SpqrStageAndOverrideArgs) {
                Error);
 }
 
+// libstdc++'s regex compiler overflows a signed long on huge repeat counts and back-reference
+// numbers (found by the job_yaml fuzz harness): such patterns are refused before it sees them.
+TEST(JobConfig, RefusesOverridePatternsTheRegexEngineCannotTake) {
+  PTQ_REQUIRE_SHARED("models/stories260K/hf", model);
+  for (const std::string& pattern : std::vector<std::string>{"'layers\\\\99999999999999999999.4'", "'a{1000000}'", "'" + std::string(600, 'a') + "'"}) {
+    try {
+      parse_job_yaml(job_text(model, "recipe: rtn\n", "overrides:\n  - match: " + pattern + "\n    skip: true\n"),
+                     "job.yaml");
+      ADD_FAILURE() << pattern << " was accepted";
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_TRUE(what.find("digits") != std::string::npos || what.find("longer than") != std::string::npos) << what;
+      EXPECT_NE(what.find("job.yaml"), std::string::npos) << what;
+    }
+  }
+  EXPECT_NO_THROW(parse_job_yaml(job_text(model, "recipe: rtn\n", "overrides:\n  - match: 'layers\\\\.1[0-9]{1,2}\\\\.'\n    skip: true\n"),
+                                 "job.yaml"));
+}
+
 TEST(JobConfig, ParsesAFullJob) {
   PTQ_REQUIRE_SHARED("models/stories260K/hf", model);
   JobSpec job = parse_job_yaml(job_text(model, "recipe:\n  - gptq: {bits: 4, group_size: 32}\n",

@@ -225,6 +225,24 @@ void parse_calibration(const YamlReader& y, const YAML::Node& n, JobSpec& job) {
   }
 }
 
+// What libstdc++'s std::regex cannot be handed safely, or "": its compiler multiplies repeat
+// counts and back-reference numbers in a signed long without an overflow check (UB found by the
+// job_yaml fuzz harness), and it recurses per pattern element (a long pattern can exhaust the
+// stack). Module names need neither.
+std::string unsafe_regex_reason(const std::string& pattern) {
+  constexpr size_t kMaxPattern = 512, kMaxDigits = 4;
+  if (pattern.size() > kMaxPattern)
+    return "is longer than " + std::to_string(kMaxPattern) + " characters";
+  size_t run = 0;
+  for (char c : pattern) {
+    run = (c >= '0' && c <= '9') ? run + 1 : 0;
+    if (run > kMaxDigits)
+      return "holds a number of more than " + std::to_string(kMaxDigits) +
+             " digits (a repeat count or back-reference this regex engine cannot take safely)";
+  }
+  return "";
+}
+
 void parse_overrides(const YamlReader& y, const YAML::Node& n, JobSpec& job) {
   y.expect_list(n, "overrides");
   for (const auto& o : n) {
@@ -233,6 +251,8 @@ void parse_overrides(const YamlReader& y, const YAML::Node& n, JobSpec& job) {
     if (!o["match"]) y.fail(o, "an override needs 'match' (a regex searched in module names)");
     LayerOverride ov;
     ov.pattern = y.str(o["match"], "match");
+    if (const std::string why = unsafe_regex_reason(ov.pattern); !why.empty())
+      y.fail(o["match"], "'" + ov.pattern.substr(0, 80) + "' " + why);
     try {
       std::regex re(ov.pattern);
     } catch (const std::regex_error& e) {

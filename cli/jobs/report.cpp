@@ -76,7 +76,7 @@ json report_to_json(const JobReport& r) {
   for (const auto& l : c.layers)
     layers.push_back({{"name", l.name}, {"layer", l.layer}, {"rows", l.rows}, {"cols", l.cols},
                       {"spec", l.spec}, {"skipped", l.skipped}, {"rel_error", l.rel_error},
-                      {"bits_per_weight", l.bits_per_weight}, {"sparse_share", l.sparse_share}});
+                      {"bits_per_weight", l.bits_per_weight}, {"sparse_share", l.sparse_share}, {"log", l.log}});
   json evals = json::array();
   for (const auto& e : r.evals)
     evals.push_back({{"data", e.dataset.path}, {"protocol", data_format_name(e.dataset.format)},
