@@ -445,8 +445,12 @@ void ActivationFile::scan(int64_t file, uint64_t file_size, bool walk_chunks, Sc
     for (const auto& g : links_of(f, lp, path).names) {
       const std::string ds_path = lp + "/" + g;
       if (object_type(f, ds_path) != H5O_TYPE_DATASET) continue;
+      // A dataset the library cannot open is damage, refused here, in the isolated child: a
+      // failed H5Dopen2 leaks inside libhdf5 1.10.8 and leaves its state unsafe for the files
+      // opened after it (docs/reliability.md), so the parent must never repeat one.
       H5Handle ds(H5Dopen2(f, ds_path.c_str(), H5P_DEFAULT), H5Dclose);
-      if (!ds.ok()) continue;
+      if (!ds.ok())
+        throw Error(path + ": " + ds_path + " is a dataset the HDF5 library cannot open: the file is damaged");
       const Dims d = check_dataset(ds.get(), path + ": " + ds_path, H5T_FLOAT, file_size, walk_chunks);
       out->dims[ds_path] = {int64_t(d.rows), int64_t(d.cols)};
       std::string consumers;

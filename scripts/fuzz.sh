@@ -132,15 +132,10 @@ for h in "${harnesses[@]}"; do
   # activation_file: libhdf5's own oversized allocations (H5C_protect, docs/reliability.md) happen
   # in ptq's isolated child, whose address-space cap makes them fail cleanly; libFuzzer's malloc
   # hook, inherited by the child, would report them first, so that harness gets a higher limit.
-  # That harness also unwinds malloc stacks slowly: libhdf5 has no frame pointers, and the
-  # suppression of tests/fuzz/lsan.supp matches a libhdf5 frame the fast unwinder never sees.
   malloc_limit=2048
-  unwind=""
-  [ "$h" = activation_file ] && malloc_limit=65536 && unwind=:fast_unwind_on_malloc=0
+  [ "$h" = activation_file ] && malloc_limit=65536
   set +e
-  # tests/fuzz/lsan.supp: leaks inside libhdf5 on its own error paths (docs/reliability.md).
-  LSAN_OPTIONS=suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0 \
-    ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1:handle_abort=1$unwind \
+  ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1:handle_abort=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     $B/tests/fuzz/fuzz_$h $B/corpus/$h $B/seeds/$h -max_total_time="$SECONDS_EACH" "${RUNS[@]}" -rss_limit_mb=4096 \
     -malloc_limit_mb=$malloc_limit -timeout=60 -print_final_stats=1 -artifact_prefix=$B/artifacts/$h/ \
