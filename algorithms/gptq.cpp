@@ -46,6 +46,27 @@ void fit_row(const float* row, int k, const QuantGrid& g, int r, Mat* scales, Ma
   }
 }
 
+// GAR's working order: whole groups by their largest diag H, descending, and inside each group
+// its columns by diag H, descending; both sorts stable, so ties keep the original order. A last
+// partial group (K not a multiple of g) stays last, so that every working run of g columns is one
+// original group and the dynamic fit at each run's start fits exactly that group.
+std::vector<int> group_aware_order(const VecD& diag, int g) {
+  const int k = static_cast<int>(diag.size()), full = k / g;
+  std::vector<int> groups(full), perm;
+  std::iota(groups.begin(), groups.end(), 0);
+  std::vector<double> top(full);
+  for (int gi = 0; gi < full; ++gi) top[gi] = diag.segment(gi * g, g).maxCoeff();
+  std::stable_sort(groups.begin(), groups.end(), [&](int a, int b) { return top[a] > top[b]; });
+  groups.push_back(full);  // the partial group, empty when g divides K
+  perm.reserve(k);
+  for (int gi : groups) {
+    const size_t begin = perm.size();
+    for (int c = gi * g; c < std::min(k, (gi + 1) * g); ++c) perm.push_back(c);
+    std::stable_sort(perm.begin() + begin, perm.end(), [&](int a, int b) { return diag[a] > diag[b]; });
+  }
+  return perm;
+}
+
 }  // namespace
 
 namespace gptq_detail {
@@ -86,10 +107,13 @@ Problem prepare(const Mat& w, const MatD& h, const GptqOptions& o) {
       }
     }
   }
+  p.original_groups = p.grouped && (o.static_groups || o.group_aware);
   p.perm.resize(k);
   std::iota(p.perm.begin(), p.perm.end(), 0);
   if (o.act_order)  // stable, so equal activations keep their column order: reproducible
     std::stable_sort(p.perm.begin(), p.perm.end(), [&](int a, int b) { return diag[a] > diag[b]; });
+  else if (o.group_aware)
+    p.perm = group_aware_order(diag, g.group_size);
   p.h_diag.resize(k);
   for (int j = 0; j < k; ++j) p.h_diag[j] = diag[p.perm[j]];
   // Reserved first, so that the huge-page advice comes before the zeroing touches the pages.
@@ -247,8 +271,8 @@ GridCodes assemble(Problem& p, const GptqOptions& o) {
   out.zeros = std::move(p.zeros);
   out.q = std::move(p.codes);
   out.g_idx.resize(k);
-  // Static groups keep the original column's group; dynamic ones are numbered in the order
-  // they were fitted (permuted order), so g_idx[perm[j]] = j / g.
+  // Static and group-aware groups keep the original column's group; act-order ones are numbered
+  // in the order they were fitted (permuted order), so g_idx[perm[j]] = j / g.
   for (int j = 0; j < k; ++j) out.g_idx[p.perm[j]] = group_of(p, o, j);
   return out;
 }
@@ -263,11 +287,14 @@ void validate_inputs(const Mat& w, const MatD& h, const GptqOptions& o, const st
   if (!all_finite(w.data(), static_cast<size_t>(w.size())) || !h.diagonal().allFinite())
     throw Error(who + ": layer " + shape + " has non-finite weights or input statistics");
   if (o.block < 1 || o.damp < 0) throw Error(who + ": block must be >= 1 and damp >= 0");
+  if (o.group_aware && (o.grid.group_size <= 0 || o.act_order || o.static_groups))
+    throw Error(who + ": group_aware orders the columns of each group, so it needs groups (g<N>) and "
+                      "takes neither act_order nor static_groups, which order columns their own way");
 }
 
 int group_of(const Problem& p, const GptqOptions& o, int j) {
   if (!p.grouped) return 0;
-  return p.static_params ? p.perm[j] / o.grid.group_size : j / o.grid.group_size;
+  return p.original_groups ? p.perm[j] / o.grid.group_size : j / o.grid.group_size;
 }
 
 }  // namespace gptq_detail
@@ -317,16 +344,21 @@ class Gptq final : public WeightQuantizer {
     c.apply(opt_.grid);
     opt_.act_order = spec.flag("act_order");
     opt_.static_groups = spec.flag("static_groups");
+    opt_.group_aware = spec.flag("group_aware");
     opt_.damp = spec.double_value("damp", 0.01);
     opt_.block = spec.int_value("block", 128);
     spec.check_all_used();
     if (opt_.damp < 0 || opt_.block < 1)
       throw Error("spec '" + spec.to_string() + "': damp must be >= 0 and block >= 1");
+    if (opt_.group_aware && (opt_.grid.group_size <= 0 || opt_.act_order || opt_.static_groups))
+      throw Error("spec '" + spec.to_string() + "': group_aware needs groups (g<N>) and takes neither "
+                  "act_order nor static_groups");
   }
   std::string spec() const override {
     std::string s = "gptq(" + grid::grid_spec_args(opt_.grid);
     if (opt_.act_order) s += ",act_order";
     if (opt_.static_groups) s += ",static_groups";
+    if (opt_.group_aware) s += ",group_aware";
     if (opt_.damp != 0.01) s += ",damp=" + fmt_double(opt_.damp);
     if (opt_.block != 128) s += ",block=" + std::to_string(opt_.block);
     return s + ")";

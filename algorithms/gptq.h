@@ -1,6 +1,7 @@
 #pragma once
 // GPTQ (Frantar et al. 2022), following the reference `fasterquant` of IST-DASLab/gptq.
-// Registered as `gptq(w4,g128[,sym][,mse][,act_order][,static_groups][,damp=0.01][,block=128])`.
+// Registered as
+// `gptq(w4,g128[,sym][,mse][,act_order][,static_groups][,group_aware][,damp=0.01][,block=128])`.
 // The entry point below takes the Hessian directly so that tests can hand it matrices
 // InputStats could never produce (indefinite ones, for the Cholesky retry path).
 #include <cstddef>
@@ -14,6 +15,11 @@ struct GptqOptions {
   QuantGrid grid;
   bool act_order = false;
   bool static_groups = false;
+  // Group-aware reordering (GAR, Gafni et al. 2025; GPTQModel's `act_group_aware`): groups are
+  // visited by their largest diag H, and each group's columns by diag H, both descending, while
+  // every group stays one contiguous run of original columns. Most of act-order's gain, and the
+  // groups stay the natural ones (g_idx[c] = c / g), so every grid format and kernel takes it.
+  bool group_aware = false;
   double damp = 0.01;  // fraction of mean(diag H) added to the diagonal
   int block = 128;     // lazy-batch width
   int max_retries = 5; // Cholesky failures tolerated, each raising damp tenfold

@@ -21,6 +21,7 @@ struct Problem {
   Mat scales, zeros;           // [N, G]
   bool grouped = false;
   bool static_params = false;  // scales/zeros fixed before the loop
+  bool original_groups = false;  // a column's group is its original column's (static, group-aware)
   std::vector<uint8_t> codes;  // [N, K] original column order
 
   // SpQR's changes to the loop (algorithms/spqr.cpp); plain GPTQ leaves them unset.

@@ -102,7 +102,7 @@ void fit_dynamic_groups(Problem& p, const UpdateFactor& f, const GptqOptions& o,
       for (int r = 0; r < c.rows; ++r)
         for (int i = 0; i < width; ++i)
           g_rows[static_cast<size_t>(r) * width + i] = gptq_wt[static_cast<size_t>(j - i1 + i) * c.rows + r];
-      p.fit_group(p, c.r0, c.rows, j / g, j, width, g_rows.data());
+      p.fit_group(p, c.r0, c.rows, group_of(p, o, j), j, width, g_rows.data());
     }
     return;
   }
@@ -111,8 +111,8 @@ void fit_dynamic_groups(Problem& p, const UpdateFactor& f, const GptqOptions& o,
     for (int i = 0; i < m; ++i) row[i] = gptq_wt[static_cast<size_t>(i) * c.rows + r];
     for (int j = (i1 + g - 1) / g * g; j < i2; j += g) {
       const grid::Params prm = grid::find_params(row.data() + (j - i1), std::min(k, j + g) - j, o.grid);
-      p.scales(c.r0 + r, j / g) = prm.scale;
-      p.zeros(c.r0 + r, j / g) = prm.zero;
+      p.scales(c.r0 + r, group_of(p, o, j)) = prm.scale;
+      p.zeros(c.r0 + r, group_of(p, o, j)) = prm.zero;
     }
   }
 }

@@ -1,6 +1,5 @@
 #include "calibration/tokenizer_json.h"
 
-#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <unordered_map>

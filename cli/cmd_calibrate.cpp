@@ -9,7 +9,7 @@ namespace ptq::cli {
 namespace {
 
 struct CalibrateOptions {
-  std::string model, data, format = "text", out, capture = "none";
+  std::string model, data, format = "text", out, capture = "none", windows_out;
   int samples = 128, seq_len = 2048, threads = 0;
   uint64_t seed = 0;
   bool quiet = false;
@@ -30,6 +30,7 @@ int run_calibrate(const CalibrateOptions& o) {
   if (!req.token_file) tok = open_tokenizer(model, o.text.tokenizer);
   CalibrationSet set = build_calibration_set(model, tok.get(), req);
   write_calibration_file(o.out, model, set, o.capture == "all", o.quiet);
+  if (!o.windows_out.empty()) write_token_windows(o.windows_out, set.windows);
   if (!o.quiet)
     std::fprintf(stderr, "calibrate: %d windows of %d tokens (seed %llu, %s) -> %s\n", o.samples,
                  o.seq_len, (unsigned long long)o.seed, set.info.sampler.c_str(), o.out.c_str());
@@ -52,6 +53,9 @@ CommandRegistrar reg("calibrate", "Sample calibration windows and capture layer 
                   "all: store every linear group's input activations; none: token ids only")
       ->default_val("none")
       ->check(CLI::IsMember({"all", "none"}));
+  sub->add_option("--windows-out", o->windows_out,
+                  "Also write the sampled windows as token ids, one window per line (what --tokens reads and "
+                  "other tools can calibrate on)");
   sub->add_flag("--quiet", o->quiet, "No progress on stderr");
   add_threads_option(sub, &o->threads);
   o->text.add_to(sub);

@@ -27,15 +27,6 @@ struct EvalOptions {
 
 // The scored windows, one line of ids each: what --tokens with --data-format tinystories reads
 // back as the same windows, so another program can score exactly these tokens.
-void write_windows(const std::string& path, const TokenSeqs& seqs) {
-  std::string text;
-  for (const auto& s : seqs) {
-    for (size_t i = 0; i < s.size(); ++i) text += (i ? " " : "") + std::to_string(s[i]);
-    text += "\n";
-  }
-  write_file_atomic(path, text);
-}
-
 // float32 .npy (format 1.0) of [rows, cols] row-major: numpy.load reads it.
 void write_npy(const std::string& path, const Mat& m) {
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(m.rows()) + ", " +
@@ -70,7 +61,7 @@ int run_eval(const EvalOptions& o) {
       [&](const std::vector<int32_t>& ids) { return lm.forward->logits(ids); }, seqs,
       [&](size_t d, size_t) { bar.update(d); });
   bar.finish();
-  if (!o.tokens_out.empty()) write_windows(o.tokens_out, seqs);
+  if (!o.tokens_out.empty()) write_token_windows(o.tokens_out, seqs);
   if (!o.logits_out.empty()) write_npy(o.logits_out, lm.forward->logits(seqs[0]));
   if (o.json) {
     nlohmann::json j = {{"model", o.model},       {"data", path},

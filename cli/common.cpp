@@ -1,6 +1,7 @@
 #include "cli/common.h"
 
 #include "ptq/error.h"
+#include "ptq/fs.h"
 
 namespace ptq::cli {
 
@@ -19,6 +20,18 @@ std::unique_ptr<Tokenizer> open_tokenizer(const Model& model, const std::string&
 void add_threads_option(CLI::App* sub, int* threads) {
   sub->add_option("--threads", *threads, "Threads (0: OpenMP default / OMP_NUM_THREADS)")
       ->default_val(0);
+}
+
+void write_token_windows(const std::string& path, const TokenSeqs& windows) {
+  std::string text;
+  for (const auto& w : windows) {
+    for (size_t i = 0; i < w.size(); ++i) {
+      if (i) text += ' ';
+      text += std::to_string(w[i]);
+    }
+    text += "\n";
+  }
+  write_file_atomic(path, text);
 }
 
 }  // namespace ptq::cli

@@ -22,4 +22,7 @@ std::unique_ptr<Tokenizer> open_tokenizer(const Model& model, const std::string&
 
 void add_threads_option(CLI::App* sub, int* threads);
 
+// Windows as `--tokens` reads them: one line of space-separated ids each, written atomically.
+void write_token_windows(const std::string& path, const TokenSeqs& windows);
+
 }  // namespace ptq::cli

@@ -181,8 +181,15 @@ ModelConfig read_config(const GgufFile& f, const GgufArch& arch, const Tokenizer
   if (positive_int(f, p + "rope.dimension_count", c.head_dim) != c.head_dim)
     throw Error(f.path() + ": rope.dimension_count differs from the head size " + std::to_string(c.head_dim) +
                 "; ptq's forward rotates whole heads");
-  if (auto scaling = f.optional_string(p + "rope.scaling.type"); scaling && *scaling != "none")
-    throw Error(f.path() + ": rope scaling '" + *scaling + "' is not supported by ptq's forward");
+  if (auto scaling = f.optional_string(p + "rope.scaling.type"); scaling && *scaling != "none") {
+    if (*scaling != "linear")
+      throw Error(f.path() + ": rope scaling '" + *scaling + "' is not supported by ptq's forward (none, linear)");
+    const std::optional<double> factor = f.optional_float(p + "rope.scaling.factor");
+    if (!factor || !(*factor > 0))
+      throw Error(f.path() + ": rope scaling 'linear' needs a positive rope.scaling.factor");
+    c.rope_scaling.type = "linear";
+    c.rope_scaling.factor = *factor;
+  }
   c.max_position_embeddings = positive_int(f, p + "context_length", std::nullopt);
   c.rms_norm_eps = f.required_float(p + "attention.layer_norm_rms_epsilon");
   if (!(c.rms_norm_eps > 0)) throw Error(f.path() + ": attention.layer_norm_rms_epsilon must be positive");

@@ -12,7 +12,7 @@ static constexpr size_t kChunk = 8;
 
 BlockActivations::BlockActivations(const ModelConfig& cfg, const HeadWeights& head,
                                    const std::vector<std::vector<int32_t>>& windows)
-    : cfg_(cfg), rope_(cfg.head_dim, cfg.rope_theta, cfg.max_position_embeddings) {
+    : cfg_(cfg), rope_(cfg) {
   hidden_.reserve(windows.size());
   for (const auto& w : windows) hidden_.push_back(embed_tokens(head, w));
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numbers>
 
 #include "ptq/error.h"
 
@@ -72,8 +73,35 @@ HeadWeights HeadWeights::load(const Model& model) {
   return h;
 }
 
-RopeTable::RopeTable(int head_dim, double theta, int max_positions)
-    : half_(head_dim / 2), head_dim_(head_dim), max_pos_(max_positions), theta_(theta) {
+std::vector<double> rope_inverse_frequencies(int head_dim, double theta, const RopeScaling& s) {
+  const int half = head_dim / 2;
+  std::vector<double> inv(half);
+  for (int i = 0; i < half; ++i) inv[i] = std::pow(theta, -2.0 * i / head_dim);
+  if (s.type == "linear") {
+    for (double& f : inv) f /= s.factor;
+  } else if (s.type == "llama3") {
+    const double context = s.original_max_position_embeddings;
+    const double low_freq_wavelen = context / s.low_freq_factor, high_freq_wavelen = context / s.high_freq_factor;
+    for (double& f : inv) {
+      const double wavelen = 2 * std::numbers::pi / f;
+      if (wavelen > low_freq_wavelen) {
+        f /= s.factor;
+      } else if (wavelen >= high_freq_wavelen) {
+        const double smooth = (context / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        f = (1 - smooth) * f / s.factor + smooth * f;
+      }
+    }
+  }
+  return inv;
+}
+
+RopeTable::RopeTable(const ModelConfig& cfg)
+    : half_(cfg.head_dim / 2),
+      max_pos_(cfg.max_position_embeddings),
+      dynamic_(cfg.rope_scaling.type == "dynamic"),
+      inv_freq_(rope_inverse_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)) {
+  if (dynamic_ && cfg.rope_scaling.original_max_position_embeddings > 0)
+    max_pos_ = std::min(max_pos_, cfg.rope_scaling.original_max_position_embeddings);
   const int rows = std::min(max_pos_, kTablePositions);
   cos_.resize(size_t(rows) * half_);
   sin_.resize(cos_.size());
@@ -83,8 +111,7 @@ RopeTable::RopeTable(int head_dim, double theta, int max_positions)
 void RopeTable::angles(int64_t p, float* c, float* s) const {
   for (int i = 0; i < half_; ++i) {
     // Angles in fp64 so long positions do not lose precision before the cast.
-    double inv_freq = std::pow(theta_, -2.0 * i / head_dim_);
-    double a = double(p) * inv_freq;
+    double a = double(p) * inv_freq_[i];
     c[i] = float(std::cos(a));
     s[i] = float(std::sin(a));
   }
@@ -94,7 +121,10 @@ void RopeTable::apply(Mat& x, int num_heads, int64_t first_position) const {
   const int hd = 2 * half_;
   if (first_position + x.rows() > max_pos_)
     throw Error("sequence of " + std::to_string(first_position + x.rows()) + " tokens is longer than the model's " +
-                std::to_string(max_pos_) + " positions");
+                std::to_string(max_pos_) + " positions" +
+                (dynamic_ ? " (past them dynamic NTK RoPE scaling depends on the sequence length, which ptq does "
+                            "not compute)"
+                          : ""));
   std::vector<float> late_c, late_s;
   for (Eigen::Index r = 0; r < x.rows(); ++r) {
     const int64_t t = first_position + r;
@@ -286,7 +316,7 @@ LlamaModel::LlamaModel(ModelConfig cfg, HeadWeights head, std::vector<BlockWeigh
     : cfg_(std::move(cfg)),
       head_(std::move(head)),
       blocks_(std::move(blocks)),
-      rope_(cfg_.head_dim, cfg_.rope_theta, cfg_.max_position_embeddings) {}
+      rope_(cfg_) {}
 
 Mat LlamaModel::logits(const std::vector<int32_t>& ids) const {
   Mat x = embed_tokens(head_, ids);

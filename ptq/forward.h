@@ -51,9 +51,15 @@ struct HeadWeights {
 // Called with the input a linear group reads: x [tokens, features].
 using CaptureFn = std::function<void(LinearInput, const Mat& x)>;
 
+// RoPE's inverse frequencies θ^(−2i/d), i < d/2, scaled as `s` says (transformers'
+// _compute_*_parameters): linear divides all by the factor; llama3 divides those whose wavelength
+// exceeds original_max/low_freq_factor, keeps those below original_max/high_freq_factor and
+// interpolates between; default and dynamic (within the positions ptq runs) leave them.
+std::vector<double> rope_inverse_frequencies(int head_dim, double theta, const RopeScaling& s);
+
 class RopeTable {
  public:
-  RopeTable(int head_dim, double theta, int max_positions);
+  explicit RopeTable(const ModelConfig& cfg);
   // x [T, num_heads*head_dim] at positions first_position .. first_position+T-1.
   void apply(Mat& x, int num_heads, int64_t first_position = 0) const;
   int max_positions() const { return max_pos_; }
@@ -63,8 +69,9 @@ class RopeTable {
   // would take terabytes. Later positions are computed on the fly by the same formula.
   static constexpr int kTablePositions = 1 << 16;
   void angles(int64_t position, float* c, float* s) const;
-  int half_, head_dim_, max_pos_;
-  double theta_;
+  int half_, max_pos_;
+  bool dynamic_;  // past max_pos_ the frequencies would depend on the sequence length
+  std::vector<double> inv_freq_;  // [half]
   std::vector<float> cos_, sin_;  // [min(max_pos, kTablePositions), half]
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <mutex>
+#include <optional>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -86,24 +87,50 @@ int token_id(const json& j, const char* key, int fallback, const std::string& pa
   return v.get<int>();
 }
 
+// A scaling object (`rope_scaling`, or transformers 5's `rope_parameters`) as RopeScaling; a type
+// ptq's forward does not compute is refused rather than silently computed as plain RoPE.
+RopeScaling rope_scaling_of(const json& o, const std::string& where) {
+  RopeScaling s;
+  for (const char* type_key : {"rope_type", "type"})
+    if (o.contains(type_key) && !o[type_key].is_null()) s.type = json_string_field(o, type_key, s.type, where);
+  if (s.type == "default") return s;
+  if (s.type != "linear" && s.type != "dynamic" && s.type != "llama3")
+    throw Error(where + " has rope type '" + s.type +
+                "', which ptq's forward does not compute (it computes default, linear, dynamic and llama3)");
+  auto required_positive = [&](const char* key) {
+    if (!o.contains(key) || o[key].is_null())
+      throw Error(where + ": rope type '" + s.type + "' needs the field '" + key + "' (a positive number)");
+    return optional_positive(o, key, 0.0, where);
+  };
+  s.factor = required_positive("factor");
+  if (s.type == "llama3") {
+    s.low_freq_factor = required_positive("low_freq_factor");
+    s.high_freq_factor = required_positive("high_freq_factor");
+    if (!o.contains("original_max_position_embeddings"))
+      throw Error(where + ": rope type 'llama3' needs the field 'original_max_position_embeddings'");
+    if (s.high_freq_factor <= s.low_freq_factor)
+      throw Error(where + ": high_freq_factor must be larger than low_freq_factor");
+  }
+  s.original_max_position_embeddings = optional_int(o, "original_max_position_embeddings", 0, where);
+  return s;
+}
+
 // RoPE as transformers writes it: `rope_theta` at the top level (transformers 4) or inside
-// `rope_parameters` (transformers 5), and a scaling type in `rope_scaling` or
-// `rope_parameters.rope_type`. ptq's forward computes plain RoPE only, so any other type is
-// refused rather than silently computed as plain RoPE.
-double rope_theta_of(const json& j, double fallback, const std::string& path) {
-  double theta = optional_positive(j, "rope_theta", fallback, path);
+// `rope_parameters` (transformers 5), and the scaling in `rope_scaling` or `rope_parameters`.
+// Where both are present they must agree.
+void read_rope(const json& j, const std::string& path, ModelConfig& c) {
+  double theta = optional_positive(j, "rope_theta", c.rope_theta, path);
+  std::optional<RopeScaling> scaling;
   for (const char* key : {"rope_parameters", "rope_scaling"}) {
     auto it = j.find(key);
     if (it == j.end() || it->is_null()) continue;
     if (!it->is_object())
       throw Error(path + ": field '" + key + "' must be an object or null, found " + describe_json(*it));
     const std::string where = path + ": " + key;
-    std::string type = "default";
-    for (const char* type_key : {"rope_type", "type"})
-      if (it->contains(type_key) && !(*it)[type_key].is_null()) type = json_string_field(*it, type_key, type, where);
-    if (type != "default")
-      throw Error(where + " has rope type '" + type +
-                  "', which ptq's forward does not compute (it computes plain RoPE: type 'default')");
+    const RopeScaling s = rope_scaling_of(*it, where);
+    if (scaling && !(*scaling == s))
+      throw Error(path + ": rope_parameters and rope_scaling describe different RoPE scalings");
+    scaling = s;
     if (it->contains("rope_theta") && !(*it)["rope_theta"].is_null()) {
       const double inner = optional_positive(*it, "rope_theta", theta, where);
       if (j.contains("rope_theta") && !j["rope_theta"].is_null() && inner != theta)
@@ -112,7 +139,8 @@ double rope_theta_of(const json& j, double fallback, const std::string& path) {
       theta = inner;
     }
   }
-  return theta;
+  c.rope_theta = theta;
+  if (scaling) c.rope_scaling = *scaling;
 }
 
 }  // namespace
@@ -142,7 +170,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& path) {
                 " is not divisible by num_key_value_heads " + std::to_string(c.num_kv_heads));
   c.max_position_embeddings = optional_int(j, "max_position_embeddings", c.max_position_embeddings, path);
   c.rms_norm_eps = optional_positive(j, "rms_norm_eps", c.rms_norm_eps, path);
-  c.rope_theta = rope_theta_of(j, c.rope_theta, path);
+  read_rope(j, path, c);
   const std::string act = json_string_field(j, "hidden_act", "silu", path);
   if (act != "silu")
     throw Error(path + ": hidden_act '" + act + "' is not one ptq's forward computes (silu)");
@@ -167,7 +195,7 @@ ModelConfig ModelConfig::from_file(const std::string& path) {
 }
 
 json ModelConfig::to_json() const {
-  return json{{"architectures", json::array({architecture})},
+  json j = json{{"architectures", json::array({architecture})},
               {"model_type", model_type},
               {"hidden_size", hidden_size},
               {"intermediate_size", intermediate_size},
@@ -185,6 +213,19 @@ json ModelConfig::to_json() const {
               {"bos_token_id", bos_token_id},
               {"eos_token_id", eos_token_id},
               {"torch_dtype", "float32"}};
+  // transformers 4's field, which transformers 5 still reads (and converts to rope_parameters).
+  const RopeScaling& r = rope_scaling;
+  if (r.type != "default") {
+    json s = {{"rope_type", r.type}, {"factor", r.factor}};
+    if (r.type == "llama3") {
+      s["low_freq_factor"] = r.low_freq_factor;
+      s["high_freq_factor"] = r.high_freq_factor;
+    }
+    if (r.original_max_position_embeddings > 0)
+      s["original_max_position_embeddings"] = r.original_max_position_embeddings;
+    j["rope_scaling"] = s;
+  }
+  return j;
 }
 
 std::string layer_prefix(int layer) { return "model.layers." + std::to_string(layer) + "."; }

@@ -22,6 +22,18 @@
 
 namespace ptq {
 
+// RoPE's frequency scaling as transformers defines it (modeling_rope_utils.py). `dynamic` (NTK)
+// changes the frequencies only past `original_max_position_embeddings` (else
+// max_position_embeddings) positions, which ptq's forward does not run, so within the positions
+// it runs it equals `default`.
+struct RopeScaling {
+  std::string type = "default";  // default | linear | dynamic | llama3
+  double factor = 1.0;           // linear, dynamic, llama3
+  double low_freq_factor = 1.0, high_freq_factor = 4.0;  // llama3
+  int original_max_position_embeddings = 0;              // llama3 (required), dynamic (optional)
+  bool operator==(const RopeScaling&) const = default;
+};
+
 struct ModelConfig {
   std::string architecture = "LlamaForCausalLM";
   std::string model_type = "llama";
@@ -35,6 +47,7 @@ struct ModelConfig {
   int max_position_embeddings = 2048;
   double rms_norm_eps = 1e-5;
   double rope_theta = 10000.0;
+  RopeScaling rope_scaling;
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // Qwen2: q/k/v carry a bias
   int bos_token_id = 1;

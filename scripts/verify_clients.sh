@@ -62,7 +62,31 @@ MODEL[smollm2]=$SHARED/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf
 DATA[smollm2]=$SHARED/data/wikitext2/wikitext2-test.txt
 FORMAT[smollm2]=wikitext2
 
-for m in pydoc stories smollm2; do
+# pydoc4M's weights under scaled RoPE (transformers 5's rope_parameters with llama3 scaling, and
+# transformers 4's rope_scaling, linear): checks that ptq computes those types as transformers does.
+for v in llama3 linear; do
+  d=$OUT/pydoc4M-rope-$v
+  mkdir -p $d
+  for f in model.safetensors tokenizer.model; do ln -s "$(realpath $SHARED/models/pydoc4M/$f)" $d/$f; done
+  python3 - $SHARED/models/pydoc4M/config.json $d/config.json $v <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+if sys.argv[3] == "llama3":
+    c["rope_parameters"] = {"rope_type": "llama3", "rope_theta": c["rope_theta"], "factor": 8.0,
+                            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                            "original_max_position_embeddings": 64}
+else:
+    c["rope_scaling"] = {"type": "linear", "factor": 4.0}
+json.dump(c, open(sys.argv[2], "w"), indent=2)
+PY
+  MODEL[pydoc-rope-$v]=$d
+  DATA[pydoc-rope-$v]=${DATA[pydoc]}
+  FORMAT[pydoc-rope-$v]=text
+  CALIB[pydoc-rope-$v]=${CALIB[pydoc]}
+  CALIB_FORMAT[pydoc-rope-$v]=text
+done
+
+for m in pydoc stories smollm2 pydoc-rope-llama3 pydoc-rope-linear; do
   $PTQ eval "${MODEL[$m]}" --data "${DATA[$m]}" --data-format "${FORMAT[$m]}" --seq-len 128 --max-samples 6 \
     --tokens-out $OUT/$m-windows.txt --json "${q[@]}" >/dev/null
 done
@@ -99,10 +123,33 @@ add_case pydoc-ct-w4g64-static pydoc 'gptq(w4,g64,act_order,static_groups,sym)' 
 add_case stories-gptq-w8g0-sym stories 'gptq(w8,g0,sym)' gptq transformers gptqmodel reader
 add_case stories-ct-w4g4-asym stories 'gptq(w4,g4)' compressed-tensors transformers-dequantize reader
 add_case stories-ct-w3g0-sym stories 'gptq(w3,g0,sym)' compressed-tensors transformers reader
+add_case pydoc-rope-llama3-gptq-w4g128-gar pydoc-rope-llama3 'gptq(w4,g128,sym,group_aware)' gptq transformers gptqmodel reader
+add_case pydoc-rope-linear-awq-w4g64-gar pydoc-rope-linear 'gptq(w4,g64,group_aware)' awq transformers reader
 add_case smollm2-gptq-w4g64-asym smollm2 'rtn(w4,g64)' gptq transformers reader
 add_case smollm2-gptqv2-w3g64-asym smollm2 'rtn(w3,g64)' gptq_v2 transformers gptqmodel reader
 add_case smollm2-awq-w4g64 smollm2 'rtn(w4,g64)' awq transformers reader
 add_case smollm2-ct-w4g64-sym smollm2 'rtn(w4,g64,sym)' compressed-tensors transformers reader
+
+# Checkpoints GPTQModel wrote (its GPTQ with its default group-aware order and fp16 scales; its
+# AWQ with bf16 scales), from the same 16 windows of pydoc4M's calibration text: ptq must read
+# them as transformers and GPTQModel do.
+$PTQ eval "${MODEL[pydoc]}" --data "${CALIB[pydoc]}" --data-format text --seq-len 128 --max-samples 16 \
+  --tokens-out $OUT/pydoc-calib-windows.txt --json "${q[@]}" >/dev/null
+add_gptqmodel_case() {
+  local name=$1 method=$2 sym=$3
+  $VENV/bin/python tests/python/gptqmodel_quantize.py "${MODEL[pydoc]}" $OUT/pydoc-calib-windows.txt $OUT/$name \
+    $method 4 128 $sym >$OUT/$name.log 2>&1 || { echo "verify_clients: GPTQModel failed on $name"; tail -5 $OUT/$name.log; exit 1; }
+  # --tokens: GPTQModel also writes a converted tokenizer.json that ptq does not read (docs/clients.md)
+  $PTQ eval $OUT/$name --tokens $OUT/pydoc-windows.txt --data-format tinystories --seq-len 128 --json \
+    --logits-out $OUT/$name.logits.npy "${q[@]}" >$OUT/$name.eval.json
+  local ppl
+  ppl=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ppl"])' $OUT/$name.eval.json)
+  cases+=("{\"name\": \"$name\", \"dir\": \"$OUT/$name\", \"tokens\": \"$OUT/pydoc-windows.txt\", \
+\"ptq_ppl\": $ppl, \"ptq_logits\": \"$OUT/$name.logits.npy\", \"clients\": [\"transformers\", \"gptqmodel\"]}")
+  echo "verify_clients: $name (written by GPTQModel): ptq ppl $ppl"
+}
+add_gptqmodel_case pydoc-by-gptqmodel-gptq-w4g128-sym gptq sym
+add_gptqmodel_case pydoc-by-gptqmodel-awq-w4g128 awq asym
 
 manifest=$OUT/manifest.json
 {

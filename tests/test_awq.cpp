@@ -274,7 +274,7 @@ void apply_awq_to_blocks(const ModelConfig& cfg, const HeadWeights& head, std::v
                          const std::vector<int32_t>& ids, const std::string& spec, std::vector<std::string>* log) {
   auto transform = make_transform(parse_spec(spec));
   auto quantizer = make_quantizer(parse_spec("rtn(w4,g32)"));
-  RopeTable rope(cfg.head_dim, cfg.rope_theta, cfg.max_position_embeddings);
+  RopeTable rope(cfg);
   Mat x = embed_tokens(head, ids);
   for (size_t l = 0; l < blocks.size(); ++l) {
     BlockWeights& w = blocks[l];
@@ -351,7 +351,7 @@ TEST(AwqModule, ProbeErrorIsTheModuleOutputErrorOfTheBlock) {
   const ModelConfig& cfg = lm.forward->config();
   const BlockWeights w = BlockWeights::load(lm.model, 1);
   const HeadWeights head = HeadWeights::load(lm.model);
-  const RopeTable rope(cfg.head_dim, cfg.rope_theta, cfg.max_position_embeddings);
+  const RopeTable rope(cfg);
   std::vector<Mat> windows;
   for (int s = 0; s < 3; ++s) {
     std::vector<int32_t> ids{1};

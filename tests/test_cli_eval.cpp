@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "calibration/activation_file.h"
@@ -139,6 +140,28 @@ TEST(CliCalibrate, CapturesEveryLinearInputWithTheDocumentedSchema) {
   run_ptq(args.substr(0, args.find("--seed")) + "--seed 4 --capture none --quiet --out " + dir + "/c.h5");
   EXPECT_EQ(ActivationFile(dir + "/b.h5").windows(), f.windows());
   EXPECT_NE(ActivationFile(dir + "/c.h5").windows(), f.windows());
+}
+
+// --windows-out writes the sampled windows as token ids (for other tools to calibrate on), and
+// calibrating on those ids with --tokens gives the same windows when each line is one window.
+TEST(CliCalibrate, WindowsOutAreTheSampledWindows) {
+  PTQ_REQUIRE_SHARED("models/stories260K/hf", model);
+  PTQ_REQUIRE_SHARED("models/stories260K/tok512.bin", tok);
+  PTQ_REQUIRE_SHARED("data/tinystories/validation_100.txt", data);
+  std::string dir = test::temp_dir("cli_calibrate_windows");
+  auto r = run_ptq("calibrate " + model + " --tokenizer " + tok + " --data " + data +
+                   " --data-format tinystories --samples 5 --seq-len 24 --seed 7 --quiet --out " + dir +
+                   "/a.h5 --windows-out " + dir + "/w.txt");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const TokenSeqs windows = ActivationFile(dir + "/a.h5").windows();
+  std::ifstream in(dir + "/w.txt");
+  TokenSeqs lines;
+  for (std::string line; std::getline(in, line);) {
+    lines.emplace_back();
+    std::istringstream ids(line);
+    for (int32_t id; ids >> id;) lines.back().push_back(id);
+  }
+  EXPECT_EQ(lines, windows);
 }
 
 TEST(CliCalibrate, FileForAnotherModelIsAClearError) {

@@ -151,6 +151,37 @@ TEST(GgufModel, TinyLlamaEqualsItsHfCopy) {
 }
 
 
+// llama.cpp's linear RoPE scaling is read (and written into the HF config of outputs); other
+// scalings are refused by name.
+TEST(GgufModel, LinearRopeScaling) {
+  test::TinyLlama t = test::tiny_llama_gguf(7, true);
+  const std::string dir = test::temp_dir("gguf_rope_linear");
+  t.gguf.write(dir + "/plain.gguf");
+  auto yarn = t.gguf;  // builders append keys, so each variant starts from a copy
+  t.gguf.str("llama.rope.scaling.type", "linear");
+  t.gguf.f32("llama.rope.scaling.factor", 4.0f);
+  t.gguf.write(dir + "/linear.gguf");
+  const Model g = Model::open(dir + "/linear.gguf");
+  EXPECT_EQ(g.config().rope_scaling.type, "linear");
+  EXPECT_EQ(g.config().rope_scaling.factor, 4.0);
+  const Model hf = Model::open(write_hf_copy(t, g.config(), test::temp_dir("gguf_rope_linear_hf")));
+  EXPECT_EQ(hf.config(), g.config());
+  const std::vector<int32_t> ids = {1, 40, 41, 100, 7, 260, 3};
+  const Mat scaled = load_model_for_inference(dir + "/linear.gguf").forward->logits(ids);
+  const Mat from_hf = load_model_for_inference(hf.path()).forward->logits(ids);
+  const Mat plain = load_model_for_inference(dir + "/plain.gguf").forward->logits(ids);
+  EXPECT_EQ(std::memcmp(scaled.data(), from_hf.data(), size_t(scaled.size()) * 4), 0);
+  EXPECT_GT((scaled - plain).cwiseAbs().maxCoeff(), 1e-4f);  // the scaling reaches the logits
+  yarn.str("llama.rope.scaling.type", "yarn");
+  yarn.write(dir + "/yarn.gguf");
+  try {
+    Model::open(dir + "/yarn.gguf");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("yarn"), std::string::npos) << e.what();
+  }
+}
+
 TEST(GgufModel, EmbeddedTokenizerAndTheTokenizerJsonMadeFromIt) {
   const test::TinyLlama t = test::tiny_llama_gguf(3, true);
   const std::string dir = test::temp_dir("gguf_tok");

@@ -4,11 +4,13 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <limits>
 #include <cmath>
 #include <numeric>
+#include <utility>
 
 #include "algorithms/gptq.h"
 #include "algorithms/grid.h"
@@ -59,13 +61,17 @@ TEST_P(GptqVsRtn, LowerHeldOutError) {
 INSTANTIATE_TEST_SUITE_P(BitsGroups, GptqVsRtn,
                          ::testing::Combine(::testing::Values(4, 3), ::testing::Values(32, 128, 0)));
 
-TEST(Gptq, ActOrderHelpsWithOutlierChannels) {
+// Both orders by diag H beat the original order on inputs with outlier channels.
+TEST(Gptq, OrdersByImportanceHelpWithOutlierChannels) {
   Layer l = make_layer(128, 512, 8, 21);
-  for (const char* g : {"g0", "g128"}) {
-    const std::string base = std::string("gptq(w3,") + g;
+  struct Case { const char* groups; const char* order; };
+  for (Case c : {Case{"g0", "act_order"}, Case{"g128", "act_order"}, Case{"g32", "group_aware"},
+                 Case{"g128", "group_aware"}}) {
+    const std::string base = std::string("gptq(w3,") + c.groups;
     const double plain = held_out_error(l, run(base + ")", l.w, l.calib));
-    const double ordered = held_out_error(l, run(base + ",act_order)", l.w, l.calib));
-    EXPECT_LT(ordered, plain) << g;
+    const double ordered = held_out_error(l, run(base + "," + c.order + ")", l.w, l.calib));
+    RecordProperty(std::string(c.order) + "_" + c.groups, std::to_string(ordered / plain));
+    EXPECT_LT(ordered, plain) << c.groups << " " << c.order;
   }
 }
 
@@ -87,7 +93,8 @@ TEST(Gptq, ActOrderGroupIndices) {
 TEST(Gptq, BitIdenticalAcrossThreadCounts) {
   Layer l = make_layer(300, 384, 4, 31);  // 300 rows: several chunks and a ragged last one
   const int saved = omp_get_max_threads();
-  for (const char* spec : {"gptq(w4,g32,act_order)", "gptq(w3,g0,mse)", "gptq(w4,g128,sym,act_order,static_groups)"}) {
+  for (const char* spec : {"gptq(w4,g32,act_order)", "gptq(w3,g0,mse)", "gptq(w4,g128,sym,act_order,static_groups)",
+                           "gptq(w4,g64,group_aware)"}) {
     omp_set_num_threads(1);
     GridCodes a = run(spec, l.w, l.calib);
     omp_set_num_threads(2);
@@ -107,8 +114,29 @@ TEST(Gptq, BitIdenticalAcrossThreadCounts) {
 // here checks the derivation as well as the code. Dynamic groups are fitted where the
 // reference fits them: at column j % g == 0, on the weights as they were when j's lazy block
 // (of `block` columns) started — a snapshot of the row taken at every block start.
-std::vector<uint8_t> textbook_gptq(const Mat& w_in, MatD h, const QuantGrid& g, bool act_order, double damp,
-                                   int block = 128) {
+// GPTQModel's group-aware order (gar.py, written again from the paper's description): group
+// metric max diag H, groups descending, then each group's columns descending; a partial last
+// group stays last.
+std::vector<int> textbook_group_aware_order(const MatD& h, int g) {
+  const int k = static_cast<int>(h.rows()), full = k / g;
+  std::vector<std::pair<double, int>> groups;
+  for (int gi = 0; gi < full; ++gi) groups.push_back({h.diagonal().segment(gi * g, g).maxCoeff(), gi});
+  std::stable_sort(groups.begin(), groups.end(), [](auto a, auto b) { return a.first > b.first; });
+  if (full * g < k) groups.push_back({0.0, full});
+  std::vector<int> perm;
+  for (auto [metric, gi] : groups) {
+    std::vector<int> cols;
+    for (int c = gi * g; c < std::min(k, gi * g + g); ++c) cols.push_back(c);
+    std::stable_sort(cols.begin(), cols.end(), [&](int a, int b) { return h(a, a) > h(b, b); });
+    perm.insert(perm.end(), cols.begin(), cols.end());
+  }
+  return perm;
+}
+
+enum class Order { natural, act_order, group_aware };
+
+std::vector<uint8_t> textbook_gptq(const Mat& w_in, MatD h, const QuantGrid& g, Order order, double damp,
+                                   int block = 128, Mat* dequantized = nullptr) {
   const int n = static_cast<int>(w_in.rows()), k = static_cast<int>(w_in.cols());
   Mat w = w_in;
   std::vector<grid::Params> channel(n);
@@ -118,8 +146,10 @@ std::vector<uint8_t> textbook_gptq(const Mat& w_in, MatD h, const QuantGrid& g, 
     if (h(i, i) == 0) { h(i, i) = 1; w.col(i).setZero(); }
   std::vector<int> perm(k);
   std::iota(perm.begin(), perm.end(), 0);
-  if (act_order)
+  if (order == Order::act_order)
     std::stable_sort(perm.begin(), perm.end(), [&](int a, int b) { return h(a, a) > h(b, b); });
+  if (order == Order::group_aware) perm = textbook_group_aware_order(h, g.group_size);
+  if (dequantized) dequantized->resize(n, k);
   Mat wp(n, k);
   MatD hp(k, k);
   for (int j = 0; j < k; ++j) {
@@ -140,6 +170,7 @@ std::vector<uint8_t> textbook_gptq(const Mat& w_in, MatD h, const QuantGrid& g, 
         p = grid::find_params(&block_start[j], std::min(g.group_size, k - j), g);
       const float code = grid::quantize_code(wp(r, j), p, g.max_q());
       codes[size_t(r) * k + perm[j]] = static_cast<uint8_t>(code);
+      if (dequantized) (*dequantized)(r, perm[j]) = grid::dequantize_code(code, p);
       const float e = (wp(r, j) - grid::dequantize_code(code, p)) / hinv(j, j);
       for (int t = j + 1; t < k; ++t) wp(r, t) -= e * hinv(j, t);
     }
@@ -170,12 +201,15 @@ CodeAgreement compare_codes(const std::vector<uint8_t>& ref, const GridCodes& q)
 // The check: a 64×256 layer, the same integers.
 TEST(Gptq, MatchesTextbookImplementation) {
   Layer l = make_layer(64, 256, 4, 41);
-  struct Case { const char* spec; bool act_order; int block; };
-  for (Case c : {Case{"gptq(w4,g128)", false, 128}, Case{"gptq(w4,g0)", false, 128},
-                 Case{"gptq(w3,g0,act_order)", true, 128}, Case{"gptq(w4,g128,sym)", false, 128},
-                 Case{"gptq(w4,g32)", false, 128}, Case{"gptq(w4,g64,block=32,act_order)", true, 32}}) {
+  struct Case { const char* spec; Order order; int block; };
+  for (Case c : {Case{"gptq(w4,g128)", Order::natural, 128}, Case{"gptq(w4,g0)", Order::natural, 128},
+                 Case{"gptq(w3,g0,act_order)", Order::act_order, 128}, Case{"gptq(w4,g128,sym)", Order::natural, 128},
+                 Case{"gptq(w4,g32)", Order::natural, 128},
+                 Case{"gptq(w4,g64,act_order,block=32)", Order::act_order, 32},
+                 Case{"gptq(w4,g32,group_aware)", Order::group_aware, 128},
+                 Case{"gptq(w3,g64,group_aware,block=32)", Order::group_aware, 32}}) {
     GridCodes q = run(c.spec, l.w, l.calib);
-    std::vector<uint8_t> ref = textbook_gptq(l.w, l.calib.hessian(), q.grid, c.act_order, 0.01, c.block);
+    std::vector<uint8_t> ref = textbook_gptq(l.w, l.calib.hessian(), q.grid, c.order, 0.01, c.block);
     const CodeAgreement a = compare_codes(ref, q);
     EXPECT_EQ(a.same, a.total) << c.spec << ": " << a.total - a.same << " codes differ";
   }
@@ -188,12 +222,15 @@ TEST(Gptq, MatchesTextbookImplementation) {
 // the rest of its row's error propagation. Hence: nearly all codes equal, in nearly all rows.
 TEST(Gptq, MatchesTextbookImplementationOverManyBlocks) {
   Layer l = make_layer(200, 600, 6, 43, 4096);
-  struct Case { const char* spec; bool act_order; int block; };
-  for (Case c : {Case{"gptq(w4,g0,block=64)", false, 64}, Case{"gptq(w3,g128,block=64,act_order)", true, 64},
-                 Case{"gptq(w4,g0,act_order)", true, 128}, Case{"gptq(w4,g32)", false, 128},
-                 Case{"gptq(w3,g256,act_order)", true, 128}}) {
+  struct Case { const char* spec; Order order; int block; };
+  for (Case c : {Case{"gptq(w4,g0,block=64)", Order::natural, 64},
+                 Case{"gptq(w3,g128,block=64,act_order)", Order::act_order, 64},
+                 Case{"gptq(w4,g0,act_order)", Order::act_order, 128}, Case{"gptq(w4,g32)", Order::natural, 128},
+                 Case{"gptq(w3,g256,act_order)", Order::act_order, 128},
+                 Case{"gptq(w3,g128,group_aware)", Order::group_aware, 128},  // 600 = 4·128 + 88
+                 Case{"gptq(w4,g256,group_aware,block=64)", Order::group_aware, 64}}) {
     GridCodes q = run(c.spec, l.w, l.calib);
-    std::vector<uint8_t> ref = textbook_gptq(l.w, l.calib.hessian(), q.grid, c.act_order, 0.01, c.block);
+    std::vector<uint8_t> ref = textbook_gptq(l.w, l.calib.hessian(), q.grid, c.order, 0.01, c.block);
     const CodeAgreement a = compare_codes(ref, q);
     RecordProperty(std::string(c.spec) + "_codes_differing", std::to_string(a.total - a.same));
     EXPECT_GE(static_cast<double>(a.same) / a.total, 0.999) << c.spec;
@@ -201,6 +238,23 @@ TEST(Gptq, MatchesTextbookImplementationOverManyBlocks) {
     std::printf("%s: %zu of %zu codes differ, in %d rows\n", c.spec, a.total - a.same, a.total, a.rows_differing);
   }
 }
+
+// GAR keeps the natural groups (so formats without g_idx take it), and the scales it stores are
+// the ones each group was fitted with: dequantizing reproduces the textbook's values.
+TEST(Gptq, GroupAwareOrderKeepsNaturalGroupsAndTheirScales) {
+  Layer l = make_layer(48, 200, 4, 7);  // 200 = 3·64 + 8: a partial last group
+  GridCodes q = run("gptq(w4,g64,group_aware)", l.w, l.calib);
+  for (int c = 0; c < 200; ++c) EXPECT_EQ(q.g_idx[c], c / 64);
+  EXPECT_TRUE(q.natural_order());
+  Mat want;
+  const std::vector<uint8_t> codes = textbook_gptq(l.w, l.calib.hessian(), q.grid, Order::group_aware, 0.01, 128, &want);
+  EXPECT_EQ(compare_codes(codes, q).same, codes.size());
+  EXPECT_LE((q.dequantize() - want).cwiseAbs().maxCoeff(), 1e-5f * want.cwiseAbs().maxCoeff());
+  // The order is not the identity on this layer, or the test would check nothing.
+  const std::vector<int> perm = textbook_group_aware_order(l.calib.hessian(), 64);
+  EXPECT_FALSE(std::is_sorted(perm.begin(), perm.end()));
+}
+
 
 // The update factor R̂ (one fp32 Cholesky of the reversed H) against fp64 computations:
 //  - R from Eigen's LLT of the reversed matrix, R = J·L·J, R̂ = R·diag(R)⁻¹;
@@ -356,7 +410,7 @@ TEST(Gptq, CanonicalSpec) {
   EXPECT_EQ(make_quantizer(parse_spec("gptq(act_order, g-1, w3, damp=0.1)"))->spec(),
             "gptq(w3,g0,act_order,damp=0.1)");
   for (const char* s : {"gptq(w2,g32,sym,mse,act_order,static_groups,damp=0.05,block=64)",
-                        "gptq(w8,g0)"}) {
+                        "gptq(w8,g0)", "gptq(w3,g64,sym,group_aware,block=32)"}) {
     std::string canon = make_quantizer(parse_spec(s))->spec();
     EXPECT_EQ(canon, s);
     EXPECT_EQ(make_quantizer(parse_spec(canon))->spec(), canon);
@@ -369,6 +423,9 @@ TEST(Gptq, BadSpecsAreErrors) {
   EXPECT_THROW(make_quantizer(parse_spec("gptq(w9)")), Error);
   EXPECT_THROW(make_quantizer(parse_spec("gptq(w4,blocks=3)")), Error);
   EXPECT_THROW(make_quantizer(parse_spec("gptq(damp=-1)")), Error);
+  for (const char* s : {"gptq(w4,g0,group_aware)", "gptq(w4,g128,group_aware,act_order)",
+                        "gptq(w4,g128,group_aware,static_groups)"})
+    EXPECT_THROW(make_quantizer(parse_spec(s)), Error) << s;
   try {
     make_quantizer(parse_spec("qptq(w4)"));
     FAIL();

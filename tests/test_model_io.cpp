@@ -1,11 +1,14 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
+#include <numbers>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "formats/safetensors.h"
 #include "ptq/error.h"
+#include "ptq/forward.h"
 #include "ptq/fs.h"
 #include "ptq/model.h"
 #include "support/shared_data.h"
@@ -118,7 +121,44 @@ TEST(ModelIO, RopeParametersAndActivation) {
   j = base;
   j["rope_scaling"] = nullptr;
   EXPECT_EQ(ptq::ModelConfig::from_json(j, "c.json").rope_theta, 10000.0);
-  for (const char* type : {"linear", "dynamic", "llama3", "yarn"}) {
+  // Scaled types ptq computes: read from either field, in either spelling of the type key.
+  for (const char* key : {"rope_scaling", "rope_parameters"}) {
+    const char* type_key = std::string(key) == "rope_scaling" ? "type" : "rope_type";
+    j = base;
+    j[key] = {{type_key, "linear"}, {"factor", 4.0}};
+    ptq::ModelConfig c = ptq::ModelConfig::from_json(j, "c.json");
+    EXPECT_EQ(c.rope_scaling.type, "linear");
+    EXPECT_EQ(c.rope_scaling.factor, 4.0);
+    j[key] = {{type_key, "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+              {"original_max_position_embeddings", 8192}, {"rope_theta", 500000.0}};
+    c = ptq::ModelConfig::from_json(j, "c.json");
+    EXPECT_EQ(c.rope_scaling.type, "llama3");
+    EXPECT_EQ(c.rope_scaling.original_max_position_embeddings, 8192);
+    EXPECT_EQ(c.rope_theta, 500000.0);
+    // Written back (fake-quant outputs of GGUF models) and read again: the same configuration.
+    EXPECT_EQ(ptq::ModelConfig::from_json(c.to_json(), "c.json"), c);
+    j[key] = {{type_key, "dynamic"}, {"factor", 2.0}};
+    EXPECT_EQ(ptq::ModelConfig::from_json(j, "c.json").rope_scaling.type, "dynamic");
+    // A field the type needs, missing: an error naming the field, never a silent default.
+    j[key] = {{type_key, "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0}};
+    try {
+      ptq::ModelConfig::from_json(j, "c.json");
+      FAIL() << key;
+    } catch (const ptq::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("original_max_position_embeddings"), std::string::npos) << e.what();
+    }
+    j[key] = {{type_key, "linear"}};
+    EXPECT_THROW(ptq::ModelConfig::from_json(j, "c.json"), ptq::Error) << key;
+    j[key] = {{type_key, "linear"}, {"factor", -2.0}};
+    EXPECT_THROW(ptq::ModelConfig::from_json(j, "c.json"), ptq::Error) << key;
+  }
+  j = base;
+  j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 4.0}};
+  j["rope_parameters"] = {{"rope_type", "linear"}, {"factor", 2.0}};
+  EXPECT_THROW(ptq::ModelConfig::from_json(j, "c.json"), ptq::Error);
+  j["rope_parameters"]["factor"] = 4.0;
+  EXPECT_EQ(ptq::ModelConfig::from_json(j, "c.json").rope_scaling.factor, 4.0);
+  for (const char* type : {"yarn", "longrope", "ntk"}) {
     for (const char* key : {"rope_scaling", "rope_parameters"}) {
       j = base;
       j[key] = {{std::string(key) == "rope_scaling" ? "type" : "rope_type", type}, {"factor", 8.0}};
@@ -199,4 +239,47 @@ TEST(ModelIOErrors, Llama2cSizeMismatch) {
                                   "the file has 1056536"});
   fs::resize_file(path, 10);
   expect_open_error(path, {path, "truncated"});
+}
+
+// The scaled inverse frequencies, worked by hand for head_dim 8, θ = 10⁴: inv = 1, 0.1, 0.01,
+// 0.001 with wavelengths 2π/inv = 6.28, 62.8, 628, 6283. llama3 with original context 1000,
+// low/high factors 1/4 (wavelength bounds 1000 and 250), factor 8: the first two are kept,
+// 628 is interpolated with smooth = (1000/628.3 − 1)/3, 6283 is divided by 8.
+TEST(Rope, ScaledInverseFrequencies) {
+  const std::vector<double> plain = ptq::rope_inverse_frequencies(8, 1e4, {});
+  ASSERT_EQ(plain.size(), 4u);
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(plain[size_t(i)], std::pow(10.0, -i), 1e-15);
+  ptq::RopeScaling s;
+  s.type = "linear";
+  s.factor = 4;
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(ptq::rope_inverse_frequencies(8, 1e4, s)[size_t(i)], plain[size_t(i)] / 4, 1e-15);
+  s.type = "dynamic";
+  EXPECT_EQ(ptq::rope_inverse_frequencies(8, 1e4, s), plain);
+  s = {"llama3", 8.0, 1.0, 4.0, 1000};
+  const std::vector<double> l3 = ptq::rope_inverse_frequencies(8, 1e4, s);
+  EXPECT_EQ(l3[0], plain[0]);
+  EXPECT_EQ(l3[1], plain[1]);
+  const double smooth = (1000 / (2 * std::numbers::pi / 0.01) - 1) / 3;
+  EXPECT_NEAR(l3[2], (1 - smooth) * 0.01 / 8 + smooth * 0.01, 1e-15);
+  EXPECT_NEAR(l3[2], 0.0029753, 1e-7);
+  EXPECT_NEAR(l3[3], 0.001 / 8, 1e-15);
+}
+
+// Dynamic NTK scaling only changes the frequencies past the original context, which ptq does not
+// compute: a longer sequence is refused, naming the reason.
+TEST(Rope, DynamicScalingRefusesPositionsPastTheOriginalContext) {
+  ptq::ModelConfig cfg;
+  cfg.head_dim = 8;
+  cfg.max_position_embeddings = 64;
+  cfg.rope_scaling = {"dynamic", 2.0, 1.0, 4.0, 16};
+  const ptq::RopeTable rope(cfg);
+  ptq::Mat x = ptq::Mat::Ones(16, 8);
+  EXPECT_NO_THROW(rope.apply(x, 1));
+  ptq::Mat longer = ptq::Mat::Ones(17, 8);
+  try {
+    rope.apply(longer, 1);
+    FAIL();
+  } catch (const ptq::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("dynamic NTK"), std::string::npos) << e.what();
+  }
 }

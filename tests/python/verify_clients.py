@@ -193,7 +193,9 @@ def main():
         seqs = windows(case["tokens"])
         ptq_logits = np.load(case["ptq_logits"])
         with open(case["dir"] + "/config.json") as f:
-            layout = json.load(f)["quantization_config"]["ptq"]["format"]
+            qc = json.load(f)["quantization_config"]
+        # Checkpoints GPTQModel wrote carry no ptq section: their layout is the quant method.
+        layout = qc["ptq"]["format"] if "ptq" in qc else qc["quant_method"]
         for client in case["clients"]:
             row = {"case": case["name"], "client": client, "ptq_ppl": case["ptq_ppl"]}
             try:
