@@ -67,6 +67,12 @@ std::vector<int> group_aware_order(const VecD& diag, int g) {
   return perm;
 }
 
+// group_aware orders the columns inside each group, so it needs groups and excludes the two
+// options that order columns their own way. Checked at parse time and again for direct calls.
+bool group_aware_misused(const GptqOptions& o) {
+  return o.group_aware && (o.grid.group_size <= 0 || o.act_order || o.static_groups);
+}
+
 }  // namespace
 
 namespace gptq_detail {
@@ -287,7 +293,7 @@ void validate_inputs(const Mat& w, const MatD& h, const GptqOptions& o, const st
   if (!all_finite(w.data(), static_cast<size_t>(w.size())) || !h.diagonal().allFinite())
     throw Error(who + ": layer " + shape + " has non-finite weights or input statistics");
   if (o.block < 1 || o.damp < 0) throw Error(who + ": block must be >= 1 and damp >= 0");
-  if (o.group_aware && (o.grid.group_size <= 0 || o.act_order || o.static_groups))
+  if (group_aware_misused(o))
     throw Error(who + ": group_aware orders the columns of each group, so it needs groups (g<N>) and "
                       "takes neither act_order nor static_groups, which order columns their own way");
 }
@@ -350,7 +356,7 @@ class Gptq final : public WeightQuantizer {
     spec.check_all_used();
     if (opt_.damp < 0 || opt_.block < 1)
       throw Error("spec '" + spec.to_string() + "': damp must be >= 0 and block >= 1");
-    if (opt_.group_aware && (opt_.grid.group_size <= 0 || opt_.act_order || opt_.static_groups))
+    if (group_aware_misused(opt_))
       throw Error("spec '" + spec.to_string() + "': group_aware needs groups (g<N>) and takes neither "
                   "act_order nor static_groups");
   }

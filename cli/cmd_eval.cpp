@@ -25,8 +25,6 @@ struct EvalOptions {
   TextInputOptions text;
 };
 
-// The scored windows, one line of ids each: what --tokens with --data-format tinystories reads
-// back as the same windows, so another program can score exactly these tokens.
 // float32 .npy (format 1.0) of [rows, cols] row-major: numpy.load reads it.
 void write_npy(const std::string& path, const Mat& m) {
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(m.rows()) + ", " +
