@@ -273,6 +273,7 @@ GridCodes assemble(Problem& p, const GptqOptions& o) {
   out.rows = static_cast<int>(p.w->rows());
   out.cols = k;
   out.grid = o.grid;
+  out.rule = grid::rule_of(o.grid);
   out.scales = std::move(p.scales);
   out.zeros = std::move(p.zeros);
   out.q = std::move(p.codes);

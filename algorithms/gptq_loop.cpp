@@ -158,6 +158,17 @@ void quantize_column(Panel& pn, int i, float maxq, LaneRow& code, LaneRow& d) {
   }
 }
 
+// The same on an additive grid (QuantGrid::additive): pn.zero holds the offsets.
+void quantize_column_additive(Panel& pn, int i, float maxq, LaneRow& code, LaneRow& d) {
+  const float* x = pn.x[i].v;
+  const float* w0 = pn.w0[i].v;
+#pragma omp simd
+  for (int l = 0; l < kLanes; ++l) {
+    code.v[l] = std::clamp(std::nearbyint((x[l] - pn.zero[l]) / pn.scale[l]), 0.0f, maxq);
+    d.v[l] = w0[l] - (pn.scale[l] * code.v[l] + pn.zero[l]);
+  }
+}
+
 // SpQR's column step (Problem::round_after_zero, outlier_threshold): the code of x, and at a
 // weight whose error passes the outlier rule the kept value grid + fp16(x − grid), recorded in
 // the problem by original column; D against whichever value the weight ends up with.
@@ -257,6 +268,8 @@ void quantize_panel(Problem& p, const UpdateFactor& f, const GptqOptions& o, Chu
       load_params(p, c, s0, lanes, group_of(p, o, j), pn);
       if (p.round_after_zero || p.has_outliers())
         quantize_column_spqr(p, c, s0, lanes, p.perm[j], f.r_diag[j], pn, i, maxq, code, pn.d[u]);
+      else if (o.grid.additive)
+        quantize_column_additive(pn, i, maxq, code, pn.d[u]);
       else
         quantize_column(pn, i, maxq, code, pn.d[u]);
       store_column(p, c, s0, lanes, i, p.perm[j], code, pn.d[u]);

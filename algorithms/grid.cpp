@@ -19,7 +19,20 @@ float stored_scale(float scale, const QuantGrid& g) {
   return g.fp16_stats ? std::clamp(f16_to_f32(f32_to_f16(scale)), 0x1p-24f, 65504.0f) : scale;
 }
 
+float stored_offset(float offset, const QuantGrid& g) {
+  return g.fp16_stats ? f16_to_f32(f32_to_f16(std::clamp(offset, -65504.0f, 65504.0f))) : offset;
+}
+
+Params additive_params_for_range(float lo, float hi, const QuantGrid& g) {
+  Params p;
+  p.additive = true;
+  p.scale = stored_scale((hi - lo) / static_cast<float>(g.max_q()), g);
+  p.zero = stored_offset(lo, g);
+  return p;
+}
+
 Params params_for_range(float lo, float hi, const QuantGrid& g) {
+  if (g.additive) return additive_params_for_range(lo, hi, g);
   Params p;
   p.scale = stored_scale((hi - lo) / static_cast<float>(g.max_q()), g);
   p.zero = g.sym ? static_cast<float>((g.max_q() + 1) / 2) : std::nearbyint(-lo / p.scale);
@@ -38,21 +51,74 @@ double group_error(const float* x, int n, Params p, int maxq) {
   return err;
 }
 
-}  // namespace
+// fp16 rounding keeps the sign and stays in fp16's finite non-zero range.
+float stored_signed_scale(float scale, const QuantGrid& g) {
+  return std::copysign(stored_scale(std::fabs(scale), g), scale);
+}
 
-Params find_params(const float* x, int n, const QuantGrid& g) {
-  float lo = 0.0f, hi = 0.0f;
+// QuantGrid::signed_extreme: ggml's rule (quantize_row_q4_0_ref), the first value of largest
+// magnitude (strictly larger wins) on code 0; with `mse`, that extreme shrunk as the plain search does.
+Params signed_extreme_params(const float* x, int n, const QuantGrid& g) {
+  float amax = 0.0f, extreme = 0.0f;
+  for (int i = 0; i < n; ++i)
+    if (std::fabs(x[i]) > amax) {
+      amax = std::fabs(x[i]);
+      extreme = x[i];
+    }
+  const float half = static_cast<float>((g.max_q() + 1) / 2);
+  auto params = [&](float shrink) {
+    Params p;
+    p.zero = half;
+    p.scale = extreme != 0.0f ? stored_signed_scale(shrink * extreme / -half, g) : 1.0f;
+    return p;
+  };
+  Params best = params(1.0f);
+  if (!g.mse || extreme == 0.0f) return best;
+  double best_err = std::numeric_limits<double>::infinity();
+  for (int i = 0; i < kShrinkSteps; ++i) {
+    const Params p = params(1.0f - static_cast<float>(i) / kShrinkGrid);
+    const double err = group_error(x, n, p, g.max_q());
+    if (err < best_err) {
+      best_err = err;
+      best = p;
+    }
+  }
+  return best;
+}
+
+// [min, max] of an additive group.
+void additive_range(const float* x, int n, float& lo, float& hi) {
+  lo = x[0];
+  hi = x[0];
 #pragma omp simd reduction(min : lo) reduction(max : hi)
   for (int i = 0; i < n; ++i) {
     lo = std::min(lo, x[i]);
     hi = std::max(hi, x[i]);
+  }
+}
+
+}  // namespace
+
+Params find_params(const float* x, int n, const QuantGrid& g) {
+  if (g.sym && g.signed_extreme) return signed_extreme_params(x, n, g);
+  float lo = 0.0f, hi = 0.0f;
+  if (g.additive) {
+    additive_range(x, n, lo, hi);
+  } else {
+#pragma omp simd reduction(min : lo) reduction(max : hi)
+    for (int i = 0; i < n; ++i) {
+      lo = std::min(lo, x[i]);
+      hi = std::max(hi, x[i]);
+    }
   }
   if (g.sym) {
     hi = std::max(-lo, hi);
     if (lo < 0) lo = -hi;
   }
   // A zero-width range (or one that underflows to a zero scale) would divide by zero.
-  if (!((hi - lo) / static_cast<float>(g.max_q()) > 0.0f)) {
+  // A constant additive group is held exactly by code 0 and its offset, whatever the scale.
+  if (g.additive && !((hi - lo) / static_cast<float>(g.max_q()) > 0.0f)) hi = lo + 1.0f;
+  if (!g.additive && !((hi - lo) / static_cast<float>(g.max_q()) > 0.0f)) {
     lo = -1.0f;
     hi = 1.0f;
   }
@@ -77,6 +143,7 @@ GridCodes quantize_rtn(const Mat& w, const QuantGrid& g) {
   out.rows = static_cast<int>(w.rows());
   out.cols = static_cast<int>(w.cols());
   out.grid = g;
+  out.rule = rule_of(g);
   const int k = out.cols, groups = g.num_groups(k), maxq = g.max_q();
   out.q.assign(static_cast<size_t>(out.rows) * k, 0);
   out.scales.resize(out.rows, groups);
@@ -100,6 +167,8 @@ GridCodes quantize_rtn(const Mat& w, const QuantGrid& g) {
 void validate(const QuantGrid& g, const std::string& who) {
   if (g.bits < 2 || g.bits > 8)
     throw Error(who + ": bits must be 2..8, got w" + std::to_string(g.bits));
+  if (g.additive && g.sym)
+    throw Error(who + ": an additive (scale·code + offset) grid is asymmetric; drop 'sym'");
   if (g.group_size == 0 || g.group_size < -1)
     throw Error(who + ": group size must be positive, or g0 for per-channel, got " +
                 std::to_string(g.group_size));

@@ -445,6 +445,9 @@ class QuantEase final : public WeightQuantizer {
   QuantEase(const Spec& spec, const GridConstraints& c) {
     o_.grid = grid::grid_from_spec(spec);
     c.apply(o_.grid);
+    if (o_.grid.additive)
+      throw Error("spec '" + spec.to_string() + "': quantease fits zero-point grids only, and the output format "
+                  "asks for additive (scale·code + offset) groups; use gptq or rtn, or a symmetric format");
     o_.act_order = spec.flag("act_order");
     o_.iters = spec.int_value("iters", 30);
     const std::string init = spec.value("init").value_or("none");

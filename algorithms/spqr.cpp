@@ -305,6 +305,9 @@ class Spqr final : public WeightQuantizer {
     grid_.group_size = o_.group;
     c.apply(grid_);  // statistics are stored fp16 (or coded) whatever the format asks
     grid_.fp16_stats = true;
+    if (grid_.additive)
+      throw Error("spec '" + spec.to_string() + "': spqr's statistics are zero points, and the output format asks "
+                  "for additive (scale·code + offset) groups");
   }
   std::string spec() const override {
     std::string s = "spqr(w" + std::to_string(o_.bits) + ",g" + std::to_string(o_.group) + ",qq" +

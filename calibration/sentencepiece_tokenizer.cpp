@@ -52,6 +52,31 @@ std::string SentencePieceTokenizer::decode(const std::vector<int32_t>& ids) cons
   return text;
 }
 
+TokenizerMetadata SentencePieceTokenizer::gguf_metadata() const {
+  TokenizerMetadata m;
+  m.source = source_;
+  m.model = "llama";
+  m.pre = "default";
+  const int n = sp_->GetPieceSize();
+  for (int id = 0; id < n; ++id) {
+    m.tokens.push_back(sp_->IdToPiece(id));
+    m.scores.push_back(sp_->GetScore(id));
+    TokenType t = TokenType::kNormal;
+    if (sp_->IsUnknown(id)) t = TokenType::kUnknown;
+    else if (sp_->IsControl(id)) t = TokenType::kControl;
+    else if (sp_->IsUnused(id)) t = TokenType::kUnused;
+    else if (sp_->IsByte(id)) t = TokenType::kByte;
+    m.token_types.push_back(int32_t(t));
+  }
+  m.bos_id = sp_->bos_id();
+  m.eos_id = sp_->eos_id();
+  m.unk_id = sp_->unk_id();
+  m.pad_id = sp_->pad_id();
+  m.add_bos = true;
+  m.add_eos = false;
+  return m;
+}
+
 int SentencePieceTokenizer::vocab_size() const { return sp_->GetPieceSize(); }
 int SentencePieceTokenizer::bos_id() const { return sp_->bos_id(); }
 int SentencePieceTokenizer::eos_id() const { return sp_->eos_id(); }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "calibration/tokenizer.h"
+#include "ptq/tokenizer_metadata.h"
 
 namespace sentencepiece {
 class SentencePieceProcessor;
@@ -29,6 +30,9 @@ class SentencePieceTokenizer final : public Tokenizer {
   int bos_id() const override;
   int eos_id() const override;
   std::string kind() const override { return "sentencepiece"; }
+  // The model as GGUF tokenizer metadata (llama.cpp's "llama" vocabulary): every piece with its
+  // score and type, the special ids, BOS added and EOS not (SentencePiece's Llama convention).
+  TokenizerMetadata gguf_metadata() const;
 
  private:
   SentencePieceTokenizer(std::unique_ptr<sentencepiece::SentencePieceProcessor> sp,

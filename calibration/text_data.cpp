@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "calibration/llama2c_tokenizer.h"
+#include "calibration/sentencepiece_tokenizer.h"
 #include "calibration/tokenizer_json.h"
 #include "ptq/error.h"
 #include "ptq/hf_files.h"
@@ -244,6 +245,19 @@ std::vector<TokenizerOutputFile> tokenizer_output_files(const Model& model, cons
     }
   }
   return out;
+}
+
+std::shared_ptr<const TokenizerMetadata> embeddable_tokenizer(const Model& model, const std::string& override_path) {
+  if (override_path.empty() && model.tokenizer_metadata()) return model.tokenizer_metadata();
+  const std::string path = find_model_tokenizer(model.path(), override_path);
+  if (path.empty())
+    throw Error(model.path() + ": a GGUF file embeds its tokenizer, and there is no tokenizer.model beside the "
+                               "model; pass --tokenizer FILE");
+  std::string why;
+  if (auto sp = SentencePieceTokenizer::try_load(path, &why))
+    return std::make_shared<const TokenizerMetadata>(sp->gguf_metadata());
+  throw Error(path + ": ptq embeds SentencePiece models (tokenizer.model) and tokenizers read from GGUF files "
+                     "in GGUF output; this is a " + load_tokenizer(path)->kind() + " tokenizer");
 }
 
 TokenSeqs eval_sequences(const TokenSeqs& docs, DataFormat fmt, int seq_len, int max_samples) {

@@ -62,6 +62,11 @@ struct TokenizerOutputFile {
 };
 std::vector<TokenizerOutputFile> tokenizer_output_files(const Model& model, const std::string& override_path);
 
+// The tokenizer a GGUF file written from `model` embeds: the source's own GGUF metadata, else the
+// pieces of a SentencePiece model (the override, else the one beside the model). Throws Error
+// naming the tokenizer when none is found or ptq cannot express its kind as GGUF metadata yet.
+std::shared_ptr<const TokenizerMetadata> embeddable_tokenizer(const Model& model, const std::string& override_path);
+
 // Parses one line of whitespace-separated ids; throws Error naming `where` on a bad token.
 std::vector<int32_t> parse_token_line(const std::string& line, const std::string& where);
 

@@ -21,7 +21,7 @@ namespace {
 struct EvalOptions {
   std::string model, data, format = "text", tokens_out, logits_out;
   int seq_len = 0, max_samples = 0, threads = 0;
-  bool json = false, quiet = false;
+  bool json = false, quiet = false, llama_perplexity = false, llama_cpp_activations = false;
   TextInputOptions text;
 };
 
@@ -45,19 +45,31 @@ void write_npy(const std::string& path, const Mat& m) {
 
 int run_eval(const EvalOptions& o) {
   set_num_threads(o.threads);
-  LoadedModel lm = load_model_for_inference(o.model);
+  LoadedModel lm = load_model_for_inference(o.model, o.llama_cpp_activations);
   DataFormat fmt = parse_data_format(o.format);
   std::unique_ptr<Tokenizer> tok;
-  if (o.text.tokens_file.empty()) tok = open_tokenizer(lm.model, o.text.tokenizer);
+  // llama-perplexity's protocol needs to know whether the tokenizer adds BOS, pre-tokenized or not.
+  if (o.text.tokens_file.empty() || o.llama_perplexity) tok = open_tokenizer(lm.model, o.text.tokenizer);
   const std::string& path = o.text.tokens_file.empty() ? o.data : o.text.tokens_file;
-  TokenSeqs docs = tokenize_documents(path, fmt, tok.get(), !o.text.tokens_file.empty());
+  TokenSeqs docs = tokenize_documents(path, fmt, o.text.tokens_file.empty() ? tok.get() : nullptr,
+                                      !o.text.tokens_file.empty());
   int seq_len = o.seq_len > 0 ? o.seq_len : lm.model.config().max_position_embeddings;
+  if (o.llama_perplexity && fmt != DataFormat::kText)
+    throw ptq::Error("--llama-perplexity scores consecutive windows of one token stream: use --data-format text");
   TokenSeqs seqs = eval_sequences(docs, fmt, seq_len, o.max_samples);
   if (seqs.empty()) throw ptq::Error(path + ": no sequence of at least 2 tokens to evaluate");
+  int first_scored = 1;
+  if (o.llama_perplexity) {
+    // As llama.cpp's tools/perplexity: every window starts with BOS when the model adds one, and
+    // only the predictions of its second half count.
+    if (tok->adds_bos() && tok->bos_id() >= 0)
+      for (auto& s : seqs) s[0] = tok->bos_id();
+    first_scored = seq_len / 2 + 1;
+  }
   Progress bar("eval", seqs.size(), o.quiet || o.json);
   EvalResult r = evaluate_perplexity(
       [&](const std::vector<int32_t>& ids) { return lm.forward->logits(ids); }, seqs,
-      [&](size_t d, size_t) { bar.update(d); });
+      [&](size_t d, size_t) { bar.update(d); }, first_scored);
   bar.finish();
   if (!o.tokens_out.empty()) write_token_windows(o.tokens_out, seqs);
   if (!o.logits_out.empty()) write_npy(o.logits_out, lm.forward->logits(seqs[0]));
@@ -68,7 +80,9 @@ int run_eval(const EvalOptions& o) {
                         {"sequences", r.sequences}, {"tokens", r.tokens},
                         {"mean_nll", r.mean_nll}, {"ppl", r.ppl},
                         {"seconds", r.seconds},   {"tokens_per_second", r.tokens_per_second},
-                        {"threads", num_threads()}};
+                        {"threads", num_threads()},
+                        {"llama_perplexity", o.llama_perplexity},
+                        {"llama_cpp_activations", o.llama_cpp_activations}};
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("model      %s\ndata       %s (%s, seq_len %d, %s)\nsequences  %lld\n", o.model.c_str(),
@@ -96,6 +110,12 @@ CommandRegistrar reg("eval", "Perplexity of a model (fp or quantized) on a text 
       ->default_val(0);
   sub->add_option("--max-samples", o->max_samples, "Sequences to score (0: all)")->default_val(0);
   sub->add_flag("--json", o->json, "Print one JSON object on stdout");
+  sub->add_flag("--llama-perplexity", o->llama_perplexity,
+                "Score as llama.cpp's llama-perplexity does: each window's first token BOS (when the tokenizer "
+                "adds one), only the second half of each window scored");
+  sub->add_flag("--llama-cpp-activations", o->llama_cpp_activations,
+                "GGUF files: round each linear layer's input as llama.cpp's CPU backend does for the weight's "
+                "type (8-bit blocks of 32 for Q4_0..Q8_0, fp16/bf16 for F16/BF16), to compute what llama.cpp computes");
   sub->add_option("--tokens-out", o->tokens_out,
                   "Write the scored windows, one line of ids each (read back with --tokens FILE "
                   "--data-format tinystories)");

@@ -1,5 +1,6 @@
 #include "formats/checkpoint_writer.h"
 
+#include <cctype>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -16,9 +17,12 @@ namespace fs = std::filesystem;
 namespace ptq {
 
 const std::vector<FormatTraits>& format_table() {
-  static const std::vector<FormatTraits> table = {format_rows::fake(), format_rows::ptq_native(),
-                                                  format_rows::gptq(), format_rows::gptq_v2(),
-                                                  format_rows::awq(), format_rows::compressed_tensors()};
+  static const std::vector<FormatTraits> table = [] {
+    std::vector<FormatTraits> t = {format_rows::fake(), format_rows::ptq_native(), format_rows::gptq(),
+                                   format_rows::gptq_v2(), format_rows::awq(), format_rows::compressed_tensors()};
+    for (FormatTraits& g : format_rows::gguf()) t.push_back(g);
+    return t;
+  }();
   return table;
 }
 
@@ -28,10 +32,21 @@ std::vector<std::string> format_names() {
   return names;
 }
 
+namespace {
+
+std::string lowercase(std::string s) {
+  for (char& ch : s) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+}  // namespace
+
 const FormatTraits& format_traits(const std::string& text) {
   for (const auto& f : format_table())
     if (text == f.name) return f;  // names a spec cannot spell, e.g. compressed-tensors
   const Spec spec = parse_spec(text);
+  for (const auto& f : format_table())  // gguf(Q4_0), gguf( q4_0 ): the row of its canonical spelling
+    if (spec.to_string() == f.name || lowercase(spec.to_string()) == f.name) return f;
   for (const auto& f : format_table()) {
     if (spec.name != f.name) continue;
     if (!spec.args.empty())

@@ -22,10 +22,11 @@
 #include "ptq/quantized_layer.h"
 #include "ptq/spec.h"
 #include "ptq/stages.h"
+#include "ptq/tokenizer_metadata.h"
 
 namespace ptq {
 
-enum class FormatId : uint8_t { kFake, kPtq, kGptq, kGptqV2, kAwq, kCompressedTensors };
+enum class FormatId : uint8_t { kFake, kPtq, kGptq, kGptqV2, kAwq, kCompressedTensors, kGguf };
 
 class CheckpointWriter;
 
@@ -63,6 +64,11 @@ class CheckpointWriter {
   explicit CheckpointWriter(const FormatTraits& traits) : traits_(traits) {}
   virtual ~CheckpointWriter() = default;
   const FormatTraits& traits() const { return traits_; }
+  // True for a format that embeds the tokenizer (GGUF): the caller hands it to prepare().
+  virtual bool embeds_tokenizer() const { return false; }
+  // Called once before any work: throws Error when the format cannot hold this model (its
+  // architecture, RoPE, tokenizer), so that the refusal comes before hours of quantization.
+  virtual void prepare(const Model&, std::shared_ptr<const TokenizerMetadata>) {}
   // q is nullptr for a layer the recipe skipped (it stays in full precision). Throws Error naming
   // the layer when the format cannot store one of its parts.
   void add_layer(const LayerResult& result, const QuantizedLayer* q);

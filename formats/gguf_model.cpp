@@ -215,7 +215,7 @@ class GgufSource : public F32TensorTable {
  public:
   GgufSource(std::shared_ptr<GgufFile> file, std::map<std::string, Entry> entries)
       : file_(std::move(file)), entries_(std::move(entries)) {
-    for (const auto& [name, e] : entries_) add_f32_tensor(name, e.shape, file_->path());
+    for (const auto& [name, e] : entries_) add_f32_tensor(name, e.shape, file_->path(), int64_t(e.tensor->type));
   }
   Mat load_f32(const std::string& name) const override {
     const Entry& e = entry(name);
@@ -236,6 +236,11 @@ class GgufSource : public F32TensorTable {
         file_->dequantize_row(t, hd > 0 ? gguf_row(r, hd) : r, m.row(r).data());
     });
     return m;
+  }
+  std::vector<uint8_t> load_ggml_blocks(const std::string& name) const override {
+    const GgufTensorInfo& t = *entry(name).tensor;
+    const uint8_t* p = file_->tensor_data(t);
+    return {p, p + t.nbytes};
   }
 
  private:

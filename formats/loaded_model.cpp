@@ -3,7 +3,9 @@
 #include <map>
 
 #include "formats/checkpoint_writer.h"
+#include "formats/ggml_blocks.h"
 #include "formats/kernels/packed_matmul.h"
+#include "ptq/error.h"
 
 namespace ptq {
 namespace {
@@ -14,11 +16,47 @@ std::shared_ptr<const PackedLinear> kernel_for(const QuantizedLayer& q) {
   return dense_grid ? make_packed_linear(q.grid) : make_composed_linear(q);
 }
 
+// ggml's vec_dot_type of each weight type, as the rounding it applies to the other operand.
+InputRounding llama_cpp_rounding(const Model& model, const std::string& tensor) {
+  const TensorInfo* info = model.tensors().find(tensor);
+  PTQ_ASSERT(info != nullptr, "the forward's tensors exist");
+  if (info->ggml_type < 0)
+    throw Error(model.path() + ": --llama-cpp-activations emulates llama.cpp on GGUF files; '" + tensor +
+                "' is not stored in one");
+  switch (GgmlType(info->ggml_type)) {
+    case GgmlType::F32: return InputRounding::kNone;
+    case GgmlType::F16: return InputRounding::kF16;
+    case GgmlType::BF16: return InputRounding::kBF16;
+    case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1: case GgmlType::Q8_0:
+      return InputRounding::kBlocks8;
+    default:
+      throw Error(model.path() + ": tensor '" + tensor + "' is " + ggml_type_name(GgmlType(info->ggml_type)) +
+                  ", whose activation rounding in llama.cpp ptq does not emulate (it does F32, F16, BF16, "
+                  "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)");
+  }
+}
+
+void round_as_llama_cpp(const Model& model, LlamaModel& forward) {
+  const ModelConfig& c = model.config();
+  for (int l = 0; l < c.num_layers; ++l)
+    for (int g = 0; g < kNumLinearInputs; ++g)
+      for (const std::string& name : linear_short_names(LinearInput(g)))
+        forward.blocks()[size_t(l)].linear(name)->input_rounding =
+            llama_cpp_rounding(model, layer_prefix(l) + name + ".weight");
+  forward.head().lm_head_rounding =
+      llama_cpp_rounding(model, c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+}
+
 }  // namespace
 
-LoadedModel load_model_for_inference(const std::string& path) {
+LoadedModel load_model_for_inference(const std::string& path, bool llama_cpp_activations) {
   Model model = Model::open(path);
   const FormatTraits* format = detect_format(path);
+  if (llama_cpp_activations) {
+    auto forward = std::make_shared<LlamaModel>(model);
+    round_as_llama_cpp(model, *forward);
+    return LoadedModel{std::move(model), std::move(forward)};
+  }
   if (!format || !format->read_layers) {
     auto forward = std::make_shared<const LlamaModel>(model);
     return LoadedModel{std::move(model), std::move(forward)};

@@ -16,6 +16,10 @@ struct LoadedModel {
   std::shared_ptr<const LlamaModel> forward;
 };
 
-LoadedModel load_model_for_inference(const std::string& path);
+// `llama_cpp_activations` (GGUF files only): every linear layer and the lm_head round their inputs
+// as llama.cpp's CPU backend does for the tensor's type (ptq/linear.h InputRounding): 8-bit
+// blocks of 32 for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0, fp16 / bf16 for F16 / BF16, nothing for F32. Throws
+// Error for a type whose activation rounding is not emulated (the K-quants' Q8_K).
+LoadedModel load_model_for_inference(const std::string& path, bool llama_cpp_activations = false);
 
 }  // namespace ptq

@@ -46,8 +46,10 @@ class F32TensorTable : public TensorSource {
   }
 
  protected:
-  void add_f32_tensor(const std::string& name, const std::vector<int64_t>& shape, const std::string& file) {
+  void add_f32_tensor(const std::string& name, const std::vector<int64_t>& shape, const std::string& file,
+                      int64_t ggml_type = -1) {
     TensorInfo& info = infos_[name];
+    info.ggml_type = ggml_type;
     info.name = name;
     info.dtype = DType::F32;
     info.shape = shape;

@@ -23,8 +23,10 @@ struct EvalResult {
   std::vector<double> seq_nll;   // per sequence, for reports
 };
 
-// `progress` (may be empty) is called with (done, total) from the calling thread only.
+// `progress` (may be empty) is called with (done, total) from the calling thread only. Tokens
+// before index `first_scored` of each sequence are context only (1: every prediction counts;
+// llama-perplexity scores from the middle of each window).
 EvalResult evaluate_perplexity(const LogitsFn& logits, const std::vector<std::vector<int32_t>>& seqs,
-                               const std::function<void(size_t, size_t)>& progress = {});
+                               const std::function<void(size_t, size_t)>& progress = {}, int first_scored = 1);
 
 }  // namespace ptq

@@ -300,6 +300,7 @@ static void block_forward_cached(const ModelConfig& cfg, const BlockWeights& w, 
 Mat final_logits(const ModelConfig& cfg, const HeadWeights& head, const Mat& x) {
   Mat n;
   rms_norm_rows(x, head.final_norm, cfg.rms_norm_eps, n);
+  round_inputs(n, head.lm_head_rounding);
   return n * head.lm_head.transpose();
 }
 

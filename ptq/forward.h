@@ -45,6 +45,7 @@ struct HeadWeights {
   Mat embed;       // [vocab, hidden]
   Vec final_norm;  // [hidden]
   Mat lm_head;     // [vocab, hidden]; a copy of embed when tied
+  InputRounding lm_head_rounding = InputRounding::kNone;  // as Linear::input_rounding
   static HeadWeights load(const Model& model);
 };
 
@@ -118,6 +119,7 @@ class LlamaModel {
   Mat logits_cached(const std::vector<int32_t>& new_ids, KvCache& cache) const;
   std::vector<BlockWeights>& blocks() { return blocks_; }
   const std::vector<BlockWeights>& blocks() const { return blocks_; }
+  HeadWeights& head() { return head_; }
 
  private:
   ModelConfig cfg_;

@@ -32,11 +32,15 @@ void write_all(int fd, const uint8_t* p, size_t n, const std::string& tmp) {
 }  // namespace
 
 void write_file_atomic(const std::string& path, std::span<const uint8_t> bytes) {
+  write_file_atomic(path, std::vector<std::span<const uint8_t>>{bytes});
+}
+
+void write_file_atomic(const std::string& path, const std::vector<std::span<const uint8_t>>& pieces) {
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw io_error(tmp, "cannot create", errno);
   try {
-    write_all(fd, bytes.data(), bytes.size(), tmp);
+    for (const auto& bytes : pieces) write_all(fd, bytes.data(), bytes.size(), tmp);
     if (::fsync(fd) != 0) throw io_error(tmp, "cannot fsync", errno);
     if (::close(fd) != 0) {
       fd = -1;

@@ -11,6 +11,8 @@ namespace ptq {
 // sees a half-written checkpoint. The temp file is removed when anything fails.
 void write_file_atomic(const std::string& path, std::span<const uint8_t> bytes);
 void write_file_atomic(const std::string& path, const std::string& text);
+// The same for a file made of `pieces` in order (a header and tensors kept apart, never joined).
+void write_file_atomic(const std::string& path, const std::vector<std::span<const uint8_t>>& pieces);
 
 // The whole file. Throws Error naming `path` when it cannot be read, is a directory, or is
 // larger than `max_bytes`.

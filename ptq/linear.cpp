@@ -1,11 +1,41 @@
 #include "ptq/linear.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "ptq/error.h"
 
 namespace ptq {
 
-Mat Linear::forward(const Mat& x) const {
-  PTQ_ASSERT(x.cols() == cols(), "linear input width does not match the weight");
+void round_inputs(Mat& x, InputRounding r) {
+  constexpr int kBlock = 32;
+  if (r == InputRounding::kNone) return;
+  float* p = x.data();
+  const size_t n = size_t(x.size());
+  if (r == InputRounding::kF16) {
+    for (size_t i = 0; i < n; ++i) p[i] = f16_to_f32(f32_to_f16(p[i]));
+  } else if (r == InputRounding::kBF16) {
+    for (size_t i = 0; i < n; ++i) p[i] = bf16_to_f32(f32_to_bf16(p[i]));
+  } else {
+    PTQ_ASSERT(x.cols() % kBlock == 0, "blocks of 32 along each row");
+    for (size_t b = 0; b < n; b += kBlock) {
+      float amax = 0;
+      for (int j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(p[b + j]));
+      // ggml's quantize_row_q8_0_ref: codes from the fp32 scale, values with its fp16 rounding.
+      const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f, stored = f16_to_f32(f32_to_f16(d));
+      for (int j = 0; j < kBlock; ++j) p[b + j] = stored * std::round(p[b + j] * id);
+    }
+  }
+}
+
+Mat Linear::forward(const Mat& x_in) const {
+  PTQ_ASSERT(x_in.cols() == cols(), "linear input width does not match the weight");
+  Mat rounded;
+  if (input_rounding != InputRounding::kNone) {
+    rounded = x_in;
+    round_inputs(rounded, input_rounding);
+  }
+  const Mat& x = input_rounding != InputRounding::kNone ? rounded : x_in;
   Mat y;
   if (input_transform) {
     PTQ_ASSERT(!packed);

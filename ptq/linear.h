@@ -8,6 +8,18 @@
 
 namespace ptq {
 
+// How an engine rounds a linear layer's input before its dot products. ptq's kernels use kNone;
+// `ptq eval --llama-cpp-activations` sets what llama.cpp's CPU backend does for the layer's GGUF
+// type (ggml's vec_dot_type), so that ptq computes what llama.cpp computes.
+enum class InputRounding : uint8_t {
+  kNone,
+  kBlocks8,  // every 32 values of a row: d = amax/127, x → fp16(d)·round(x/d) (ggml's q8_0/q8_1)
+  kF16,      // each value to fp16 (F16 weights)
+  kBF16,     // each value to bf16 (BF16 weights)
+};
+// x rounded in place as `r` says; kBlocks8 needs a width that is a multiple of 32.
+void round_inputs(Mat& x, InputRounding r);
+
 class PackedLinear {
  public:
   virtual ~PackedLinear() = default;
@@ -25,6 +37,7 @@ struct Linear {
   // Applied to x before w while a transform stage's group awaits quantization (w is then in the
   // transformed basis); packed layers apply their own transform inside `packed`.
   std::shared_ptr<const InputTransform> input_transform;
+  InputRounding input_rounding = InputRounding::kNone;
 
   Mat forward(const Mat& x) const;
   int rows() const { return packed ? packed->rows() : int(w.rows()); }

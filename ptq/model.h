@@ -66,6 +66,8 @@ struct TensorInfo {
   std::vector<int64_t> shape;
   size_t nbytes = 0;
   std::string file;  // the file that holds it
+  // GGUF sources: the ggml type id it is stored as (dtype is the F32 it loads as); else -1.
+  int64_t ggml_type = -1;
 };
 
 // A checkpoint's tensors, read lazily (files are memory-mapped).
@@ -79,6 +81,9 @@ class TensorSource {
   virtual Mat load_f32(const std::string& name) const = 0;
   // The raw bytes of a tensor in its stored dtype (for pass-through copies and packed formats).
   virtual std::vector<uint8_t> load_raw(const std::string& name) const = 0;
+  // GGUF sources (TensorInfo::ggml_type set): the tensor's blocks as the file stores them, rows
+  // in the file's order. Empty for every other source.
+  virtual std::vector<uint8_t> load_ggml_blocks(const std::string&) const { return {}; }
 };
 
 // What a model source yields (formats/ registers the sources: HF directories, GGUF and llama2.c files).

@@ -640,6 +640,7 @@ QuantizedLayer QuantizedLayer::from_tensors(const std::string& where, const std:
   if (rule == "zero_point") g.rule = OffsetRule::kZeroPoint;
   else if (rule == "additive") g.rule = OffsetRule::kAdditive;
   else r.fail("descriptor 'rule' must be zero_point or additive, got '" + rule + "'");
+  g.grid.additive = g.rule == OffsetRule::kAdditive;
 
   const auto codes = r.stream("grid.codes", size_t(g.rows) * g.cols, g.grid.bits);
   g.q.assign(codes.begin(), codes.end());

@@ -48,6 +48,15 @@ struct QuantGrid {
   // outside ptq add 1 back without wrapping, so that format needs zero ≥ 1. Set by an output
   // format's GridConstraints, not by spec strings.
   int min_zero = 0;
+  // Groups store an additive offset (w = scale·code + offset, GGUF Q4_1/Q5_1's minimum) instead
+  // of a zero point; asymmetric only. Set by an output format's GridConstraints, not by spec
+  // strings.
+  bool additive = false;
+  // Symmetric groups scaled by their signed extreme, as ggml's Q4_0/Q5_0 quantizers do: the value
+  // of largest magnitude m sits exactly on the extreme level, scale = m / −2^(bits−1) (negative
+  // when m > 0), so the other side reaches (2^(bits−1) − 1)/2^(bits−1) of |m|. Set by an output
+  // format's GridConstraints, not by spec strings.
+  bool signed_extreme = false;
   // Number of groups for K columns; K ≥ 1 and group_size ≥ 1 or −1 (validated at parse time),
   // computed without overflow for any int group size.
   int num_groups(int k) const {

@@ -41,9 +41,13 @@ struct QuantLog {
 struct GridConstraints {
   bool fp16_statistics = false;  // scales (and fractional zero points) rounded to fp16 when fitted
   int min_zero = 0;              // asymmetric integer zero points fitted in [min_zero, 2^b − 1]
+  bool additive_offsets = false; // groups fitted as scale·code + offset (QuantGrid::additive)
+  bool signed_extreme = false;   // symmetric groups scaled by their signed extreme (QuantGrid::signed_extreme)
   void apply(QuantGrid& g) const {
+    g.signed_extreme = g.signed_extreme || signed_extreme;
     g.fp16_stats = g.fp16_stats || fp16_statistics;
     g.min_zero = std::max(g.min_zero, min_zero);
+    g.additive = g.additive || additive_offsets;
   }
 };
 

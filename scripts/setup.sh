@@ -3,7 +3,7 @@
 # present it only checks (no apt-get update), so it is quick on a prepared machine.
 set -euo pipefail
 PACKAGES=(
-  cmake g++ make pkg-config git
+  cmake g++ make pkg-config git curl ca-certificates
   libeigen3-dev liblapacke-dev libopenblas-dev libhdf5-dev
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libsentencepiece-dev libpcre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -256,6 +256,56 @@ TEST(Gptq, GroupAwareOrderKeepsNaturalGroupsAndTheirScales) {
 }
 
 
+// On the additive grid a GGUF Q4_1/Q5_1 format asks for (scale·code + offset, fp16 statistics),
+// the loop's codes are the textbook's, and every value is exactly d·q + m as llama.cpp decodes it.
+TEST(Gptq, AdditiveGridMatchesTextbookAndDecodesAsWritten) {
+  Layer l = make_layer(64, 256, 4, 47);
+  GridConstraints additive;
+  additive.fp16_statistics = true;
+  additive.additive_offsets = true;
+  struct Case { const char* spec; Order order; };
+  for (Case c : {Case{"gptq(w4,g32)", Order::natural}, Case{"gptq(w4,g64,group_aware)", Order::group_aware},
+                 Case{"gptq(w4,g0)", Order::natural}}) {
+    const GridCodes q = make_quantizer(parse_spec(c.spec), additive)->quantize(l.w, &l.calib, nullptr).grid;
+    EXPECT_EQ(q.rule, OffsetRule::kAdditive) << c.spec;
+    EXPECT_TRUE(q.grid.additive);
+    Mat want;
+    const std::vector<uint8_t> ref = textbook_gptq(l.w, l.calib.hessian(), q.grid, c.order, 0.01, 128, &want);
+    EXPECT_EQ(compare_codes(ref, q).same, ref.size()) << c.spec;
+    const Mat got = q.dequantize();
+    for (int r = 0; r < q.rows; ++r)
+      for (int col = 0; col < q.cols; ++col) {
+        const float d = q.scales(r, q.g_idx[col]), m = q.zeros(r, q.g_idx[col]);
+        ASSERT_EQ(f16_to_f32(f32_to_f16(d)), d);
+        ASSERT_EQ(f16_to_f32(f32_to_f16(m)), m);
+        const float ggml = float(q.q[size_t(r) * q.cols + col]) * d + m;
+        ASSERT_EQ(got(r, col), ggml) << c.spec;
+        ASSERT_EQ(got(r, col), want(r, col)) << c.spec;
+      }
+    // The offset is the group's minimum in fp16, the range not widened to include zero: the
+    // first group of a row is fitted before any update reaches it.
+    if (c.order == Order::natural) {
+      const float w_min = l.w.row(0).segment(0, q.grid.group_size > 0 ? q.grid.group_size : q.cols).minCoeff();
+      EXPECT_EQ(q.zeros(0, 0), f16_to_f32(f32_to_f16(w_min))) << c.spec;
+    }
+  }
+  // The signed-extreme symmetric grid of the GGUF Q4_0/Q5_0 formats: the textbook's codes too.
+  GridConstraints signed_extreme;
+  signed_extreme.fp16_statistics = true;
+  signed_extreme.signed_extreme = true;
+  for (const char* spec : {"gptq(w4,g32,sym)", "gptq(w5,g128,sym)"}) {
+    const GridCodes q = make_quantizer(parse_spec(spec), signed_extreme)->quantize(l.w, &l.calib, nullptr).grid;
+    EXPECT_TRUE(q.grid.signed_extreme);
+    EXPECT_LT(q.scales.minCoeff(), 0.0f) << spec;
+    const std::vector<uint8_t> ref = textbook_gptq(l.w, l.calib.hessian(), q.grid, Order::natural, 0.01);
+    EXPECT_EQ(compare_codes(ref, q).same, ref.size()) << spec;
+  }
+  // An additive grid beats the zero-point one on the layer objective here (zero need not be a level).
+  const GridCodes zp = run("gptq(w4,g32)", l.w, l.calib);
+  const GridCodes ad = make_quantizer(parse_spec("gptq(w4,g32)"), additive)->quantize(l.w, &l.calib, nullptr).grid;
+  EXPECT_LT(held_out_error(l, ad), 1.05 * held_out_error(l, zp));
+}
+
 // The update factor R̂ (one fp32 Cholesky of the reversed H) against fp64 computations:
 //  - R from Eigen's LLT of the reversed matrix, R = J·L·J, R̂ = R·diag(R)⁻¹;
 //  - the reference's route: U = upper Cholesky factor of H⁻¹ (LLT → inverse → LLT), and

@@ -172,6 +172,78 @@ TEST(Grid, ValidateBitsAndGroups) {
   EXPECT_NO_THROW(grid::validate(make_grid(4, -1, false), "t"));
 }
 
+// The additive grid (GGUF Q4_1/Q5_1): offset = the group's fp16 minimum, scale = fp16 range/maxq,
+// value = scale·code + offset, every value of the group within half a step (plus the offset's
+// fp16 rounding), and a range that need not include zero.
+TEST(Grid, AdditiveFitsMinimumToMaximum) {
+  Mat w = heavy_tailed(16, 256, 9);
+  w.array() += 0.05f;  // groups mostly away from zero, where a zero point wastes levels
+  for (int bits : {4, 5}) {
+    QuantGrid g = make_grid(bits, 32, false);
+    g.additive = true;
+    g.fp16_stats = true;
+    const GridCodes q = grid::quantize_rtn(w, g);
+    EXPECT_EQ(q.rule, OffsetRule::kAdditive);
+    const Mat wq = q.dequantize();
+    for (int r = 0; r < w.rows(); ++r)
+      for (int gi = 0; gi < 8; ++gi) {
+        const float d = q.scales(r, gi), m = q.zeros(r, gi);
+        const auto group = w.row(r).segment(gi * 32, 32);
+        EXPECT_EQ(m, f16_to_f32(f32_to_f16(group.minCoeff())));
+        EXPECT_EQ(d, f16_to_f32(f32_to_f16((group.maxCoeff() - group.minCoeff()) / float(g.max_q()))));
+        for (int c = gi * 32; c < gi * 32 + 32; ++c) {
+          const float code = float(q.q[size_t(r) * w.cols() + c]);
+          ASSERT_EQ(wq(r, c), d * code + m);
+          EXPECT_LE(std::fabs(wq(r, c) - w(r, c)), 0.5f * d * (1 + 1e-3f) + std::fabs(m - group.minCoeff()) + 1e-7f);
+        }
+      }
+    // Zero-point grids of the same width are worse on these groups.
+    const GridCodes zp = grid::quantize_rtn(w, make_grid(bits, 32, false));
+    EXPECT_LT((wq - w).squaredNorm(), (zp.dequantize() - w).squaredNorm()) << bits;
+  }
+  // A constant group is held exactly by code 0 (fp16 offsets: its fp16 rounding).
+  std::vector<float> constant(32, 0.3f);
+  QuantGrid g = make_grid(4, 32, false);
+  g.additive = true;
+  const grid::Params p = grid::find_params(constant.data(), 32, g);
+  EXPECT_GT(p.scale, 0.0f);
+  EXPECT_EQ(grid::fake_quantize(0.3f, p, 15), 0.3f);
+  g.sym = true;
+  EXPECT_THROW(grid::validate(g, "t"), Error);
+}
+
+// ggml's Q4_0/Q5_0 scaling (QuantGrid::signed_extreme): each group's value of largest magnitude
+// is exactly code 0's value (scale = m / −2^(b−1), negative when m > 0), every other value within
+// half a step, and that beats the reference's [−amax, amax] grid, which clips a positive extreme.
+TEST(Grid, SignedExtremeKeepsTheLargestValueExact) {
+  Mat w = heavy_tailed(32, 256, 12);
+  for (int bits : {4, 5, 8}) {
+    QuantGrid g = make_grid(bits, 32, true);
+    g.signed_extreme = true;
+    const GridCodes q = grid::quantize_rtn(w, g);
+    const Mat wq = q.dequantize();
+    int negative = 0;
+    for (int r = 0; r < w.rows(); ++r)
+      for (int gi = 0; gi < 8; ++gi) {
+        const auto group = w.row(r).segment(gi * 32, 32);
+        Eigen::Index at = 0;
+        group.cwiseAbs().maxCoeff(&at);
+        EXPECT_EQ(wq(r, gi * 32 + int(at)), group[at]) << bits;
+        EXPECT_EQ(q.scales(r, gi) < 0, group[at] > 0);
+        negative += q.scales(r, gi) < 0;
+        const float s = q.scales(r, gi), half = float((g.max_q() + 1) / 2);
+        const float lo = std::min(-half * s, (half - 1) * s), hi = std::max(-half * s, (half - 1) * s);
+        for (int c = 0; c < 32; ++c)
+          if (group[c] >= lo && group[c] <= hi) {  // the opposite side stops one level short of |m|
+            EXPECT_LE(std::fabs(wq(r, gi * 32 + c) - group[c]), 0.5f * std::fabs(s) * (1 + 1e-5f));
+          }
+      }
+    EXPECT_GT(negative, 0);
+    const GridCodes plain = grid::quantize_rtn(w, make_grid(bits, 32, true));
+    EXPECT_LT((wq - w).squaredNorm(), (plain.dequantize() - w).squaredNorm()) << bits;
+  }
+}
+
 TEST(Rtn, CanonicalSpecAndPerChannel) {
   EXPECT_EQ(make_quantizer(parse_spec("rtn"))->spec(), "rtn(w4,g128)");
   EXPECT_EQ(make_quantizer(parse_spec("rtn(g-1,w3,sym)"))->spec(), "rtn(w3,g0,sym)");

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -13,7 +14,10 @@
 #include "calibration/bpe_tokenizer.h"
 #include "calibration/text_data.h"
 #include "calibration/tokenizer.h"
+#include "formats/checkpoint_writer.h"
+#include "formats/gguf_file.h"
 #include "ptq/eval.h"
+#include "ptq/stages.h"
 #include "ptq/fs.h"
 #include "formats/loaded_model.h"
 #include "ptq/generate.h"
@@ -235,6 +239,39 @@ TEST_F(SmolLM2, PackedCheckpointFromTheGgufEvaluatesAndGenerates) {
   const auto gen = test::run_ptq("generate " + out + " --prompt 'The capital of France is' --max-tokens 4");
   ASSERT_EQ(gen.exit_code, 0) << gen.err;
   EXPECT_EQ(gen.out.rfind("The capital of France is", 0), 0u) << gen.out;
+}
+
+// GGUF export from the GGUF (formats/gguf_format.cpp): the source's Q8_0 embedding passes through
+// byte for byte, the tokenizer is the source's (byte-level BPE, its pre-tokenizer, merges, no BOS,
+// chat template), and the q/k projections of this GQA model (9 heads, 3 kv heads) read back as
+// the RTN layers fitted for the additive Q4_1 grid, permutation undone.
+TEST_F(SmolLM2, GgufExportKeepsTheSourceBlocksAndTokenizer) {
+  REQUIRE_MODEL();
+  const std::string out = test::temp_dir("smollm2_gguf") + "/q4_1";
+  const auto compress = test::run_ptq("compress " + model_path_ + " --recipe 'rtn(w4,g64)' --format 'gguf(q4_1)' --quiet --out " + out);
+  ASSERT_EQ(compress.exit_code, 0) << compress.err;
+  const GgufFile src(model_path_), dst(out + "/model.gguf");
+  const GgufTensorInfo* a = src.find_tensor("token_embd.weight");
+  const GgufTensorInfo* b = dst.find_tensor("token_embd.weight");
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(b->type, GgmlType::Q8_0);
+  ASSERT_EQ(a->nbytes, b->nbytes);
+  EXPECT_EQ(std::memcmp(src.tensor_data(*a), dst.tensor_data(*b), a->nbytes), 0);
+  EXPECT_EQ(dst.find_tensor("output.weight"), nullptr);  // still tied
+  for (const char* key : {"tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.chat_template"})
+    EXPECT_EQ(dst.required_string(key), src.required_string(key)) << key;
+  EXPECT_EQ(dst.optional_bool("tokenizer.ggml.add_bos_token"), src.optional_bool("tokenizer.ggml.add_bos_token"));
+  EXPECT_EQ(dst.optional_array("tokenizer.ggml.merges", true)->count, src.optional_array("tokenizer.ggml.merges", true)->count);
+  EXPECT_EQ(dst.optional_array("tokenizer.ggml.tokens", true)->strings, src.optional_array("tokenizer.ggml.tokens", true)->strings);
+  const Model exported = Model::open(out + "/model.gguf");
+  const auto q = make_quantizer(parse_spec("rtn(w4,g64)"), format_traits("gguf(q4_1)").constraints);
+  for (const char* name : {"model.layers.0.self_attn.q_proj.weight", "model.layers.29.self_attn.k_proj.weight",
+                           "model.layers.7.mlp.down_proj.weight"}) {
+    const Mat want = q->quantize(model_->model.weight(name), nullptr, nullptr).effective_weight();
+    const Mat got = exported.weight(name);
+    ASSERT_EQ(got.rows(), want.rows());
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), sizeof(float) * size_t(got.size())), 0) << name;
+  }
 }
 
 }  // namespace

@@ -245,6 +245,7 @@ CompressResult run_compress(const CompressJob& job) {
   reject_quantized_source(model);
   PipelineOptions options = pipeline_options(job);
   validate_layers(model, options, writer->traits());
+  writer->prepare(model, writer->embeds_tokenizer() ? embeddable_tokenizer(model, job.tokenizer) : nullptr);
   model.check_finite_weights();
   // Made now so that a tokenizer the output cannot carry fails before any work or staging.
   const std::vector<TokenizerOutputFile> tokenizer_files = tokenizer_output_files(model, job.tokenizer);
