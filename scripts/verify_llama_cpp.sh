@@ -35,7 +35,19 @@ fail=0
 # rel A B: |A/B - 1|
 rel() { awk -v a="$1" -v b="$2" 'BEGIN { d = a / b - 1; if (d < 0) d = -d; printf "%.3g", d }'; }
 within() { awk -v d="$1" -v t="$2" 'BEGIN { exit !(d <= t) }'; }
-lcp_ppl() { "$BIN/llama-perplexity" -m "$1" -f "$EVAL" -c $CTX -t $THREADS 2>&1 | sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p'; }
+# llama-perplexity's final estimate; its log kept beside the file. One rerun when it ends without
+# one (seen once in a CI run, not reproduced), with the log's tail on stderr, so a flake shows.
+lcp_ppl() {
+  local log=$1.perplexity.log ppl
+  for attempt in 1 2; do
+    "$BIN/llama-perplexity" -m "$1" -f "$EVAL" -c $CTX -t $THREADS >$log 2>&1 || true
+    ppl=$(sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' $log)
+    [ -n "$ppl" ] && break
+    echo "verify_llama_cpp: llama-perplexity on $1 gave no estimate (attempt $attempt); its log ends:" >&2
+    tail -5 $log >&2
+  done
+  echo "$ppl"
+}
 ptq_ppl() {  # file [extra eval flags]
   "$PTQ" eval "$1" --tokens $OUT/ids.txt --data-format text --seq-len $CTX --llama-perplexity --json --quiet ${2:-} |
     sed -n 's/.*"ppl":\([0-9.e+-]*\).*/\1/p'
