@@ -86,30 +86,16 @@ Params signed_extreme_params(const float* x, int n, const QuantGrid& g) {
   return best;
 }
 
-// [min, max] of an additive group.
-void additive_range(const float* x, int n, float& lo, float& hi) {
-  lo = x[0];
-  hi = x[0];
-#pragma omp simd reduction(min : lo) reduction(max : hi)
-  for (int i = 0; i < n; ++i) {
-    lo = std::min(lo, x[i]);
-    hi = std::max(hi, x[i]);
-  }
-}
-
 }  // namespace
 
 Params find_params(const float* x, int n, const QuantGrid& g) {
   if (g.sym && g.signed_extreme) return signed_extreme_params(x, n, g);
-  float lo = 0.0f, hi = 0.0f;
-  if (g.additive) {
-    additive_range(x, n, lo, hi);
-  } else {
+  // Zero-point grids include zero in the range; additive ones span [min, max] only.
+  float lo = g.additive ? x[0] : 0.0f, hi = lo;
 #pragma omp simd reduction(min : lo) reduction(max : hi)
-    for (int i = 0; i < n; ++i) {
-      lo = std::min(lo, x[i]);
-      hi = std::max(hi, x[i]);
-    }
+  for (int i = 0; i < n; ++i) {
+    lo = std::min(lo, x[i]);
+    hi = std::max(hi, x[i]);
   }
   if (g.sym) {
     hi = std::max(-lo, hi);
