@@ -37,6 +37,7 @@
 
 #include "formats/checkpoint_writer.h"
 #include "formats/format_rows.h"
+#include "formats/gguf_names.h"
 #include "formats/gguf_writer.h"
 #include "ptq/error.h"
 
@@ -108,17 +109,8 @@ std::string layer_refusal(const ExportType& t, const QuantizedLayer& l) {
   return "";
 }
 
-// HF row of GGUF row `row` of a q/k projection with heads of `hd` rows.
-int64_t hf_row_of(int64_t row, int64_t hd) {
-  const int64_t h = row / hd, within = row % hd;
-  return h * hd + (within % 2) * (hd / 2) + within / 2;
-}
-
-// The heads over which a tensor's rows are permuted, 0 when they are not.
 int permuted_heads(const std::string& hf_name, const ModelConfig& c) {
-  if (hf_name.ends_with("self_attn.q_proj.weight") || hf_name.ends_with("self_attn.q_proj.bias")) return c.num_heads;
-  if (hf_name.ends_with("self_attn.k_proj.weight") || hf_name.ends_with("self_attn.k_proj.bias")) return c.num_kv_heads;
-  return 0;
+  return qk_permuted_heads(hf_name, c.num_heads, c.num_kv_heads);
 }
 
 template <typename Block>
@@ -179,27 +171,6 @@ std::vector<uint8_t> encode_layer(const ExportType& t, const GridCodes& g, int h
     }
   }
   return out;
-}
-
-// GGUF name of an HF tensor the llama forward uses.
-std::string gguf_tensor_name(const std::string& hf) {
-  static const std::pair<const char*, const char*> kBlock[] = {
-      {"input_layernorm", "attn_norm"},  {"self_attn.q_proj", "attn_q"}, {"self_attn.k_proj", "attn_k"},
-      {"self_attn.v_proj", "attn_v"},    {"self_attn.o_proj", "attn_output"},
-      {"post_attention_layernorm", "ffn_norm"}, {"mlp.gate_proj", "ffn_gate"}, {"mlp.up_proj", "ffn_up"},
-      {"mlp.down_proj", "ffn_down"}};
-  if (hf == "model.embed_tokens.weight") return "token_embd.weight";
-  if (hf == "model.norm.weight") return "output_norm.weight";
-  if (hf == "lm_head.weight") return "output.weight";
-  const std::string prefix = "model.layers.";
-  const size_t dot = hf.find('.', prefix.size());
-  if (hf.rfind(prefix, 0) == 0 && dot != std::string::npos) {
-    const std::string layer = hf.substr(prefix.size(), dot - prefix.size()), rest = hf.substr(dot + 1);
-    for (const auto& [module, stem] : kBlock)
-      for (const char* suffix : {".weight", ".bias"})
-        if (rest == std::string(module) + suffix) return "blk." + layer + "." + stem + suffix;
-  }
-  return "";
 }
 
 std::vector<int64_t> ggml_ne(const std::vector<int64_t>& shape) { return {shape.rbegin(), shape.rend()}; }
@@ -317,8 +288,9 @@ class GgufExportWriter final : public CheckpointWriter {
     if (replaced_.count("lm_head.weight") && c.tie_word_embeddings)  // a transform untied it
       names.push_back({"lm_head.weight", {c.vocab_size, c.hidden_size}});
     for (const auto& [hf, shape] : names) {
-      const std::string name = gguf_tensor_name(hf);
-      if (name.empty()) throw Error(model.path() + ": tensor '" + hf + "' has no GGUF llama name");
+      const std::optional<std::string> gguf = gguf_tensor_name(hf);
+      if (!gguf) throw Error(model.path() + ": tensor '" + hf + "' has no GGUF llama name");
+      const std::string& name = *gguf;
       const int heads = permuted_heads(hf, c);
       if (auto q = quantized_.find(hf); q != quantized_.end()) {
         w.add_tensor(name, ggml_ne(shape), type_.type, std::move(q->second));

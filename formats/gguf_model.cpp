@@ -1,16 +1,13 @@
 // GGUF checkpoints as a model source: llama.cpp's hparams become a ModelConfig, its tensor names
 // become HF names, and tensors are dequantized to f32 when loaded (formats/ggml_blocks.h).
-//
-// llama.cpp's converter permutes the output rows of q_proj and k_proj for architecture llama
-// (convert_hf_to_gguf.py LlamaModel.permute) so its interleaved-pair RoPE sees HF's rotate_half
-// pairs:  gguf_row[h*hd + 2*i + j] = hf_row[h*hd + j*(hd/2) + i]  (i < hd/2, j in {0, 1}); loading
-// inverts it. qwen2 is converted without permutation (its RoPE is already rotate_half).
+// Loading inverts llama.cpp's q/k row permutation (formats/gguf_names.h). qwen2 is converted without permutation (its RoPE is already rotate_half).
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <optional>
 
 #include "formats/gguf_file.h"
+#include "formats/gguf_names.h"
 #include "formats/tensor_sources.h"
 #include "ptq/error.h"
 #include "ptq/parallel.h"
@@ -28,14 +25,6 @@ struct GgufArch {
 constexpr GgufArch kArchs[] = {{"llama", "LlamaForCausalLM", "llama", true, false},
                                {"qwen2", "Qwen2ForCausalLM", "qwen2", false, true}};
 
-// GGUF block tensor stem -> HF module path under model.layers.N.
-constexpr std::pair<const char*, const char*> kBlockNames[] = {
-    {"attn_norm", "input_layernorm"},       {"attn_q", "self_attn.q_proj"},
-    {"attn_k", "self_attn.k_proj"},         {"attn_v", "self_attn.v_proj"},
-    {"attn_output", "self_attn.o_proj"},    {"ffn_norm", "post_attention_layernorm"},
-    {"ffn_gate", "mlp.gate_proj"},          {"ffn_up", "mlp.up_proj"},
-    {"ffn_down", "mlp.down_proj"}};
-
 std::string shape_str(const std::vector<int64_t>& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
@@ -44,38 +33,8 @@ std::string shape_str(const std::vector<int64_t>& s) {
 
 std::vector<int64_t> reversed(std::vector<int64_t> v) { return {v.rbegin(), v.rend()}; }
 
-// The HF name of a GGUF tensor, or nullopt when ptq has no equivalent.
-std::optional<std::string> hf_name(const std::string& g, int layers) {
-  if (g == "token_embd.weight") return "model.embed_tokens.weight";
-  if (g == "output_norm.weight") return "model.norm.weight";
-  if (g == "output.weight") return "lm_head.weight";
-  if (g.rfind("blk.", 0) != 0) return std::nullopt;
-  const size_t dot = g.find('.', 4);
-  if (dot == std::string::npos || dot == 4) return std::nullopt;
-  const std::string num = g.substr(4, dot - 4);
-  if (num.size() > 6 || num.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
-  const int layer = std::stoi(num);
-  if (layer >= layers || (num.size() > 1 && num[0] == '0')) return std::nullopt;
-  const std::string rest = g.substr(dot + 1);
-  for (const auto& [stem, module] : kBlockNames)
-    for (const char* suffix : {".weight", ".bias"})
-      if (rest == std::string(stem) + suffix) return layer_prefix(layer) + module + suffix;
-  return std::nullopt;
-}
-
-// The inverse of hf_name, for messages.
-std::string gguf_name(const std::string& hf) {
-  if (hf == "model.embed_tokens.weight") return "token_embd.weight";
-  if (hf == "model.norm.weight") return "output_norm.weight";
-  if (hf == "lm_head.weight") return "output.weight";
-  const size_t dot = hf.find('.', 13);  // after "model.layers."
-  if (hf.rfind("model.layers.", 0) != 0 || dot == std::string::npos) return hf;
-  const std::string layer = hf.substr(13, dot - 13), rest = hf.substr(dot + 1);
-  for (const auto& [stem, module] : kBlockNames)
-    for (const char* suffix : {".weight", ".bias"})
-      if (rest == std::string(module) + suffix) return "blk." + layer + "." + stem + suffix;
-  return hf;
-}
+// The GGUF name of an HF tensor, for messages.
+std::string gguf_name(const std::string& hf) { return gguf_tensor_name(hf).value_or(hf); }
 
 // A hyperparameter that may be one integer or (llama.cpp allows it) one per layer; ptq needs
 // one value for all layers.
@@ -233,7 +192,7 @@ class GgufSource : public F32TensorTable {
     parallel_for_each(static_cast<size_t>((rows + kRowsPerTask - 1) / kRowsPerTask), [&](size_t task) {
       const int64_t end = std::min<int64_t>(rows, (int64_t(task) + 1) * kRowsPerTask);
       for (int64_t r = int64_t(task) * kRowsPerTask; r < end; ++r)
-        file_->dequantize_row(t, hd > 0 ? gguf_row(r, hd) : r, m.row(r).data());
+        file_->dequantize_row(t, hd > 0 ? gguf_row_of(r, hd) : r, m.row(r).data());
     });
     return m;
   }
@@ -244,16 +203,10 @@ class GgufSource : public F32TensorTable {
   }
 
  private:
-  // HF row r = h*hd + j*(hd/2) + i was stored at GGUF row h*hd + 2*i + j.
-  static int64_t gguf_row(int64_t r, int64_t hd) {
-    const int64_t h = r / hd, within = r % hd, half = hd / 2;
-    const int64_t j = within / half, i = within % half;
-    return h * hd + 2 * i + j;
-  }
   static void permute_vector(Mat& m, int heads) {
     const Mat src = m;
     const int64_t hd = m.cols() / heads;
-    for (int64_t r = 0; r < m.cols(); ++r) m(0, r) = src(0, gguf_row(r, hd));
+    for (int64_t r = 0; r < m.cols(); ++r) m(0, r) = src(0, gguf_row_of(r, hd));
   }
   const Entry& entry(const std::string& name) const {
     auto it = entries_.find(name);
@@ -310,7 +263,7 @@ OpenedSource open_gguf(const std::string& path) {
   for (const auto& t : file->tensors()) {
     if (t.name == "rope_freqs.weight")
       throw Error(path + ": tensor 'rope_freqs.weight' (Llama 3.1-style rope scaling) is not supported by ptq's forward");
-    const std::optional<std::string> hf = hf_name(t.name, c.num_layers);
+    const std::optional<std::string> hf = hf_tensor_name(t.name, c.num_layers);
     if (!hf)
       throw Error(path + ": tensor '" + t.name + "' has no Hugging Face equivalent for architecture " + arch.gguf +
                   " (ptq maps token_embd, output_norm, output and blk.N.{attn_norm, attn_q, attn_k, attn_v, "
@@ -320,10 +273,7 @@ OpenedSource open_gguf(const std::string& path) {
     e.shape = reversed(t.ne);
     if (e.shape.size() > 2)
       throw Error(path + ": tensor '" + t.name + "' has " + std::to_string(t.ne.size()) + " dimensions, expected 1 or 2");
-    if (arch.permute_qk) {
-      if (hf->ends_with("self_attn.q_proj.weight") || hf->ends_with("self_attn.q_proj.bias")) e.permute_heads = c.num_heads;
-      if (hf->ends_with("self_attn.k_proj.weight") || hf->ends_with("self_attn.k_proj.bias")) e.permute_heads = c.num_kv_heads;
-    }
+    if (arch.permute_qk) e.permute_heads = qk_permuted_heads(*hf, c.num_heads, c.num_kv_heads);
     entries[*hf] = e;
   }
   // The permutation needs whole heads; a wrong shape is reported by check_tensors first.
