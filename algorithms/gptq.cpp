@@ -37,15 +37,6 @@ std::string fmt_double(double v) {
   return std::string(buf, res.ptr);
 }
 
-// Fits every group of row `row` (contiguous, original column order) into scales/zeros row r.
-void fit_row(const float* row, int k, const QuantGrid& g, int r, Mat* scales, Mat* zeros) {
-  for (int gi = 0; gi < g.num_groups(k); ++gi) {
-    grid::Params prm = grid::find_params(row + grid::group_begin(g, gi), grid::group_width(g, k, gi), g);
-    (*scales)(r, gi) = prm.scale;
-    (*zeros)(r, gi) = prm.zero;
-  }
-}
-
 // GAR's working order: whole groups by their largest diag H, descending, and inside each group
 // its columns by diag H, descending; both sorts stable, so ties keep the original order. A last
 // partial group (K not a multiple of g) stays last, so that every working run of g columns is one
@@ -91,6 +82,7 @@ Problem prepare(const Mat& w, const MatD& h, const GptqOptions& o) {
   p.static_params = !p.grouped || o.static_groups;
   p.scales.resize(n, g.num_groups(k));
   p.zeros.resize(n, g.num_groups(k));
+  if (g.super_groups > 0) p.super_codes.emplace(n, k, g);
   VecD diag = h.diagonal();
   p.dead.assign(k, 0);
   for (int i = 0; i < k; ++i)
@@ -101,7 +93,7 @@ Problem prepare(const Mat& w, const MatD& h, const GptqOptions& o) {
   // The reference fits per-channel parameters before zeroing dead columns, static groups after.
   if (!p.grouped) {
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < n; ++r) fit_row(&w(r, 0), k, g, r, &p.scales, &p.zeros);
+    for (int r = 0; r < n; ++r) grid::fit_row(&w(r, 0), k, g, r, p.scales, p.zeros, p.super_codes ? &*p.super_codes : nullptr);
   } else if (o.static_groups) {
 #pragma omp parallel
     {
@@ -109,7 +101,7 @@ Problem prepare(const Mat& w, const MatD& h, const GptqOptions& o) {
 #pragma omp for schedule(static)
       for (int r = 0; r < n; ++r) {
         for (int c = 0; c < k; ++c) row[c] = p.dead[c] ? 0.0f : w(r, c);
-        fit_row(row.data(), k, g, r, &p.scales, &p.zeros);
+        grid::fit_row(row.data(), k, g, r, p.scales, p.zeros, p.super_codes ? &*p.super_codes : nullptr);
       }
     }
   }
@@ -220,7 +212,8 @@ bool rhat_from_reversed(MatMap* a, Vec* r_diag = nullptr) {
 
 // group_fit (see UpdateFactor): unit upper triangular inverses in fp64, blocks in parallel.
 std::vector<Mat> group_fit_inverses(const MatMap& rhat, const Problem& p, const GptqOptions& o) {
-  const int k = static_cast<int>(rhat.rows()), g = o.grid.group_size, blocks = (k + o.block - 1) / o.block;
+  // A super-block's groups are fitted together, at the start of the first.
+  const int k = static_cast<int>(rhat.rows()), g = o.grid.super_width(), blocks = (k + o.block - 1) / o.block;
   std::vector<Mat> fit(blocks);
   if (!p.grouped || p.static_params) return fit;
   BlasSingleThreaded single;
@@ -281,6 +274,7 @@ GridCodes assemble(Problem& p, const GptqOptions& o) {
   // Static and group-aware groups keep the original column's group; act-order ones are numbered
   // in the order they were fitted (permuted order), so g_idx[perm[j]] = j / g.
   for (int j = 0; j < k; ++j) out.g_idx[p.perm[j]] = group_of(p, o, j);
+  if (p.super_codes) p.super_codes->attach(out);
   return out;
 }
 
@@ -294,6 +288,9 @@ void validate_inputs(const Mat& w, const MatD& h, const GptqOptions& o, const st
   if (!all_finite(w.data(), static_cast<size_t>(w.size())) || !h.diagonal().allFinite())
     throw Error(who + ": layer " + shape + " has non-finite weights or input statistics");
   if (o.block < 1 || o.damp < 0) throw Error(who + ": block must be >= 1 and damp >= 0");
+  if (o.grid.super_groups > 0 && (o.act_order || o.group_aware))
+    throw Error(who + ": super-block grids (GGUF K-quants) fit whole runs of consecutive groups, so they take "
+                      "neither act_order nor group_aware");
   if (group_aware_misused(o))
     throw Error(who + ": group_aware orders the columns of each group, so it needs groups (g<N>) and "
                       "takes neither act_order nor static_groups, which order columns their own way");

@@ -4,10 +4,12 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "algorithms/gptq.h"
+#include "algorithms/grid.h"
 
 namespace ptq::gptq_detail {
 
@@ -23,6 +25,7 @@ struct Problem {
   bool static_params = false;  // scales/zeros fixed before the loop
   bool original_groups = false;  // a column's group is its original column's (static, group-aware)
   std::vector<uint8_t> codes;  // [N, K] original column order
+  std::optional<grid::SuperBlockCodes> super_codes;  // the coded statistics of a super-block grid
 
   // SpQR's changes to the loop (algorithms/spqr.cpp); plain GPTQ leaves them unset.
   // fit_group replaces the per-row fit of a dynamic group: rows [r0, r0 + rows) of working

@@ -107,10 +107,17 @@ void fit_dynamic_groups(Problem& p, const UpdateFactor& f, const GptqOptions& o,
     return;
   }
   std::vector<float> row(m);  // one row's [i1, i1 + m), contiguous for find_params
+  const int unit = o.grid.super_width();  // a super-block's groups are fitted together
   for (int r = 0; r < c.rows; ++r) {
     for (int i = 0; i < m; ++i) row[i] = gptq_wt[static_cast<size_t>(i) * c.rows + r];
-    for (int j = (i1 + g - 1) / g * g; j < i2; j += g) {
-      const grid::Params prm = grid::find_params(row.data() + (j - i1), std::min(k, j + g) - j, o.grid);
+    for (int j = (i1 + unit - 1) / unit * unit; j < i2; j += unit) {
+      const int width = std::min(k, j + unit) - j;
+      if (p.super_codes) {
+        p.super_codes->record(c.r0 + r, j / unit, grid::fit_super_block(row.data() + (j - i1), width, o.grid),
+                              p.scales, p.zeros);
+        continue;
+      }
+      const grid::Params prm = grid::find_params(row.data() + (j - i1), width, o.grid);
       p.scales(c.r0 + r, group_of(p, o, j)) = prm.scale;
       p.zeros(c.r0 + r, group_of(p, o, j)) = prm.zero;
     }

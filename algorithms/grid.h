@@ -21,6 +21,13 @@
 //  - signed-extreme symmetric grids (QuantGrid::signed_extreme, ggml's Q4_0/Q5_0): m = the
 //    first value of largest magnitude, scale = m / −2^(bits−1) (negative for m > 0; 1 for an
 //    all-zero group), zero = 2^(bits−1): m is exactly code 0's value; mse shrinks m;
+//  - K-quant super-blocks (QuantGrid::super_groups, GGUF Q2_K..Q6_K): each group is first fitted
+//    as above, in fp32 (additive groups with lo = min(min(x), 0), since the stored offsets are
+//    ≤ 0); then the offsets are coded, dmin = fp16(max(−lo)/cmax), c' = round(−lo/dmin), and the
+//    scales refitted to the coded offsets, (hi − offset)/maxq; then d = fp16(max scale/cmax)
+//    (signed: the scale of largest magnitude / −2^(sub_bits−1), as ggml's Q6_K/Q3_K quantizers),
+//    c = round(scale/d) clamped to its range and away from a zero scale. The codes are fitted
+//    with the decoded d·c and −dmin·c', the values llama.cpp computes;
 //  - mse: try shrinking [lo, hi] by p = 1, 0.99, ..., 0.21 (80 steps) and keep the p with the
 //    smallest Σ|x̂ − x|^2.4 for this row/group (strictly smaller wins, so p = 1 on ties).
 #include <algorithm>
@@ -36,8 +43,35 @@ struct Params {
   bool additive = false;   // value = scale·code + zero instead of scale·(code − zero)
 };
 
-// Parameters for one row's group x[0..n) (contiguous).
+// Parameters for one row's group x[0..n) (contiguous). Ignores super-blocks (fit_super_block).
 Params find_params(const float* x, int n, const QuantGrid& g);
+
+// One row's super-block: the parameters of its groups (decoded from the codes) and the codes.
+inline constexpr int kMaxSuperGroups = 16;
+struct SuperBlockParams {
+  int groups = 0;
+  Params group[kMaxSuperGroups];
+  uint8_t scale_code[kMaxSuperGroups] = {}, offset_code[kMaxSuperGroups] = {};
+  float d = 0.0f;      // scale2 of the scale codes
+  float neg_dmin = 0;  // scale2 of the offset codes: −dmin (offsets = −dmin·c'), 0 without offsets
+};
+// x[0..n): one row's columns of a super-block (n ≤ super_width(); a last one may be partial).
+SuperBlockParams fit_super_block(const float* x, int n, const QuantGrid& g);
+
+// The coded statistics of a layer on a super-block grid, filled one super-block at a time.
+class SuperBlockCodes {
+ public:
+  SuperBlockCodes(int rows, int k, const QuantGrid& g);
+  // Records row r's super-block `unit` and writes its groups' parameters into scales/zeros.
+  void record(int r, int unit, const SuperBlockParams& p, Mat& scales, Mat& zeros);
+  // Moves the codes into `out` as coded_scales (and coded_zeros for additive grids).
+  void attach(GridCodes& out);
+
+ private:
+  int groups_;
+  CodedStatistic scales_, zeros_;
+  bool additive_;
+};
 
 inline float quantize_code(float x, Params p, int maxq) {
   float q = p.additive ? std::nearbyint((x - p.zero) / p.scale) : std::nearbyint(x / p.scale) + p.zero;
@@ -62,6 +96,10 @@ GridCodes quantize_rtn(const Mat& w, const QuantGrid& g);
 
 // The offset rule codes fitted on `g` follow.
 inline OffsetRule rule_of(const QuantGrid& g) { return g.additive ? OffsetRule::kAdditive : OffsetRule::kZeroPoint; }
+
+// Fits every group of one row (contiguous, original column order) into row r of scales/zeros, a
+// super-block at a time when the grid has them (recorded in `codes`, which must then be given).
+void fit_row(const float* row, int k, const QuantGrid& g, int r, Mat& scales, Mat& zeros, SuperBlockCodes* codes);
 
 // Throws ptq::Error unless bits is in 2..8 and the group size is positive or -1.
 void validate(const QuantGrid& g, const std::string& who);

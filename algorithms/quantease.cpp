@@ -448,6 +448,9 @@ class QuantEase final : public WeightQuantizer {
     if (o_.grid.additive)
       throw Error("spec '" + spec.to_string() + "': quantease fits zero-point grids only, and the output format "
                   "asks for additive (scale·code + offset) groups; use gptq or rtn, or a symmetric format");
+    if (o_.grid.super_groups > 0)
+      throw Error("spec '" + spec.to_string() + "': quantease fits each group on its own, and the output format "
+                  "codes the groups' scales per super-block (a GGUF K-quant); use gptq or rtn");
     o_.act_order = spec.flag("act_order");
     o_.iters = spec.int_value("iters", 30);
     const std::string init = spec.value("init").value_or("none");

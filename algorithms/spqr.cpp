@@ -308,6 +308,9 @@ class Spqr final : public WeightQuantizer {
     if (grid_.additive)
       throw Error("spec '" + spec.to_string() + "': spqr's statistics are zero points, and the output format asks "
                   "for additive (scale·code + offset) groups");
+    if (grid_.super_groups > 0)
+      throw Error("spec '" + spec.to_string() + "': spqr codes its statistics per 16 rows, and the output format "
+                  "codes them per super-block (a GGUF K-quant)");
   }
   std::string spec() const override {
     std::string s = "spqr(w" + std::to_string(o_.bits) + ",g" + std::to_string(o_.group) + ",qq" +

@@ -146,7 +146,8 @@ FormatTraits format_rows::awq() {
           [](const QuantizedLayer& layer) { return packed_layer_refusal(awq_layout(), layer); },
           [](const Spec&) { return make_packed_writer(format_traits("awq"), awq_layout()); },
           [](const nlohmann::json& qc) { return qc.is_object() && qc.value("quant_method", std::string()) == "awq"; },
-          read_packed_layers};
+          read_packed_layers,
+          nullptr};
 }
 
 }  // namespace ptq

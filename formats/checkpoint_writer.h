@@ -10,6 +10,7 @@
 // cannot carry: never a silent drop, never an assert on user data.
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,14 @@ enum class FormatId : uint8_t { kFake, kPtq, kGptq, kGptqV2, kAwq, kCompressedTe
 
 class CheckpointWriter;
 
+// A per-layer override that a format applies: a preset mixture's type for the layer (GGUF
+// Q4_K_M's Q6_K attn_v), or a replacement for a grid the layer's shape cannot hold (GGUF: a K type
+// on a width that is not a multiple of 256 takes a 32-block type); and why.
+struct FormatFallback {
+  LayerOverride override;  // pattern left empty: the caller names the layer
+  std::string why;
+};
+
 struct FormatTraits {
   FormatId id;
   const char* name;     // spec name: "gptq"
@@ -47,6 +56,10 @@ struct FormatTraits {
   // formats whose layers load as ordinary dense weights (fake-quant). Throws Error naming the
   // file and tensor on anything malformed.
   std::map<std::string, QuantizedLayer> (*read_layers)(const Model& model);
+  // nullptr, or the override the format applies to `layer` (shape rows × cols, grid `g` after the
+  // job's own overrides); std::nullopt when none.
+  std::optional<FormatFallback> (*layer_override)(const std::string& layer, const ModelConfig& config, int rows,
+                                                  int cols, const QuantGrid& g);
 };
 
 const std::vector<FormatTraits>& format_table();

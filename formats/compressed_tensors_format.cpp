@@ -236,7 +236,8 @@ FormatTraits format_rows::compressed_tensors() {
             const auto f = qc.find("format");
             return f != qc.end() && f->is_string() && f->get<std::string>() == "pack-quantized";
           },
-          read_packed_layers};
+          read_packed_layers,
+          nullptr};
 }
 
 }  // namespace ptq

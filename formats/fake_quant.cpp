@@ -70,6 +70,7 @@ FormatTraits format_rows::fake() {
             return std::make_unique<FakeQuantWriter>(format_traits("fake"));
           },
           nullptr,
+          nullptr,
           nullptr};
 }
 

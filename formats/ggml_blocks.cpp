@@ -185,6 +185,92 @@ void dequantize_row_q6_K_ref(const BlockQ6_K* x, float* y, int64_t k) {
   }
 }
 
+// Element e of a Q2_K/Q3_K super-block sits in byte (e / 128)·32 + e % 32 of qs, at bit
+// 2·((e % 128) / 32); Q3_K's third bit in hmask[e % 32], bit (e / 128)·4 + (e % 128) / 32.
+BlockQ2_K pack_q2_K(const uint8_t* q, const uint8_t* sc, const uint8_t* m, uint16_t d, uint16_t dmin) {
+  BlockQ2_K b{};
+  for (int e = 0; e < kQK_K; ++e)
+    b.qs[(e / 128) * 32 + e % 32] |= uint8_t((q[e] & 3) << (2 * ((e % 128) / 32)));
+  for (int i = 0; i < kQK_K / 16; ++i) b.scales[i] = uint8_t((sc[i] & 0x0F) | (m[i] & 0x0F) << 4);
+  b.d = d;
+  b.dmin = dmin;
+  return b;
+}
+
+BlockQ3_K pack_q3_K(const uint8_t* q, const uint8_t* sc, uint16_t d) {
+  BlockQ3_K b{};
+  for (int e = 0; e < kQK_K; ++e) {
+    const int plane = (e % 128) / 32, at = (e / 128) * 32 + e % 32;
+    b.qs[at] |= uint8_t((q[e] & 3) << (2 * plane));
+    if (q[e] & 4) b.hmask[e % 32] |= uint8_t(1u << ((e / 128) * 4 + plane));
+  }
+  for (int i = 0; i < kQK_K / 16; ++i) {  // q3_K_scale's layout
+    if (i < 8) b.scales[i] |= uint8_t(sc[i] & 0x0F);
+    else b.scales[i - 8] |= uint8_t((sc[i] & 0x0F) << 4);
+    b.scales[8 + i % 4] |= uint8_t(((sc[i] >> 4) & 3) << (2 * (i / 4)));
+  }
+  b.d = d;
+  return b;
+}
+
+namespace {
+
+// k_quant_scale_min's layout, inverted.
+void put_scale_min(int j, uint8_t sc, uint8_t m, uint8_t* s) {
+  if (j < 4) {
+    s[j] = uint8_t((s[j] & 0xC0) | (sc & 63));
+    s[j + 4] = uint8_t((s[j + 4] & 0xC0) | (m & 63));
+  } else {
+    s[j + 4] = uint8_t((sc & 0x0F) | (m & 0x0F) << 4);
+    s[j - 4] = uint8_t((s[j - 4] & 63) | ((sc >> 4) & 3) << 6);
+    s[j] = uint8_t((s[j] & 63) | ((m >> 4) & 3) << 6);
+  }
+}
+
+}  // namespace
+
+// Element e of a Q4_K/Q5_K super-block: sub-block j = e / 32, byte (j / 2)·32 + e % 32 of qs, the
+// low nibble for even j; Q5_K's fifth bit is bit j of qh[e % 32].
+BlockQ4_K pack_q4_K(const uint8_t* q, const uint8_t* sc, const uint8_t* m, uint16_t d, uint16_t dmin) {
+  BlockQ4_K b{};
+  for (int e = 0; e < kQK_K; ++e) {
+    const int j = e / 32;
+    b.qs[(j / 2) * 32 + e % 32] |= uint8_t((q[e] & 0x0F) << (4 * (j % 2)));
+  }
+  for (int j = 0; j < 8; ++j) put_scale_min(j, sc[j], m[j], b.scales);
+  b.d = d;
+  b.dmin = dmin;
+  return b;
+}
+
+BlockQ5_K pack_q5_K(const uint8_t* q, const uint8_t* sc, const uint8_t* m, uint16_t d, uint16_t dmin) {
+  BlockQ5_K b{};
+  for (int e = 0; e < kQK_K; ++e) {
+    const int j = e / 32;
+    b.qs[(j / 2) * 32 + e % 32] |= uint8_t((q[e] & 0x0F) << (4 * (j % 2)));
+    if (q[e] & 0x10) b.qh[e % 32] |= uint8_t(1u << j);
+  }
+  for (int j = 0; j < 8; ++j) put_scale_min(j, sc[j], m[j], b.scales);
+  b.d = d;
+  b.dmin = dmin;
+  return b;
+}
+
+// Element e of a Q6_K super-block: half h = e / 128, plane p = (e % 128) / 32, l = e % 32; its low
+// nibble in ql[64h + l + 32·(p % 2)] (high nibble for p ≥ 2), its top two bits in qh[32h + l] at
+// bit 2p; sub-block e / 16.
+BlockQ6_K pack_q6_K(const uint8_t* q, const int8_t* sc, uint16_t d) {
+  BlockQ6_K b{};
+  for (int e = 0; e < kQK_K; ++e) {
+    const int h = e / 128, p = (e % 128) / 32, l = e % 32;
+    b.ql[64 * h + l + 32 * (p % 2)] |= uint8_t((q[e] & 0x0F) << (4 * (p / 2)));
+    b.qh[32 * h + l] |= uint8_t(((q[e] >> 4) & 3) << (2 * p));
+  }
+  for (int i = 0; i < kQK_K / 16; ++i) b.scales[i] = sc[i];
+  b.d = d;
+  return b;
+}
+
 namespace {
 
 // Mapped tensor data carries no alignment guarantee beyond the file's, so blocks are copied into

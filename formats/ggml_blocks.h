@@ -157,4 +157,15 @@ void dequantize_row_q6_K_ref(const BlockQ6_K* x, float* y, int64_t k);
 // The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K `scales` array.
 void k_quant_scale_min(int j, const uint8_t* scales, uint8_t* scale, uint8_t* min);
 
+// The inverses of the K-quant dequantizers: one super-block from its 256 codes (element order),
+// its sub-blocks' scale codes `sc` and min codes `m` as the dequantizers read them (Q3_K: the
+// stored 6-bit value, scale + 32; Q6_K: the int8 scale), and the fp16 bits of d and dmin.
+// Dequantizing the result gives d·sc·q − dmin·m (Q2_K, Q4_K, Q5_K), d·(sc − 32)·(q − 4) (Q3_K),
+// d·sc·(q − 32) (Q6_K) for every element.
+BlockQ2_K pack_q2_K(const uint8_t* q, const uint8_t* sc, const uint8_t* m, uint16_t d, uint16_t dmin);
+BlockQ3_K pack_q3_K(const uint8_t* q, const uint8_t* sc, uint16_t d);
+BlockQ4_K pack_q4_K(const uint8_t* q, const uint8_t* sc, const uint8_t* m, uint16_t d, uint16_t dmin);
+BlockQ5_K pack_q5_K(const uint8_t* q, const uint8_t* sc, const uint8_t* m, uint16_t d, uint16_t dmin);
+BlockQ6_K pack_q6_K(const uint8_t* q, const int8_t* sc, uint16_t d);
+
 }  // namespace ptq

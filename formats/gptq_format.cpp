@@ -186,7 +186,8 @@ FormatTraits format_rows::gptq() {
           [](const nlohmann::json& qc) {
             return qc.is_object() && qc.value("quant_method", std::string()) == "gptq" && checkpoint_format_of(qc) == "gptq";
           },
-          read_packed_layers};
+          read_packed_layers,
+          nullptr};
 }
 
 FormatTraits format_rows::gptq_v2() {
@@ -201,7 +202,8 @@ FormatTraits format_rows::gptq_v2() {
             return qc.is_object() && qc.value("quant_method", std::string()) == "gptq" &&
                    checkpoint_format_of(qc) == "gptq_v2";
           },
-          read_packed_layers};
+          read_packed_layers,
+          nullptr};
 }
 
 }  // namespace ptq

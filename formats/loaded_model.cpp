@@ -29,10 +29,12 @@ InputRounding llama_cpp_rounding(const Model& model, const std::string& tensor) 
     case GgmlType::BF16: return InputRounding::kBF16;
     case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1: case GgmlType::Q8_0:
       return InputRounding::kBlocks8;
+    case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K:
+      return InputRounding::kBlocks8K;
     default:
       throw Error(model.path() + ": tensor '" + tensor + "' is " + ggml_type_name(GgmlType(info->ggml_type)) +
                   ", whose activation rounding in llama.cpp ptq does not emulate (it does F32, F16, BF16, "
-                  "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)");
+                  "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K)");
   }
 }
 

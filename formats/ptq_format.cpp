@@ -171,7 +171,8 @@ FormatTraits format_rows::ptq_native() {
             return std::make_unique<PtqWriter>(format_traits("ptq"));
           },
           [](const json& qc) { return qc.is_object() && qc.value("quant_method", std::string()) == "ptq"; },
-          read_ptq_layers};
+          read_ptq_layers,
+          nullptr};
 }
 
 }  // namespace ptq

@@ -16,6 +16,20 @@ void round_inputs(Mat& x, InputRounding r) {
     for (size_t i = 0; i < n; ++i) p[i] = f16_to_f32(f32_to_f16(p[i]));
   } else if (r == InputRounding::kBF16) {
     for (size_t i = 0; i < n; ++i) p[i] = bf16_to_f32(f32_to_bf16(p[i]));
+  } else if (r == InputRounding::kBlocks8K) {
+    constexpr int kSuper = 256;
+    PTQ_ASSERT(x.cols() % kSuper == 0, "blocks of 256 along each row");
+    for (size_t b = 0; b < n; b += kSuper) {
+      float amax = 0, m = 0;
+      for (int j = 0; j < kSuper; ++j)
+        if (std::fabs(p[b + j]) > amax) {
+          amax = std::fabs(p[b + j]);
+          m = p[b + j];
+        }
+      // ggml's quantize_row_q8_K_ref: an fp32 scale 1/iscale, codes capped at 127, none for a zero block.
+      const float iscale = amax != 0 ? -127.0f / m : 0.0f, d = amax != 0 ? 1.0f / iscale : 0.0f;
+      for (int j = 0; j < kSuper; ++j) p[b + j] = d * std::min(127.0f, std::nearbyint(iscale * p[b + j]));
+    }
   } else {
     PTQ_ASSERT(x.cols() % kBlock == 0, "blocks of 32 along each row");
     for (size_t b = 0; b < n; b += kBlock) {

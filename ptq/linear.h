@@ -14,10 +14,11 @@ namespace ptq {
 enum class InputRounding : uint8_t {
   kNone,
   kBlocks8,  // every 32 values of a row: d = amax/127, x → fp16(d)·round(x/d) (ggml's q8_0/q8_1)
+  kBlocks8K, // every 256 values: s = −127/m (m the first value of largest |x|), x → min(127, rint(s·x))/s (q8_K)
   kF16,      // each value to fp16 (F16 weights)
   kBF16,     // each value to bf16 (BF16 weights)
 };
-// x rounded in place as `r` says; kBlocks8 needs a width that is a multiple of 32.
+// x rounded in place as `r` says; kBlocks8 (kBlocks8K) needs a width that is a multiple of 32 (256).
 void round_inputs(Mat& x, InputRounding r);
 
 class PackedLinear {

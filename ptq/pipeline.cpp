@@ -35,6 +35,8 @@ std::optional<Spec> quantizer_spec_for(const std::string& name, const Spec& quan
     if (ov.bits) spec = with_arg(spec, "w", std::to_string(*ov.bits));
     if (ov.group_size) spec = with_arg(spec, "g", std::to_string(*ov.group_size));
     for (const SpecArg& a : ov.args) spec = with_arg(spec, a.key, a.value);
+    for (const std::string& key : ov.unset)
+      std::erase_if(spec.args, [&](const SpecArg& a) { return a.key == key; });
   }
   return spec;
 }

@@ -34,6 +34,7 @@ struct LayerOverride {
   // Further quantizer arguments set (or replaced) on matching layers, e.g. {outlier, 0.5} for
   // SpQR's down_proj; an empty value is a bare flag.
   std::vector<SpecArg> args;
+  std::vector<std::string> unset;  // bare flags removed from matching layers (YAML `{sym: false}`)
 };
 
 // Resume hooks (cli/jobs/resume_state.h fills them). Blocks [0, resume_from) were finished by an

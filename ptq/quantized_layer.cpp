@@ -45,7 +45,7 @@ bool operator==(const GridCodes& a, const GridCodes& b) {
     if (x.has_value() != y.has_value()) return false;
     if (!x) return true;
     return x->bits == y->bits && x->row_block == y->row_block && x->group_block == y->group_block &&
-           x->stored_zero2 == y->stored_zero2 && x->codes == y->codes && x->scale2 == y->scale2 &&
+           x->stored_zero2 == y->stored_zero2 && x->implied_zero2 == y->implied_zero2 && x->codes == y->codes && x->scale2 == y->scale2 &&
            x->zero2 == y->zero2;
   };
   return a.rows == b.rows && a.cols == b.cols && a.grid.bits == b.grid.bits &&
@@ -425,8 +425,10 @@ void add_coded(std::vector<LayerTensor>& out, const std::string& base, const Cod
 }
 
 nlohmann::json coded_json(const CodedStatistic& c) {
-  return {{"bits", c.bits}, {"row_block", c.row_block}, {"group_block", c.group_block},
-          {"stored_zero2", c.stored_zero2}};
+  nlohmann::json j = {{"bits", c.bits}, {"row_block", c.row_block}, {"group_block", c.group_block},
+                      {"stored_zero2", c.stored_zero2}};
+  if (!c.stored_zero2 && c.implied_zero2 != 0.0f) j["implied_zero2"] = c.implied_zero2;
+  return j;
 }
 
 }  // namespace
@@ -606,7 +608,12 @@ CodedStatistic read_coded(const PartReader& r, const nlohmann::json& j, const st
   c.codes.assign(codes.begin(), codes.end());
   const int64_t r2 = (rows + c.row_block - 1) / c.row_block, g2 = (groups + c.group_block - 1) / c.group_block;
   c.scale2 = r.floats(base + ".scale2", r2, g2, false);
-  c.zero2 = c.stored_zero2 ? r.floats(base + ".zero2", r2, g2, false) : Mat::Zero(r2, g2);
+  if (j.contains("implied_zero2")) {
+    if (c.stored_zero2 || !j["implied_zero2"].is_number() || !std::isfinite(j["implied_zero2"].get<double>()))
+      r.fail("descriptor '" + base + "': implied_zero2 must be a finite number, and only without stored_zero2");
+    c.implied_zero2 = j["implied_zero2"].get<float>();
+  }
+  c.zero2 = c.stored_zero2 ? r.floats(base + ".zero2", r2, g2, false) : Mat::Constant(r2, g2, c.implied_zero2);
   return c;
 }
 

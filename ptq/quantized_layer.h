@@ -57,6 +57,15 @@ struct QuantGrid {
   // when m > 0), so the other side reaches (2^(bits−1) − 1)/2^(bits−1) of |m|. Set by an output
   // format's GridConstraints, not by spec strings.
   bool signed_extreme = false;
+  // K-quant super-blocks (GGUF Q2_K..Q6_K): every `super_groups` consecutive groups share a second
+  // level, and each group's scale (and additive offset) is stored as a `sub_bits`-bit code of it:
+  // scale = d·c with c in [1, 2^sub_bits − 1] (asymmetric grids) or d·(c − 2^(sub_bits−1)), c ≠
+  // 2^(sub_bits−1) (symmetric ones, d scaled by the signed extreme as for signed_extreme), offset =
+  // −dmin·c' (c' in [0, 2^sub_bits − 1], so offsets are ≤ 0); d and dmin are fp16. 0: no super-blocks.
+  // Set by an output format's GridConstraints, not by spec strings.
+  int super_groups = 0;
+  int sub_bits = 0;
+  int super_width() const { return group_size * (super_groups > 0 ? super_groups : 1); }
   // Number of groups for K columns; K ≥ 1 and group_size ≥ 1 or −1 (validated at parse time),
   // computed without overflow for any int group size.
   int num_groups(int k) const {
@@ -78,7 +87,8 @@ const char* offset_rule_name(OffsetRule r);  // "zero_point", "additive"
 struct CodedStatistic {
   int bits = 0;
   int row_block = 1, group_block = 1;
-  bool stored_zero2 = true;    // false: zero2 is all zero and not stored (Q4_K's sub-scales)
+  bool stored_zero2 = true;    // false: zero2 is the constant implied_zero2, not stored (K-quants)
+  float implied_zero2 = 0.0f;  // Q4_K's sub-scales 0; Q6_K's int8 sub-scales as codes c + 128: 128
   std::vector<uint8_t> codes;  // [N, G]
   Mat scale2, zero2;           // [ceil(N/row_block), ceil(G/group_block)]
   float decode(int r, int g, int groups) const {

@@ -36,15 +36,36 @@ struct QuantLog {
   double seconds = 0;
 };
 
+// The bits of the sub-block scale codes of the ggml K type whose grid `g` is, 0 for none:
+// Q2_K w2 g16 asym (4), Q3_K w3 g16 sym (6, signed), Q4_K w4 g32 asym (6), Q5_K w5 g32 asym (6),
+// Q6_K w6 g16 sym (8, signed).
+inline int k_quant_sub_bits(const QuantGrid& g) {
+  if (g.group_size == 16 && g.bits == 2 && !g.sym) return 4;
+  if (g.group_size == 16 && g.bits == 3 && g.sym) return 6;
+  if (g.group_size == 32 && (g.bits == 4 || g.bits == 5) && !g.sym) return 6;
+  if (g.group_size == 16 && g.bits == 6 && g.sym) return 8;
+  return 0;
+}
+
 // What an output format requires of every grid, applied by the quantizer to its own grid before
 // it fits any statistic, so error feedback sees exactly what the format stores.
 struct GridConstraints {
   bool fp16_statistics = false;  // scales (and fractional zero points) rounded to fp16 when fitted
   int min_zero = 0;              // asymmetric integer zero points fitted in [min_zero, 2^b − 1]
   bool additive_offsets = false; // groups fitted as scale·code + offset (QuantGrid::additive)
-  bool signed_extreme = false;   // symmetric groups scaled by their signed extreme (QuantGrid::signed_extreme)
+  bool signed_extreme = false;   // symmetric grids scaled by their signed extreme (QuantGrid::signed_extreme)
+  // GGUF K-quant super-blocks of 256 weights (QuantGrid::super_groups) for every grid that is one
+  // of ggml's K types (k_quant_sub_bits), additive when asymmetric, signed-extreme when symmetric.
+  bool k_quant_super_blocks = false;
   void apply(QuantGrid& g) const {
-    g.signed_extreme = g.signed_extreme || signed_extreme;
+    if (k_quant_super_blocks && k_quant_sub_bits(g) > 0) {
+      g.super_groups = 256 / g.group_size;
+      g.sub_bits = k_quant_sub_bits(g);
+      g.additive = !g.sym;
+      g.signed_extreme = g.sym;
+      g.fp16_stats = true;
+    }
+    g.signed_extreme = g.signed_extreme || (signed_extreme && g.sym);
     g.fp16_stats = g.fp16_stats || fp16_statistics;
     g.min_zero = std::max(g.min_zero, min_zero);
     g.additive = g.additive || additive_offsets;

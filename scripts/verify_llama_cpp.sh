@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # llama.cpp, the real client of ptq's GGUF export (docs/formats.md, "GGUF"): builds its tools from
-# the pinned sdist (scripts/build_llama_cpp.sh), exports pydoc4M to every 32-block type, and checks
+# the pinned sdist (scripts/build_llama_cpp.sh), exports pydoc4M to every 32-block and K-quant type
+# (Q3_K_M and Q4_K_M as ptq's mixtures), and checks
 #  - llama-tokenize's ids for the eval text, from the tokenizer ptq embedded, equal ptq's own;
 #  - llama-perplexity on each exported file equals `ptq eval --llama-perplexity` on the same file
 #    and the same ids within 1e-3 relative (llama.cpp quantizes activations to 8 bits in its
 #    quantized dot products; ptq does not), and a llama-quantize F32 copy (llama.cpp's own
 #    dequantization of ptq's blocks, unquantized activations) within 1e-4; with
-#    `--llama-cpp-activations` (ptq rounds the activations as llama.cpp does) within 5e-4.
+#    `--llama-cpp-activations` (ptq rounds the activations as llama.cpp does) within 5e-4;
+#  - ptq's Q4_K_M and Q3_K_M files hold as many tensors of each type as llama-quantize's own
+#    Q4_K_M / Q3_K_M of the same weights (embedding and output kept F32 in both, as ptq keeps them).
+# llama-perplexity runs with --no-repack: on CPUs with AMX (the development machine's), ggml's AMX
+# extra buffer type segfaults in ggml_backend_amx_mul_mat on these models (every type, at the first
+# batch); without the extra buffers llama.cpp runs its reference CPU path, the vec_dot path that
+# --llama-cpp-activations emulates.
 # Skips, with the reason, only when llama.cpp cannot be fetched (exit 77 of the build script).
 # Usage: scripts/verify_llama_cpp.sh [ptq binary]   (PTQ_SHARED: the data folder, default ../shared)
 set -euo pipefail
@@ -44,7 +51,7 @@ within() { awk -v d="$1" -v t="$2" 'BEGIN { exit !(d <= t) }'; }
 lcp_ppl() {
   local log=$1.perplexity.log ppl
   for attempt in 1 2; do
-    "$BIN/llama-perplexity" -m "$1" -f "$EVAL" -c $CTX -t $THREADS --chunks $CHUNKS >$log 2>&1 || true
+    "$BIN/llama-perplexity" -m "$1" -f "$EVAL" -c $CTX -t $THREADS --chunks $CHUNKS --no-repack >$log 2>&1 || true
     ppl=$(sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' $log)
     [ -n "$ppl" ] && break
     echo "verify_llama_cpp: llama-perplexity on $1 gave no estimate (attempt $attempt); its log ends:" >&2
@@ -68,8 +75,15 @@ check() {  # name llama ptq tolerance
   fi
 }
 
+# The tensor types of a file, as llama.cpp's loader counts them ("f32 11", "q4_K 24", ...; verbose log).
+type_counts() {
+  "$BIN/llama-perplexity" -m "$1" -f "$EVAL" -c $CTX -t $THREADS --chunks 1 --no-repack -v 2>&1 |
+    sed -n 's/.*llama_model_loader: - type \+\([a-zA-Z0-9_]*\): *\([0-9]*\) tensors.*/\1 \2/p' | sort -u
+}
+
 for case in "q8_0 rtn(w8,g32,sym)" "q4_0 gptq(w4,g32,sym)" "q4_1 gptq(w4,g64)" "q5_0 gptq(w5,g128,sym,group_aware)" \
-            "q5_1 gptq(w5,g32)"; do
+            "q5_1 gptq(w5,g32)" "q2_k gptq(w2,g16)" "q3_k_m gptq(w3,g16,sym)" "q4_k_m gptq(w4,g32)" "q5_k rtn(w5,g32)" \
+            "q6_k gptq(w6,g16,sym)"; do
   set -- $case
   type=$1 recipe=$2
   "$PTQ" compress "$MODEL" --recipe "$recipe" --calib-data "$CALIB" --data-format text --samples 128 --seq-len 256 \
@@ -91,7 +105,25 @@ for case in "q8_0 rtn(w8,g32,sym)" "q4_0 gptq(w4,g32,sym)" "q4_1 gptq(w4,g64)" "
     check "F32 dequantized by llama.cpp from $type" "$(lcp_ppl $OUT/f32.gguf)" "$(ptq_ppl $file)" 1e-4
   fi
   lcp=$(lcp_ppl $file)
-  check "$type $recipe" "$lcp" "$(ptq_ppl $file)" 1e-3
+  # Q2_K's 2-bit weights magnify llama.cpp's 8-bit activation rounding: measured 1.09e-3 in the
+  # plain comparison (2.3e-4 with --llama-cpp-activations), so its plain bound is 1.5e-3.
+  plain=1e-3
+  [ $type = q2_k ] && plain=1.5e-3
+  check "$type $recipe" "$lcp" "$(ptq_ppl $file)" $plain
   check "$type $recipe, ptq --llama-cpp-activations" "$lcp" "$(ptq_ppl $file --llama-cpp-activations)" 5e-4
+  case $type in
+    q3_k_m|q4_k_m)
+      mix=$(echo $type | tr a-z A-Z)
+      "$BIN/llama-quantize" --allow-requantize --token-embedding-type f32 --output-tensor-type f32 $OUT/f32.gguf \
+        $OUT/llama_$type.gguf $mix $THREADS >$OUT/llama_$type.log 2>&1
+      ours=$(type_counts $file | tr '\n' ' ') theirs=$(type_counts $OUT/llama_$type.gguf | tr '\n' ' ')
+      if [ -n "$ours" ] && [ "$ours" = "$theirs" ]; then
+        echo "verify_llama_cpp: ok   $mix mixture: tensor types as llama-quantize's ($ours)"
+      else
+        echo "verify_llama_cpp: FAIL $mix mixture: ptq '$ours', llama-quantize '$theirs'"
+        fail=1
+      fi
+      ;;
+  esac
 done
 exit $fail

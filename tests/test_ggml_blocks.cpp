@@ -273,6 +273,50 @@ TEST(GgmlBlocks, Q4KQ5KAndQ6K) {
   }
 }
 
+// The K-quant packers (the GGUF writer's) invert the dequantizers: random codes, sub-block codes
+// and fp16 scales packed by pack_q*_K decode to the formula each packer documents, exactly.
+TEST(GgmlBlocks, KQuantPackersInvertTheDequantizers) {
+  std::mt19937_64 rng(9);
+  for (int trial = 0; trial < 4; ++trial) {
+    uint8_t q[256], sc[16], m[16];
+    int8_t sc6[16];
+    const uint16_t d = random_scale(rng), d_pos = random_scale(rng, false), dmin = random_scale(rng, false);
+    const float fd = f16_to_f32(d), fdp = f16_to_f32(d_pos), fdmin = f16_to_f32(dmin);
+    float got[256];
+    auto expect = [&](const char* type, auto value) {
+      for (int e = 0; e < 256; ++e) ASSERT_EQ(got[e], value(e)) << type << " element " << e;
+    };
+    for (int e = 0; e < 256; ++e) q[e] = uint8_t(code(rng, 4));
+    for (int i = 0; i < 16; ++i) sc[i] = uint8_t(code(rng, 16)), m[i] = uint8_t(code(rng, 16));
+    BlockQ2_K b2 = pack_q2_K(q, sc, m, d_pos, dmin);
+    dequantize_row_q2_K_ref(&b2, got, 256);
+    expect("Q2_K", [&](int e) { return fdp * float(sc[e / 16]) * float(q[e]) - fdmin * float(m[e / 16]); });
+
+    for (int e = 0; e < 256; ++e) q[e] = uint8_t(code(rng, 8));
+    for (int i = 0; i < 16; ++i) sc[i] = uint8_t(code(rng, 64));
+    BlockQ3_K b3 = pack_q3_K(q, sc, d);
+    dequantize_row_q3_K_ref(&b3, got, 256);
+    expect("Q3_K", [&](int e) { return fd * float(int(sc[e / 16]) - 32) * float(int(q[e]) - 4); });
+
+    for (int e = 0; e < 256; ++e) q[e] = uint8_t(code(rng, 16));
+    for (int j = 0; j < 8; ++j) sc[j] = uint8_t(code(rng, 64)), m[j] = uint8_t(code(rng, 64));
+    BlockQ4_K b4 = pack_q4_K(q, sc, m, d_pos, dmin);
+    dequantize_row_q4_K_ref(&b4, got, 256);
+    expect("Q4_K", [&](int e) { return fdp * float(sc[e / 32]) * float(q[e]) - fdmin * float(m[e / 32]); });
+
+    for (int e = 0; e < 256; ++e) q[e] = uint8_t(code(rng, 32));
+    BlockQ5_K b5 = pack_q5_K(q, sc, m, d_pos, dmin);
+    dequantize_row_q5_K_ref(&b5, got, 256);
+    expect("Q5_K", [&](int e) { return fdp * float(sc[e / 32]) * float(q[e]) - fdmin * float(m[e / 32]); });
+
+    for (int e = 0; e < 256; ++e) q[e] = uint8_t(code(rng, 64));
+    for (int i = 0; i < 16; ++i) sc6[i] = int8_t(code(rng, 256) - 128);
+    BlockQ6_K b6 = pack_q6_K(q, sc6, d);
+    dequantize_row_q6_K_ref(&b6, got, 256);
+    expect("Q6_K", [&](int e) { return fd * float(sc6[e / 16]) * float(int(q[e]) - 32); });
+  }
+}
+
 TEST(GgmlBlocks, FloatTypes) {
   std::vector<uint16_t> halves(65536);
   for (uint32_t i = 0; i < 65536; ++i) halves[i] = uint16_t(i);

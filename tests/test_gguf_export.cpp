@@ -101,7 +101,9 @@ TEST_P(GgufExport, ReadsBackAsTheQuantizedWeights) {
 INSTANTIATE_TEST_SUITE_P(Types, GgufExport,
                          ::testing::Values(Case{"rtn(w8,g32,sym)", "q8_0"}, Case{"rtn(w4,g32,sym)", "q4_0"},
                                            Case{"rtn(w4,g64)", "q4_1"}, Case{"rtn(w5,g128,sym,mse)", "q5_0"},
-                                           Case{"rtn(w5,g32)", "q5_1"}),
+                                           Case{"rtn(w5,g32)", "q5_1"}, Case{"rtn(w2,g16)", "q2_k"},
+                                           Case{"rtn(w3,g16,sym)", "q3_k"}, Case{"rtn(w4,g32,mse)", "q4_k"},
+                                           Case{"rtn(w5,g32)", "q5_k"}, Case{"rtn(w6,g16,sym)", "q6_k"}),
                          [](const auto& info) { return std::string(info.param.type); });
 
 double eval_ppl(const Pydoc& p, const std::string& file) {
@@ -112,12 +114,13 @@ double eval_ppl(const Pydoc& p, const std::string& file) {
 }
 
 // GPTQ's error feedback on the formats' grids works (the additive Q4_1 grid, Q4_0's signed-extreme
-// one): it beats RTN on each (with 128 windows of 256; 16 of 128 are too few for GPTQ on this
+// one, the K-quant super-blocks of Q4_K and Q3_K): it beats RTN on each (with 128 windows of 256; 16 of 128 are too few for GPTQ on this
 // model, with any grid). The codes themselves are pinned by tests/test_gptq.cpp's textbook.
 TEST(GgufExportGptq, BeatsRtnOnTheFormatsGrids) {
   PYDOC(p);
   const std::string dir = test::temp_dir("gguf_export_gptq");
-  for (const auto& [grid, type] : {std::pair{"w4,g64", "q4_1"}, std::pair{"w4,g32,sym", "q4_0"}}) {
+  for (const auto& [grid, type] : {std::pair{"w4,g64", "q4_1"}, std::pair{"w4,g32,sym", "q4_0"},
+                                   std::pair{"w4,g32", "q4_k"}, std::pair{"w3,g16,sym", "q3_k"}}) {
     double ppl[2];
     for (int m = 0; m < 2; ++m) {
       const std::string method = m ? "gptq" : "rtn", out = dir + "/" + type + "_" + method;
@@ -129,6 +132,95 @@ TEST(GgufExportGptq, BeatsRtnOnTheFormatsGrids) {
     EXPECT_LT(ppl[1], ppl[0]) << type;
     EXPECT_LT(ppl[0], 1.1 * 25.886) << type;  // fp on these 40 windows: 25.886
   }
+}
+
+// The preset mixtures as llama.cpp's llama_tensor_get_type gives them to a 4-layer llama (n/8 = 0,
+// so use_more_bits holds for layers 2 and 3): Q4_K_M puts attn_v and ffn_down of those layers on
+// Q6_K; Q3_K_M puts attn_v of layers 0-1 and no ffn_down (n/16 = 0) on Q5_K, the other attn_v,
+// every ffn_down and attn_output on Q4_K. Every layer reads back as RTN on its type's grid.
+TEST(GgufExportMixtures, Q4KMAndQ3KMAsLlamaCppAssignsThem) {
+  PYDOC(p);
+  const std::string dir = test::temp_dir("gguf_export_mix");
+  struct Mix {
+    const char* recipe;
+    const char* format;
+    std::map<std::string, std::string> types;  // "blk.L.name" -> type; unlisted: the main type
+    const char* main;
+  };
+  const std::vector<Mix> mixes = {
+      {"rtn(w4,g32)", "gguf(q4_k_m)",
+       {{"blk.2.attn_v", "Q6_K"}, {"blk.3.attn_v", "Q6_K"}, {"blk.2.ffn_down", "Q6_K"}, {"blk.3.ffn_down", "Q6_K"}},
+       "Q4_K"},
+      {"rtn(w3,g16,sym)", "gguf(q3_k_m)",
+       {{"blk.0.attn_v", "Q5_K"}, {"blk.1.attn_v", "Q5_K"}, {"blk.2.attn_v", "Q4_K"}, {"blk.3.attn_v", "Q4_K"},
+        {"blk.0.ffn_down", "Q4_K"}, {"blk.1.ffn_down", "Q4_K"}, {"blk.2.ffn_down", "Q4_K"}, {"blk.3.ffn_down", "Q4_K"},
+        {"blk.0.attn_output", "Q4_K"}, {"blk.1.attn_output", "Q4_K"}, {"blk.2.attn_output", "Q4_K"},
+        {"blk.3.attn_output", "Q4_K"}},
+       "Q3_K"},
+  };
+  const std::map<std::string, std::string> grid_of = {{"Q3_K", "rtn(w3,g16,sym)"}, {"Q4_K", "rtn(w4,g32)"},
+                                                      {"Q5_K", "rtn(w5,g32)"}, {"Q6_K", "rtn(w6,g16,sym)"}};
+  const std::map<std::string, std::string> hf = {{"attn_q", "self_attn.q_proj"}, {"attn_k", "self_attn.k_proj"},
+                                                 {"attn_v", "self_attn.v_proj"}, {"attn_output", "self_attn.o_proj"},
+                                                 {"ffn_gate", "mlp.gate_proj"}, {"ffn_up", "mlp.up_proj"},
+                                                 {"ffn_down", "mlp.down_proj"}};
+  const Model source = Model::open(p.model);
+  for (const Mix& m : mixes) {
+    const std::string out = dir + "/" + std::string(m.format).substr(5, std::strlen(m.format) - 6);
+    auto r = compress(p, m.recipe, m.format, out);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    GgufFile g(out + "/model.gguf");
+    const Model exported = Model::open(out + "/model.gguf");
+    const GridConstraints& k = format_traits(m.format).constraints;
+    for (int layer = 0; layer < 4; ++layer)
+      for (const auto& [tensor, module] : hf) {
+        const std::string key = "blk." + std::to_string(layer) + "." + tensor;
+        const std::string type = m.types.count(key) ? m.types.at(key) : m.main;
+        EXPECT_STREQ(ggml_type_name(g.find_tensor(key + ".weight")->type), type.c_str()) << m.format << " " << key;
+        const std::string weight = "model.layers." + std::to_string(layer) + "." + module + ".weight";
+        const Mat want =
+            make_quantizer(parse_spec(grid_of.at(type)), k)->quantize(source.weight(weight), nullptr, nullptr).effective_weight();
+        EXPECT_TRUE(bit_equal(exported.weight(weight), want)) << m.format << " " << weight;
+      }
+  }
+}
+
+// A K type on a width that is not a multiple of 256 takes the 32-block fallback llama.cpp takes
+// (Q4_K → Q5_0, Q6_K → Q8_0; Q5_K → Q5_0 and Q2_K/Q3_K → Q4_0 where llama.cpp's fallback is a
+// grid ptq does not fit); widths that are multiples of 256, and 32-block files, are left alone.
+TEST(GgufExportMixtures, FallbacksForNarrowLayers) {
+  ModelConfig c;
+  c.num_layers = 30;
+  struct Case {
+    const char* format;
+    const char* spec;
+    int cols;
+    int bits, group;  // of the override; 0: none
+    bool sets_sym;
+  };
+  for (Case t : {Case{"gguf(q4_k)", "rtn(w4,g32)", 576, 5, 32, true}, Case{"gguf(q6_k)", "rtn(w6,g16,sym)", 576, 8, 32, false},
+                 Case{"gguf(q5_k)", "rtn(w5,g32)", 576, 5, 32, true}, Case{"gguf(q3_k)", "rtn(w3,g16,sym)", 96, 4, 32, false},
+                 Case{"gguf(q2_k)", "rtn(w2,g16)", 64, 4, 32, true}, Case{"gguf(q4_k)", "rtn(w4,g32)", 1536, 0, 0, false},
+                 Case{"gguf(q4_0)", "rtn(w4,g32,sym)", 576, 0, 0, false}}) {
+    const FormatTraits& f = format_traits(t.format);
+    ASSERT_NE(f.layer_override, nullptr);
+    const auto q = make_quantizer(parse_spec(t.spec), f.constraints);
+    const auto o = f.layer_override("model.layers.10.mlp.up_proj", c, 1536, t.cols, q->grid());
+    ASSERT_EQ(o.has_value(), t.bits != 0) << t.format << " " << t.cols;
+    if (!o) continue;
+    EXPECT_EQ(o->override.bits, t.bits) << t.format;
+    EXPECT_EQ(o->override.group_size, t.group) << t.format;
+    EXPECT_EQ(!o->override.args.empty() && o->override.args[0].key == "sym", t.sets_sym) << t.format;
+    EXPECT_NE(o->why.find("super-blocks of 256 input columns"), std::string::npos) << o->why;
+  }
+  // Q3_K_M from a symmetric grid to Q5_K removes the sym flag.
+  const FormatTraits& f = format_traits("gguf(q3_k_m)");
+  const auto q = make_quantizer(parse_spec("rtn(w3,g16,sym)"), f.constraints);
+  const auto o = f.layer_override("model.layers.1.self_attn.v_proj", c, 192, 256, q->grid());
+  ASSERT_TRUE(o.has_value());
+  EXPECT_EQ(o->override.bits, 5);
+  EXPECT_EQ(o->override.group_size, 32);
+  EXPECT_EQ(o->override.unset, std::vector<std::string>{"sym"});
 }
 
 // ggml's q8_0 activations (quantize_row_q8_0_ref): per 32 values d = amax/127, codes round(x/d)
@@ -159,6 +251,23 @@ TEST(LlamaCppActivations, EightBitBlocksAsGgmlQuantizesThem) {
   EXPECT_EQ(h(0, 3), f16_to_f32(f32_to_f16(x(0, 3))));
 }
 
+// ggml's q8_K activations (quantize_row_q8_K_ref, the K types' vec_dot_type): per 256 values
+// iscale = −127/m for m the first value of largest magnitude, codes min(127, rint(iscale·x)),
+// values codes/iscale in fp32; an all-zero block stays zero.
+TEST(LlamaCppActivations, SuperBlocksAsGgmlQuantizesThem) {
+  Mat x(1, 512);
+  for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = std::cos(0.23f * float(i)) * (1.0f + float(i % 5));
+  x.block(0, 256, 1, 256).setZero();
+  Mat y = x;
+  round_inputs(y, InputRounding::kBlocks8K);
+  float m = 0;
+  for (int j = 0; j < 256; ++j)
+    if (std::fabs(x(0, j)) > std::fabs(m)) m = x(0, j);
+  const float iscale = -127.0f / m, d = 1.0f / iscale;
+  for (int j = 0; j < 256; ++j) EXPECT_EQ(y(0, j), d * std::min(127.0f, std::nearbyint(iscale * x(0, j)))) << j;
+  for (int j = 256; j < 512; ++j) EXPECT_EQ(y(0, j), 0.0f);
+}
+
 TEST(GgufExportRefusals, BeforeAnyWork) {
   PYDOC(p);
   const std::string dir = test::temp_dir("gguf_export_refusals");
@@ -171,7 +280,11 @@ TEST(GgufExportRefusals, BeforeAnyWork) {
                     Refusal{"gptq(w4,g32,sym)", "gguf(q4_1)", "gguf(q4_1) decodes asymmetric 4-bit groups"},
                     Refusal{"rtn(w4,g16,sym)", "gguf(q4_0)", "groups must be a multiple of 32"},
                     Refusal{"rtn(w3,g32,sym)", "gguf(q4_0)", "quantize with w4,sym"},
-                    Refusal{"quantease(w4,g32)", "gguf(q4_1)", "quantease fits zero-point grids only"}}) {
+                    Refusal{"quantease(w4,g32)", "gguf(q4_1)", "quantease fits zero-point grids only"},
+                    Refusal{"rtn(w4,g64)", "gguf(q4_k)", "gguf(q4_k) decodes asymmetric 4-bit groups; quantize with w4,g32"},
+                    Refusal{"rtn(w3,g32,sym)", "gguf(q3_k)", "Q3_K (w3,sym,g16)"},
+                    Refusal{"gptq(w4,g32,group_aware)", "gguf(q4_k)", "super-block"},
+                    Refusal{"quantease(w3,g16,sym)", "gguf(q3_k)", "super-block"}}) {
     auto r = compress(p, c.recipe, c.format, dir + "/out");
     EXPECT_NE(r.exit_code, 0) << c.recipe << " " << c.format;
     EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;

@@ -5,6 +5,7 @@
 
 #include "formats/checkpoint_writer.h"
 #include "ptq/error.h"
+#include "ptq/pipeline.h"
 #include "cli/jobs/job_config.h"
 #include "support/run_cli.h"
 #include "support/shared_data.h"
@@ -54,6 +55,22 @@ TEST(JobConfig, SpqrStageAndOverrideArgs) {
                                        "overrides:\n  - match: 'down_proj'\n    args: [1, 2]\n"),
                               "job.yaml"),
                Error);
+}
+
+// An override arg `false` removes a bare flag from the matching layers' spec (a symmetric recipe
+// with asymmetric layers, as llama.cpp's Q3_K_M mixture needs).
+TEST(JobConfig, OverrideFalseRemovesAFlag) {
+  PTQ_REQUIRE_SHARED("models/stories260K/hf", model);
+  JobSpec job = parse_job_yaml(
+      job_text(model, "recipe: \"rtn(w3,g16,sym)\"\n",
+               "overrides:\n  - match: 'v_proj'\n    bits: 5\n    group_size: 32\n    args: {sym: false}\n"),
+      "job.yaml");
+  ASSERT_EQ(job.compress.pipeline.overrides.size(), 1u);
+  EXPECT_TRUE(job.compress.pipeline.overrides[0].args.empty());
+  EXPECT_EQ(job.compress.pipeline.overrides[0].unset, std::vector<std::string>{"sym"});
+  EXPECT_EQ(layer_quantizer_spec("model.layers.0.self_attn.v_proj", job.compress.pipeline)->to_string(), "rtn(w5,g32)");
+  EXPECT_EQ(layer_quantizer_spec("model.layers.0.self_attn.q_proj", job.compress.pipeline)->to_string(),
+            "rtn(w3,g16,sym)");
 }
 
 // libstdc++'s regex compiler overflows a signed long on huge repeat counts and back-reference

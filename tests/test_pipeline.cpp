@@ -79,8 +79,8 @@ TEST_F(StoriesPipeline, OverridesSkipAndChangeBits) {
   PipelineOptions o;
   o.recipe = parse_recipe("rtn(w4,g32)");
   o.quiet = true;
-  o.overrides.push_back({"mlp\\.down_proj$", std::nullopt, std::nullopt, true, {}});
-  o.overrides.push_back({"layers\\.0\\.self_attn", 8, 64, false, {}});
+  o.overrides.push_back({"mlp\\.down_proj$", std::nullopt, std::nullopt, true, {}, {}});
+  o.overrides.push_back({"layers\\.0\\.self_attn", 8, 64, false, {}, {}});
   std::map<std::string, std::string> spec_of;
   auto results = quantize_sequential(*model_, calib_.windows, o, [&](const LayerResult& r, const QuantizedLayer* q) {
     EXPECT_EQ(q == nullptr, r.skipped) << r.name;

@@ -7,6 +7,7 @@
 #include "algorithms/grid.h"
 #include "algorithms/synthetic_layer.h"
 #include "ptq/error.h"
+#include "ptq/stages.h"
 
 namespace ptq {
 namespace {
@@ -241,6 +242,58 @@ TEST(Grid, SignedExtremeKeepsTheLargestValueExact) {
     EXPECT_GT(negative, 0);
     const GridCodes plain = grid::quantize_rtn(w, make_grid(bits, 32, true));
     EXPECT_LT((wq - w).squaredNorm(), (plain.dequantize() - w).squaredNorm()) << bits;
+  }
+}
+
+// ggml's K-quant super-blocks (GridConstraints::k_quant_super_blocks): every group's scale (and
+// offset) is exactly its code's decoded value, the codes in the sub-block code range (never a zero
+// scale), the storage exactly ggml's bytes per 256 weights, an all-zero super-block exact, and
+// every value within half a step of its group's grid where the grid covers it.
+TEST(Grid, SuperBlockCodesAreTheFittedStatistics) {
+  Mat w = heavy_tailed(24, 768, 14);
+  w.row(3).segment(256, 256).setZero();  // a whole super-block of zeros
+  w.row(5).segment(32, 32).setConstant(0.01f);  // a constant group
+  GridConstraints k;
+  k.fp16_statistics = true;
+  k.signed_extreme = true;
+  k.k_quant_super_blocks = true;
+  struct Case {
+    const char* spec;
+    double bytes_per_256;  // ggml's block sizes
+  };
+  for (Case c : {Case{"rtn(w2,g16)", 84}, Case{"rtn(w3,g16,sym)", 110}, Case{"rtn(w4,g32)", 144},
+                 Case{"rtn(w5,g32)", 176}, Case{"rtn(w6,g16,sym)", 210}}) {
+    const QuantizedLayer l = make_quantizer(parse_spec(c.spec), k)->quantize(w, nullptr, nullptr);
+    const GridCodes& q = l.grid;
+    ASSERT_GT(q.grid.super_groups, 0) << c.spec;
+    EXPECT_DOUBLE_EQ(l.storage_bits(), double(w.size()) / 256 * c.bytes_per_256 * 8) << c.spec;
+    const int groups = int(q.scales.cols()), cmax = (1 << q.grid.sub_bits) - 1, half2 = 1 << (q.grid.sub_bits - 1);
+    const Mat wq = q.dequantize();
+    for (int r = 0; r < q.rows; ++r)
+      for (int gi = 0; gi < groups; ++gi) {
+        const size_t at = size_t(r) * groups + gi;
+        const int sc = q.coded_scales->codes[at];
+        EXPECT_EQ(q.scales(r, gi), q.coded_scales->decode(r, gi, groups)) << c.spec;
+        if (q.grid.sym) {
+          EXPECT_NE(sc, half2) << c.spec;
+        } else {
+          EXPECT_TRUE(sc >= 1 && sc <= cmax) << c.spec;
+        }
+        if (q.coded_zeros) {
+          EXPECT_EQ(q.zeros(r, gi), q.coded_zeros->decode(r, gi, groups)) << c.spec;
+          EXPECT_LE(q.zeros(r, gi), 0.0f);
+        }
+        // The grid's span: codes 0 and maxq decoded.
+        const float s = q.scales(r, gi), z = q.zeros(r, gi), top = float(q.grid.max_q());
+        const float a = q.grid.sym ? s * (0.0f - z) : z, b = q.grid.sym ? s * (top - z) : s * top + z;
+        for (int col = gi * q.grid.group_size; col < (gi + 1) * q.grid.group_size; ++col) {
+          const float x = w(r, col);
+          if (x >= std::min(a, b) && x <= std::max(a, b)) {
+            EXPECT_LE(std::fabs(wq(r, col) - x), 0.5f * std::fabs(s) * (1 + 1e-5f)) << c.spec;
+          }
+        }
+      }
+    for (int col = 256; col < 512; ++col) EXPECT_EQ(wq(3, col), 0.0f) << c.spec;
   }
 }
 

@@ -274,5 +274,44 @@ TEST_F(SmolLM2, GgufExportKeepsTheSourceBlocksAndTokenizer) {
   }
 }
 
+// llama.cpp's Q4_K_M mixture on a model whose 576-wide layers K-quants cannot hold: down_proj
+// (1536 columns) is Q6_K on llama.cpp's use_more_bits layers and Q4_K elsewhere; the 576-wide
+// layers fall back as llama.cpp's do (Q4_K → Q5_0, attn_v's Q6_K → Q8_0), each with a message,
+// and every layer reads back as RTN on its type's grid.
+TEST_F(SmolLM2, GgufQ4KMMixtureAndFallbacks) {
+  REQUIRE_MODEL();
+  const std::string out = test::temp_dir("smollm2_gguf") + "/q4_k_m";
+  const auto compress = test::run_ptq("compress " + model_path_ +
+                                      " --recipe 'rtn(w4,g32)' --format 'gguf(q4_k_m)' --out " + out + " --overwrite");
+  ASSERT_EQ(compress.exit_code, 0) << compress.err;
+  EXPECT_NE(compress.err.find("model.layers.0.self_attn.q_proj: Q4_K stores super-blocks of 256 input columns and "
+                              "this layer has 576: Q5_0"),
+            std::string::npos)
+      << compress.err;
+  EXPECT_NE(compress.err.find("model.layers.0.self_attn.v_proj: Q6_K"), std::string::npos) << compress.err;
+  const GgufFile dst(out + "/model.gguf");
+  const int n = 30;
+  for (int i = 0; i < n; ++i) {
+    const bool more_bits = i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
+    const std::string blk = "blk." + std::to_string(i) + ".";
+    EXPECT_EQ(dst.find_tensor(blk + "ffn_down.weight")->type, more_bits ? GgmlType::Q6_K : GgmlType::Q4_K) << i;
+    EXPECT_EQ(dst.find_tensor(blk + "attn_v.weight")->type, more_bits ? GgmlType::Q8_0 : GgmlType::Q5_0) << i;
+    for (const char* t : {"attn_q", "attn_k", "attn_output", "ffn_gate", "ffn_up"})
+      EXPECT_EQ(dst.find_tensor(blk + t + ".weight")->type, GgmlType::Q5_0) << blk << t;
+  }
+  const Model exported = Model::open(out + "/model.gguf");
+  const GridConstraints& k = format_traits("gguf(q4_k_m)").constraints;
+  for (const auto& [name, spec] : {std::pair{"model.layers.3.mlp.down_proj", "rtn(w4,g32)"},
+                                   std::pair{"model.layers.5.mlp.down_proj", "rtn(w6,g16,sym)"},
+                                   std::pair{"model.layers.0.self_attn.v_proj", "rtn(w8,g32,sym)"},
+                                   std::pair{"model.layers.4.self_attn.k_proj", "rtn(w5,g32,sym)"}}) {
+    const std::string weight = std::string(name) + ".weight";
+    const Mat want = make_quantizer(parse_spec(spec), k)->quantize(model_->model.weight(weight), nullptr, nullptr).effective_weight();
+    const Mat got = exported.weight(weight);
+    ASSERT_EQ(got.rows(), want.rows());
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), sizeof(float) * size_t(got.size())), 0) << name;
+  }
+}
+
 }  // namespace
 }  // namespace ptq

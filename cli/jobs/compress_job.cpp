@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <string_view>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -74,6 +76,7 @@ nlohmann::json fingerprint_inputs(const CompressJob& job, const Model& model, co
       for (const SpecArg& a : ov.args) args.push_back({a.key, a.value});
       overrides.back()["args"] = args;
     }
+    if (!ov.unset.empty()) overrides.back()["unset"] = ov.unset;
   }
   const CalibrationInfo& c = calib.info;
   nlohmann::json j = {
@@ -223,6 +226,39 @@ void reject_quantized_source(const Model& model) {
                   "full-precision checkpoint instead");
 }
 
+namespace {
+
+std::string exact_pattern(const std::string& name) {
+  std::string out = "^";
+  for (char c : name) {
+    if (std::string_view("\\^$.|?*+()[]{}").find(c) != std::string_view::npos) out += '\\';
+    out += c;
+  }
+  return out + "$";
+}
+
+}  // namespace
+
+std::vector<std::string> add_format_fallbacks(const Model& model, const FormatTraits& format, PipelineOptions& o) {
+  std::vector<std::string> lines;
+  if (!format.layer_override) return lines;
+  std::vector<LayerOverride> added;
+  for (const auto& name : linear_layer_names(model.config())) {
+    auto quantizer = layer_quantizer(name, o);
+    if (!quantizer) continue;
+    const TensorInfo* info = model.tensors().find(name + ".weight");
+    PTQ_ASSERT(info != nullptr, "Model::open checks every linear weight exists");
+    std::optional<FormatFallback> f =
+        format.layer_override(name, model.config(), int(info->shape[0]), int(info->shape[1]), quantizer->grid());
+    if (!f) continue;
+    f->override.pattern = exact_pattern(name);
+    added.push_back(f->override);
+    lines.push_back(name + ": " + f->why);
+  }
+  o.overrides.insert(o.overrides.end(), added.begin(), added.end());
+  return lines;
+}
+
 PipelineOptions pipeline_options(const CompressJob& job) {
   PipelineOptions o = job.pipeline;
   o.constraints = format_traits(job.format).constraints;
@@ -234,7 +270,9 @@ void validate_job_layers(const CompressJob& job) {
   const FormatTraits& format = format_traits(job.format);
   Model model = Model::open(job.model_path);
   reject_quantized_source(model);
-  validate_layers(model, pipeline_options(job), format);
+  PipelineOptions options = pipeline_options(job);
+  add_format_fallbacks(model, format, options);
+  validate_layers(model, options, format);
 }
 
 CompressResult run_compress(const CompressJob& job) {
@@ -244,6 +282,8 @@ CompressResult run_compress(const CompressJob& job) {
   Model model = Model::open(job.model_path);
   reject_quantized_source(model);
   PipelineOptions options = pipeline_options(job);
+  for (const std::string& line : add_format_fallbacks(model, writer->traits(), options))
+    if (!options.quiet) std::fprintf(stderr, "ptq: %s\n", line.c_str());
   validate_layers(model, options, writer->traits());
   writer->prepare(model, writer->embeds_tokenizer() ? embeddable_tokenizer(model, job.tokenizer) : nullptr);
   model.check_finite_weights();

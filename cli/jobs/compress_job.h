@@ -52,6 +52,12 @@ CompressResult run_compress(const CompressJob& job);
 // algorithm; throws Error before any long work otherwise.
 void validate_job_layers(const CompressJob& job);
 
+// Appends to o.overrides, for every layer the format overrides (FormatTraits::layer_override: a
+// preset mixture, a replacement for a shape it cannot hold), an override naming exactly that
+// layer, and returns one line per override ("layer: why").
+struct FormatTraits;
+std::vector<std::string> add_format_fallbacks(const Model& model, const FormatTraits& format, PipelineOptions& o);
+
 // Throws Error when `model` is a packed checkpoint: re-quantizing packed codes would compound
 // two roundings, so ptq asks for the full-precision source instead.
 void reject_quantized_source(const Model& model);

@@ -271,6 +271,7 @@ void parse_overrides(const YamlReader& y, const YAML::Node& n, JobSpec& job) {
         if (!v.IsScalar()) y.fail(v, "override arg '" + key + "' must be a scalar (number, flag or word)");
         if (v.Tag() != "!" && (v.Scalar() == "true" || v.Scalar() == "false")) {
           if (y.boolean(v, key)) ov.args.push_back({key, ""});
+          else ov.unset.push_back(key);
         } else {
           ov.args.push_back({key, v.Scalar()});
         }
@@ -326,7 +327,7 @@ YAML::Node blame_node(const std::string& layer, const JobSpec& job, const YAML::
       if (stage_role(stages[i].name) == StageRole::kQuantizer) blamed = recipe[i];
   const auto& ovs = job.compress.pipeline.overrides;
   for (size_t i = 0; i < ovs.size(); ++i)
-    if ((ovs[i].bits || ovs[i].group_size || !ovs[i].args.empty()) &&
+    if ((ovs[i].bits || ovs[i].group_size || !ovs[i].args.empty() || !ovs[i].unset.empty()) &&
         std::regex_search(layer, std::regex(ovs[i].pattern)))
       blamed = overrides[i];
   return blamed;
@@ -344,6 +345,7 @@ void check_against_model(const YamlReader& y, const YAML::Node& root, const JobS
   const FormatTraits& format = format_traits(job.compress.format);
   PipelineOptions options = job.compress.pipeline;
   options.constraints = format.constraints;
+  add_format_fallbacks(*model, format, options);
   const YAML::Node format_node = root["output"]["format"] ? root["output"]["format"] : root["output"];
   for (const auto& name : linear_layer_names(model->config())) {
     const YAML::Node blamed = blame_node(name, job, root["recipe"], root["overrides"]);
