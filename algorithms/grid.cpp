@@ -160,6 +160,12 @@ void code_offsets(const RawGroup* raw, SuperBlockParams& s, const QuantGrid& g) 
   }
 }
 
+// The scale code of magnitude at least |ratio| (to a 1e-4 tolerance for a ratio that is an
+// integer up to rounding): a coded scale smaller than the fitted one would clip the group's extreme
+// values, which the first-level fit chose to represent. Measured against rounding to nearest in
+// docs/algorithms.md ("K-quant super-blocks").
+float covering_code(float ratio) { return std::copysign(std::ceil(std::fabs(ratio) - 1e-4f), ratio); }
+
 // Codes d·c for the groups' scales (unsigned), or d·(c − 2^(sub_bits−1)) with d of the signed
 // extreme (symmetric); never a zero scale, which the codes would divide by.
 void code_scales(const float* scale, SuperBlockParams& s, const QuantGrid& g) {
@@ -170,7 +176,7 @@ void code_scales(const float* scale, SuperBlockParams& s, const QuantGrid& g) {
       if (std::fabs(scale[i]) > std::fabs(extreme)) extreme = scale[i];
     s.d = extreme != 0.0f ? std::copysign(fp16_positive(std::fabs(extreme / -float(half2))), -extreme) : 1.0f;
     for (int i = 0; i < s.groups; ++i) {
-      float l = std::clamp(std::nearbyint(scale[i] / s.d), -float(half2), float(half2 - 1));
+      float l = std::clamp(covering_code(scale[i] / s.d), -float(half2), float(half2 - 1));
       if (l == 0.0f) l = scale[i] / s.d < 0.0f ? -1.0f : 1.0f;
       s.scale_code[i] = static_cast<uint8_t>(static_cast<int>(l) + half2);
       s.group[i].scale = s.d * ((l + float(half2)) - float(half2));
@@ -183,7 +189,7 @@ void code_scales(const float* scale, SuperBlockParams& s, const QuantGrid& g) {
   for (int i = 0; i < s.groups; ++i) top = std::max(top, scale[i]);
   s.d = top > 0.0f ? fp16_positive(top / static_cast<float>(cmax)) : 1.0f;
   for (int i = 0; i < s.groups; ++i) {
-    const float c = std::clamp(std::nearbyint(scale[i] / s.d), 1.0f, float(cmax));
+    const float c = std::clamp(covering_code(scale[i] / s.d), 1.0f, float(cmax));
     s.scale_code[i] = static_cast<uint8_t>(c);
     s.group[i].scale = s.d * (c - 0.0f);
   }

@@ -26,7 +26,8 @@
 //    ≤ 0); then the offsets are coded, dmin = fp16(max(−lo)/cmax), c' = round(−lo/dmin), and the
 //    scales refitted to the coded offsets, (hi − offset)/maxq; then d = fp16(max scale/cmax)
 //    (signed: the scale of largest magnitude / −2^(sub_bits−1), as ggml's Q6_K/Q3_K quantizers),
-//    c = round(scale/d) clamped to its range and away from a zero scale. The codes are fitted
+//    c = the code of magnitude ≥ |scale/d| (never clipping the group's fitted range) clamped to
+//    its range and away from a zero scale. The codes are fitted
 //    with the decoded d·c and −dmin·c', the values llama.cpp computes;
 //  - mse: try shrinking [lo, hi] by p = 1, 0.99, ..., 0.21 (80 steps) and keep the p with the
 //    smallest Σ|x̂ − x|^2.4 for this row/group (strictly smaller wins, so p = 1 on ties).

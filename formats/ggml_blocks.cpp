@@ -1,5 +1,6 @@
 #include "formats/ggml_blocks.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "ptq/error.h"
@@ -187,10 +188,13 @@ void dequantize_row_q6_K_ref(const BlockQ6_K* x, float* y, int64_t k) {
 
 // Element e of a Q2_K/Q3_K super-block sits in byte (e / 128)·32 + e % 32 of qs, at bit
 // 2·((e % 128) / 32); Q3_K's third bit in hmask[e % 32], bit (e / 128)·4 + (e % 128) / 32.
+static void put_low_2bits(const uint8_t* q, uint8_t* qs) {
+  for (int e = 0; e < kQK_K; ++e) qs[(e / 128) * 32 + e % 32] |= uint8_t((q[e] & 3) << (2 * ((e % 128) / 32)));
+}
+
 BlockQ2_K pack_q2_K(const uint8_t* q, const uint8_t* sc, const uint8_t* m, uint16_t d, uint16_t dmin) {
   BlockQ2_K b{};
-  for (int e = 0; e < kQK_K; ++e)
-    b.qs[(e / 128) * 32 + e % 32] |= uint8_t((q[e] & 3) << (2 * ((e % 128) / 32)));
+  put_low_2bits(q, b.qs);
   for (int i = 0; i < kQK_K / 16; ++i) b.scales[i] = uint8_t((sc[i] & 0x0F) | (m[i] & 0x0F) << 4);
   b.d = d;
   b.dmin = dmin;
@@ -199,11 +203,9 @@ BlockQ2_K pack_q2_K(const uint8_t* q, const uint8_t* sc, const uint8_t* m, uint1
 
 BlockQ3_K pack_q3_K(const uint8_t* q, const uint8_t* sc, uint16_t d) {
   BlockQ3_K b{};
-  for (int e = 0; e < kQK_K; ++e) {
-    const int plane = (e % 128) / 32, at = (e / 128) * 32 + e % 32;
-    b.qs[at] |= uint8_t((q[e] & 3) << (2 * plane));
-    if (q[e] & 4) b.hmask[e % 32] |= uint8_t(1u << ((e / 128) * 4 + plane));
-  }
+  put_low_2bits(q, b.qs);
+  for (int e = 0; e < kQK_K; ++e)
+    if (q[e] & 4) b.hmask[e % 32] |= uint8_t(1u << ((e / 128) * 4 + (e % 128) / 32));
   for (int i = 0; i < kQK_K / 16; ++i) {  // q3_K_scale's layout
     if (i < 8) b.scales[i] |= uint8_t(sc[i] & 0x0F);
     else b.scales[i - 8] |= uint8_t((sc[i] & 0x0F) << 4);
@@ -243,16 +245,16 @@ BlockQ4_K pack_q4_K(const uint8_t* q, const uint8_t* sc, const uint8_t* m, uint1
   return b;
 }
 
+// Q4_K's fields and the fifth bits.
 BlockQ5_K pack_q5_K(const uint8_t* q, const uint8_t* sc, const uint8_t* m, uint16_t d, uint16_t dmin) {
+  const BlockQ4_K low = pack_q4_K(q, sc, m, d, dmin);
   BlockQ5_K b{};
-  for (int e = 0; e < kQK_K; ++e) {
-    const int j = e / 32;
-    b.qs[(j / 2) * 32 + e % 32] |= uint8_t((q[e] & 0x0F) << (4 * (j % 2)));
-    if (q[e] & 0x10) b.qh[e % 32] |= uint8_t(1u << j);
-  }
-  for (int j = 0; j < 8; ++j) put_scale_min(j, sc[j], m[j], b.scales);
-  b.d = d;
-  b.dmin = dmin;
+  b.d = low.d;
+  b.dmin = low.dmin;
+  std::copy_n(low.scales, sizeof low.scales, b.scales);
+  std::copy_n(low.qs, sizeof low.qs, b.qs);
+  for (int e = 0; e < kQK_K; ++e)
+    if (q[e] & 0x10) b.qh[e % 32] |= uint8_t(1u << (e / 32));
   return b;
 }
 

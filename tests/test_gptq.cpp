@@ -332,9 +332,9 @@ TEST(Gptq, SuperBlockGridsMatchTextbookAndDecodeAsCoded) {
     EXPECT_EQ(q.coded_zeros.has_value(), !q.grid.sym);
     const std::vector<uint8_t> ref = textbook_gptq(l.w, l.calib.hessian(), q.grid, Order::natural, 0.01);
     // As in MatchesTextbookImplementationOverManyBlocks: a value within ~1e-5 of a rounding
-    // boundary may flip (fp32 factor against fp64), and the rest of its row follows.
+    // boundary may flip (fp32 factor against fp64), and the rest of its row follows: every code
+    // equal in all rows but at most one (of 48).
     const CodeAgreement a = compare_codes(ref, q);
-    EXPECT_GE(static_cast<double>(a.same) / a.total, 0.999) << spec;
     EXPECT_LE(a.rows_differing, 1) << spec << ": " << a.total - a.same << " codes differ";
     const int groups = int(q.scales.cols());
     for (int r = 0; r < q.rows; ++r)
