@@ -227,6 +227,11 @@ std::string hparams_str(const ModelConfig& c) {
 // forward would silently ignore is in the file. Messages use the file's own tensor names.
 void check_tensors(const GgufFile& f, const GgufArch& arch, const ModelConfig& cfg,
                    const std::map<std::string, Entry>& entries, const std::shared_ptr<TensorSource>& src) {
+  // Each block needs at least its 7 linear layers and 2 norms: a block_count the tensor count
+  // cannot hold is refused before the list of required names (one per tensor) is built.
+  if (int64_t(cfg.num_layers) * 9 > int64_t(entries.size()))
+    throw Error(f.path() + ": " + arch.gguf + ".block_count is " + std::to_string(cfg.num_layers) + ", but the file has " +
+                std::to_string(entries.size()) + " tensors, fewer than 9 per block");
   const Model view(cfg, src, f.path(), {});
   std::map<std::string, bool> required;
   for (const auto& [name, shape] : view.required_tensors()) {

@@ -321,6 +321,13 @@ std::vector<BadFile> bad_gguf_files() {
     v.push_back({"key_type", replace_once(good, key, GgufBuilder::gguf_string("llama.block_count") + GgufBuilder::le32(6)),
                  "'llama.block_count' must be a non-negative integer, found F32"});
   }
+  {
+    // A block_count no tensor list could hold (found by the gguf fuzz harness: 300M blocks made
+    // Model::required_tensors list 2.7 billion names before any tensor was checked).
+    const std::string key = GgufBuilder::gguf_string("llama.block_count") + GgufBuilder::le32(4);
+    v.push_back({"block_count", replace_once(good, key + GgufBuilder::le32(2), key + GgufBuilder::le32(300000000)),
+                 "fewer than 9 per block"});
+  }
   v.push_back({"architecture", replace_once(good, GgufBuilder::gguf_string("llama") + GgufBuilder::gguf_string("general.name"),
                                             GgufBuilder::gguf_string("gptxx") + GgufBuilder::gguf_string("general.name")),
                "unsupported GGUF architecture 'gptxx'"});
