@@ -37,10 +37,11 @@ std::string fmt_double(double v) {
   return std::string(buf, res.ptr);
 }
 
-// GAR's working order: whole groups by their largest diag H, descending, and inside each group
-// its columns by diag H, descending; both sorts stable, so ties keep the original order. A last
-// partial group (K not a multiple of g) stays last, so that every working run of g columns is one
-// original group and the dynamic fit at each run's start fits exactly that group.
+// GAR's working order: whole fitting units (groups, or a super-block grid's super-blocks, which
+// are fitted together) by their largest diag H, descending, and inside each unit its columns by
+// diag H, descending; both sorts stable, so ties keep the original order. A last partial unit (K
+// not a multiple of g) stays last, so that every working run of g columns is one original unit
+// and the dynamic fit at each run's start fits exactly that unit.
 std::vector<int> group_aware_order(const VecD& diag, int g) {
   const int k = static_cast<int>(diag.size()), full = k / g;
   std::vector<int> groups(full), perm;
@@ -63,6 +64,13 @@ std::vector<int> group_aware_order(const VecD& diag, int g) {
 bool group_aware_misused(const GptqOptions& o) {
   return o.group_aware && (o.grid.group_size <= 0 || o.act_order || o.static_groups);
 }
+
+// Act-order fits groups in working order (a permuted g_idx); a super-block's groups must be
+// consecutive original columns, so the two exclude each other (group_aware keeps them whole).
+bool act_order_on_super_blocks(const GptqOptions& o) { return o.grid.super_groups > 0 && o.act_order; }
+constexpr const char* kActOrderOnSuperBlocks =
+    "super-block grids (GGUF K-quants) fit runs of consecutive original groups together, so they do not take "
+    "act_order (group_aware keeps super-blocks whole)";
 
 }  // namespace
 
@@ -111,7 +119,7 @@ Problem prepare(const Mat& w, const MatD& h, const GptqOptions& o) {
   if (o.act_order)  // stable, so equal activations keep their column order: reproducible
     std::stable_sort(p.perm.begin(), p.perm.end(), [&](int a, int b) { return diag[a] > diag[b]; });
   else if (o.group_aware)
-    p.perm = group_aware_order(diag, g.group_size);
+    p.perm = group_aware_order(diag, g.super_width());
   p.h_diag.resize(k);
   for (int j = 0; j < k; ++j) p.h_diag[j] = diag[p.perm[j]];
   // Reserved first, so that the huge-page advice comes before the zeroing touches the pages.
@@ -288,9 +296,7 @@ void validate_inputs(const Mat& w, const MatD& h, const GptqOptions& o, const st
   if (!all_finite(w.data(), static_cast<size_t>(w.size())) || !h.diagonal().allFinite())
     throw Error(who + ": layer " + shape + " has non-finite weights or input statistics");
   if (o.block < 1 || o.damp < 0) throw Error(who + ": block must be >= 1 and damp >= 0");
-  if (o.grid.super_groups > 0 && (o.act_order || o.group_aware))
-    throw Error(who + ": super-block grids (GGUF K-quants) fit whole runs of consecutive groups, so they take "
-                      "neither act_order nor group_aware");
+  if (act_order_on_super_blocks(o)) throw Error(who + ": " + kActOrderOnSuperBlocks);
   if (group_aware_misused(o))
     throw Error(who + ": group_aware orders the columns of each group, so it needs groups (g<N>) and "
                       "takes neither act_order nor static_groups, which order columns their own way");
@@ -357,6 +363,7 @@ class Gptq final : public WeightQuantizer {
     if (group_aware_misused(opt_))
       throw Error("spec '" + spec.to_string() + "': group_aware needs groups (g<N>) and takes neither "
                   "act_order nor static_groups");
+    if (act_order_on_super_blocks(opt_)) throw Error("spec '" + spec.to_string() + "': " + kActOrderOnSuperBlocks);
   }
   std::string spec() const override {
     std::string s = "gptq(" + grid::grid_spec_args(opt_.grid);

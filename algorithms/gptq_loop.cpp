@@ -108,13 +108,18 @@ void fit_dynamic_groups(Problem& p, const UpdateFactor& f, const GptqOptions& o,
   }
   std::vector<float> row(m);  // one row's [i1, i1 + m), contiguous for find_params
   const int unit = o.grid.super_width();  // a super-block's groups are fitted together
+  std::vector<float> original(p.super_codes ? unit : 0);
   for (int r = 0; r < c.rows; ++r) {
     for (int i = 0; i < m; ++i) row[i] = gptq_wt[static_cast<size_t>(i) * c.rows + r];
     for (int j = (i1 + unit - 1) / unit * unit; j < i2; j += unit) {
       const int width = std::min(k, j + unit) - j;
       if (p.super_codes) {
-        p.super_codes->record(c.r0 + r, j / unit, grid::fit_super_block(row.data() + (j - i1), width, o.grid),
-                              p.scales, p.zeros);
+        // Its groups are runs of original columns: under group_aware the unit's working columns
+        // are one super-block's, permuted inside it, so they go back to their places first.
+        const int block = p.original_groups ? p.perm[j] / unit : j / unit;
+        for (int i = 0; i < width; ++i) original[p.perm[j + i] - block * unit] = row[j - i1 + i];
+        p.super_codes->record(c.r0 + r, block, grid::fit_super_block(original.data(), width, o.grid), p.scales,
+                              p.zeros);
         continue;
       }
       const grid::Params prm = grid::find_params(row.data() + (j - i1), width, o.grid);

@@ -245,6 +245,7 @@ SuperBlockCodes::SuperBlockCodes(int rows, int k, const QuantGrid& g)
   PTQ_ASSERT(g.super_groups > 0, "a super-block grid");
   const int units = (groups_ + g.super_groups - 1) / g.super_groups;
   for (CodedStatistic* c : {&scales_, &zeros_}) {
+    if (c == &zeros_ && !additive_) break;  // symmetric grids code no offsets
     c->bits = g.sub_bits;
     c->row_block = 1;
     c->group_block = g.super_groups;
@@ -261,12 +262,12 @@ void SuperBlockCodes::record(int r, int unit, const SuperBlockParams& p, Mat& sc
   for (int i = 0; i < p.groups; ++i) {
     const size_t at = static_cast<size_t>(r) * groups_ + g0 + i;
     scales_.codes[at] = p.scale_code[i];
-    zeros_.codes[at] = p.offset_code[i];
+    if (additive_) zeros_.codes[at] = p.offset_code[i];
     scales(r, g0 + i) = p.group[i].scale;
     zeros(r, g0 + i) = p.group[i].zero;
   }
   scales_.scale2(r, unit) = p.d;
-  zeros_.scale2(r, unit) = p.neg_dmin;
+  if (additive_) zeros_.scale2(r, unit) = p.neg_dmin;
 }
 
 void SuperBlockCodes::attach(GridCodes& out) {

@@ -9,7 +9,8 @@
 # authors' Q8_0 embedding, tied), so equal mixtures are equal sizes; the table prints the sizes.
 # Usage: scripts/compare_llama_quantize.sh [pydoc4M|smollm2|all]   (PTQ_SHARED: default ../shared;
 # WINDOWS: calibration windows for both tools, default 128: ptq samples them, llama-imatrix reads
-# that many consecutive chunks of the same length)
+# that many consecutive chunks of the same length; ORDER: appended to ptq's GPTQ args, e.g.
+# ORDER=,group_aware; SMOLLM2_TYPES: a subset of "q4_0 q4_1 q5_0")
 # Prints a markdown table; intermediate files in build/llama-compare/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,9 +64,10 @@ compare() {  # name model-or-gguf eval-text ctx chunks calib-windows "ptq-types"
   for i in "${!ours[@]}"; do
     local fmt=${ours[$i]} lt=${theirs[$i]} recipe
     case $fmt in
-      q4_k_m) recipe="gptq(w4,g32)" ;; q3_k_m) recipe="gptq(w3,g16,sym)" ;;
-      q4_0) recipe="gptq(w4,g32,sym)" ;; q4_1) recipe="gptq(w4,g32)" ;; q5_0) recipe="gptq(w5,g32,sym)" ;;
+      q4_k_m) recipe="gptq(w4,g32" ;; q3_k_m) recipe="gptq(w3,g16,sym" ;;
+      q4_0) recipe="gptq(w4,g32,sym" ;; q4_1) recipe="gptq(w4,g32" ;; q5_0) recipe="gptq(w5,g32,sym" ;;
     esac
+    recipe="$recipe${ORDER:-})"
     local keep="--token-embedding-type f32 --output-tensor-type f32"
     [[ "$model" == *.gguf ]] && keep="--token-embedding-type q8_0 --output-tensor-type q8_0"
     "$BIN/llama-quantize" --allow-requantize $keep "$src" $OUT/$name-$lt.gguf $lt $THREADS >$OUT/$name-$lt.log 2>&1
@@ -84,5 +86,6 @@ if [ "$WHICH" = pydoc4M ] || [ "$WHICH" = all ]; then
 fi
 if [ "$WHICH" = smollm2 ] || [ "$WHICH" = all ]; then
   compare smollm2 $SHARED/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf \
-    $SHARED/data/wikitext2/wikitext2-test.txt 512 40 ${WINDOWS:-128} "q4_0 q4_1 q5_0" "Q4_0 Q4_1 Q5_0"
+    $SHARED/data/wikitext2/wikitext2-test.txt 512 40 ${WINDOWS:-128} "${SMOLLM2_TYPES:-q4_0 q4_1 q5_0}" \
+    "$(echo "${SMOLLM2_TYPES:-q4_0 q4_1 q5_0}" | tr a-z A-Z)"
 fi

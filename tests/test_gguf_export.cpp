@@ -283,7 +283,7 @@ TEST(GgufExportRefusals, BeforeAnyWork) {
                     Refusal{"quantease(w4,g32)", "gguf(q4_1)", "quantease fits zero-point grids only"},
                     Refusal{"rtn(w4,g64)", "gguf(q4_k)", "gguf(q4_k) decodes asymmetric 4-bit groups; quantize with w4,g32"},
                     Refusal{"rtn(w3,g32,sym)", "gguf(q3_k)", "Q3_K (w3,sym,g16)"},
-                    Refusal{"gptq(w4,g32,group_aware)", "gguf(q4_k)", "super-block"},
+                    Refusal{"gptq(w4,g32,act_order)", "gguf(q4_k)", "do not take act_order"},
                     Refusal{"quantease(w3,g16,sym)", "gguf(q3_k)", "super-block"}}) {
     auto r = compress(p, c.recipe, c.format, dir + "/out");
     EXPECT_NE(r.exit_code, 0) << c.recipe << " " << c.format;

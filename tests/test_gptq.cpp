@@ -148,7 +148,7 @@ std::vector<uint8_t> textbook_gptq(const Mat& w_in, MatD h, const QuantGrid& g, 
   std::iota(perm.begin(), perm.end(), 0);
   if (order == Order::act_order)
     std::stable_sort(perm.begin(), perm.end(), [&](int a, int b) { return h(a, a) > h(b, b); });
-  if (order == Order::group_aware) perm = textbook_group_aware_order(h, g.group_size);
+  if (order == Order::group_aware) perm = textbook_group_aware_order(h, g.super_width());
   if (dequantized) dequantized->resize(n, k);
   Mat wp(n, k);
   MatD hp(k, k);
@@ -170,8 +170,14 @@ std::vector<uint8_t> textbook_gptq(const Mat& w_in, MatD h, const QuantGrid& g, 
       if (j % block == 0) std::copy_n(&wp(r, 0), k, block_start.data());
       // A K-quant super-block is fitted whole when its first column is reached (its start is a
       // multiple of `block`, so block_start holds its updated weights).
-      if (g.super_groups > 0 && j % super == 0) sb = grid::fit_super_block(&block_start[j], std::min(super, k - j), g);
-      if (g.super_groups > 0 && j % g.group_size == 0) p = sb.group[(j % super) / g.group_size];
+      // Under group_aware its columns come permuted inside it: fitted in their original places.
+      if (g.super_groups > 0 && j % super == 0) {
+        const int width = std::min(super, k - j), first = perm[j] / super * super;
+        std::vector<float> original(width);
+        for (int i = 0; i < width; ++i) original[perm[j + i] - first] = block_start[j + i];
+        sb = grid::fit_super_block(original.data(), width, g);
+      }
+      if (g.super_groups > 0) p = sb.group[(perm[j] % super) / g.group_size];
       else if (g.group_size > 0 && j % g.group_size == 0)
         p = grid::find_params(&block_start[j], std::min(g.group_size, k - j), g);
       const float code = grid::quantize_code(wp(r, j), p, g.max_q());
@@ -315,22 +321,27 @@ TEST(Gptq, AdditiveGridMatchesTextbookAndDecodesAsWritten) {
 // On ggml's K-quant super-block grids (GGUF Q2_K..Q6_K: 256 columns per super-block, sub-block
 // scales and minimums coded on fp16 second levels), the loop's codes are the textbook's with the
 // super-block fitted when reached (to the float-order flips the many-blocks test allows), every statistic is the decoded value of its code, and GPTQ
-// beats RTN on held-out inputs.
+// beats RTN on held-out inputs. With group_aware, whole super-blocks are ordered (the textbook's
+// order with 256-column units) and each is still fitted whole, in its original column places.
 TEST(Gptq, SuperBlockGridsMatchTextbookAndDecodeAsCoded) {
   Layer l = make_layer(48, 512, 4, 53);
   GridConstraints k_quant;
   k_quant.fp16_statistics = true;
   k_quant.signed_extreme = true;
   k_quant.k_quant_super_blocks = true;
+  for (const char* order : {"", ",group_aware"})
   for (const char* spec : {"w2,g16", "w3,g16,sym", "w4,g32", "w5,g32", "w6,g16,sym"}) {
-    const std::string gptq = std::string("gptq(") + spec + ")", rtn = std::string("rtn(") + spec + ")";
+    SCOPED_TRACE(std::string(spec) + order);
+    const std::string gptq = std::string("gptq(") + spec + order + ")", rtn = std::string("rtn(") + spec + ")";
     const GridCodes q = make_quantizer(parse_spec(gptq), k_quant)->quantize(l.w, &l.calib, nullptr).grid;
     ASSERT_GT(q.grid.super_groups, 0) << spec;
     EXPECT_EQ(q.grid.super_width(), 256);
     EXPECT_EQ(q.rule, q.grid.sym ? OffsetRule::kZeroPoint : OffsetRule::kAdditive) << spec;
     ASSERT_TRUE(q.coded_scales.has_value());
     EXPECT_EQ(q.coded_zeros.has_value(), !q.grid.sym);
-    const std::vector<uint8_t> ref = textbook_gptq(l.w, l.calib.hessian(), q.grid, Order::natural, 0.01);
+    const std::vector<uint8_t> ref =
+        textbook_gptq(l.w, l.calib.hessian(), q.grid, *order ? Order::group_aware : Order::natural, 0.01);
+    for (int c = 0; c < q.cols; ++c) ASSERT_EQ(q.g_idx[c], c / q.grid.group_size);
     // As in MatchesTextbookImplementationOverManyBlocks: a value within ~1e-5 of a rounding
     // boundary may flip (fp32 factor against fp64), and the rest of its row follows: every code
     // equal in all rows but at most one (of 48).
@@ -351,6 +362,8 @@ TEST(Gptq, SuperBlockGridsMatchTextbookAndDecodeAsCoded) {
     const GridCodes r = make_quantizer(parse_spec(rtn), k_quant)->quantize(l.w, nullptr, nullptr).grid;
     EXPECT_LT(held_out_error(l, q), held_out_error(l, r)) << spec;
   }
+  // act_order's permuted groups cannot form super-blocks: refused when the quantizer is made.
+  EXPECT_THROW(make_quantizer(parse_spec("gptq(w4,g32,act_order)"), k_quant), Error);
 }
 
 // The update factor R̂ (one fp32 Cholesky of the reversed H) against fp64 computations:
