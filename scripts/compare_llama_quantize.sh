@@ -52,7 +52,7 @@ compare() {  # name model-or-gguf eval-text ctx chunks calib-windows "ptq-types"
   if [[ "$model" == *.gguf ]]; then src=$model; else fp_gguf "$model" $OUT/$name-fp; src=$OUT/$name-fp/model.gguf; fi
   local imatrix=$OUT/$name.imatrix-$windows.gguf
   [ -f $imatrix ] ||
-    "$BIN/llama-imatrix" -m "$src" -f "$CALIB" -c "$ctx" --chunks "$windows" -t $THREADS -o $imatrix \
+    "$BIN/llama-imatrix" -m "$src" -f "$CALIB" -c "$ctx" --chunks "$windows" -t $THREADS -o $imatrix --no-repack \
       --no-ppl >$imatrix.log 2>&1
   local fp
   fp=$(ppl "$src" "$eval" "$ctx" "$chunks")
