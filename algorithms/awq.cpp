@@ -14,12 +14,6 @@
 namespace ptq {
 namespace {
 
-std::string fmt_double(double v) {
-  char buf[32];
-  auto res = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, res.ptr);
-}
-
 const char* objective_name(awq::Objective o) {
   switch (o) {
     case awq::Objective::kModule: return "module";
@@ -118,7 +112,7 @@ std::string awq_spec(const AwqOptions& o) {
   auto add = [&](const std::string& a) { args += (args.empty() ? "" : ",") + a; };
   if (o.grid != d.grid) add("grid=" + std::to_string(o.grid));
   if (o.clip_grid != d.clip_grid) add("clip_grid=" + std::to_string(o.clip_grid));
-  if (o.max_shrink != d.max_shrink) add("max_shrink=" + fmt_double(o.max_shrink));
+  if (o.max_shrink != d.max_shrink) add("max_shrink=" + spec_number(o.max_shrink));
   if (o.objective != d.objective) add(std::string("objective=") + objective_name(o.objective));
   if (o.tokens != d.tokens) add("tokens=" + std::to_string(o.tokens));
   if (!o.scale) add("no_scale");
@@ -145,8 +139,8 @@ void apply_awq(const AwqOptions& o, GroupContext& g, QuantLog* log) {
               ? awq::search_scales_module(weights, *g.stats, grid, o.grid, g.module_error)
               : awq::search_scales(weights, *g.stats, grid, o.grid, objective);
       fold_scales(g, s.scales);
-      msg += " alpha=" + fmt_double(s.alpha) + " (" + objective_name(objective) + " objective " +
-             fmt_double(s.errors[size_t(s.alpha * o.grid + 0.5)]) + ", " + fmt_double(s.errors[0]) + " at alpha=0" +
+      msg += " alpha=" + spec_number(s.alpha) + " (" + objective_name(objective) + " objective " +
+             spec_number(s.errors[size_t(s.alpha * o.grid + 0.5)]) + ", " + spec_number(s.errors[0]) + " at alpha=0" +
              (objective == awq::Objective::kModule ? " on " + std::to_string(g.module_tokens) + " tokens" : "") + ");";
     } else {
       msg += " no scales (" + blocker + ");";

@@ -31,12 +31,6 @@ using gptq_detail::Problem;
 using gptq_detail::UpdateFactor;
 using gptq_detail::shape_of;
 
-std::string fmt_double(double v) {
-  char buf[32];
-  auto res = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, res.ptr);
-}
-
 // GAR's working order: whole fitting units (groups, or a super-block grid's super-blocks, which
 // are fitted together) by their largest diag H, descending, and inside each unit its columns by
 // diag H, descending; both sorts stable, so ties keep the original order. A last partial unit (K
@@ -257,11 +251,11 @@ UpdateFactor damped_update_factor(const MatD& h, const Problem& p, const GptqOpt
     if (rhat_from_reversed(&f.rhat, &f.r_diag)) break;
     if (attempt == o.max_retries)
       throw Error("gptq: Cholesky of the Hessian failed for layer " + shape + " even with damp=" +
-                  fmt_double(damp) + " after " + std::to_string(o.max_retries) + " retries");
+                  spec_number(damp) + " after " + std::to_string(o.max_retries) + " retries");
     const double next = damp > 0 ? damp * 10 : 0.01;
     if (log)
-      log->messages.push_back("gptq " + shape + ": Cholesky failed at damp=" + fmt_double(damp) +
-                              ", damping raised to " + fmt_double(next));
+      log->messages.push_back("gptq " + shape + ": Cholesky failed at damp=" + spec_number(damp) +
+                              ", damping raised to " + spec_number(next));
     damp = next;
   }
   f.group_fit = group_fit_inverses(f.rhat, p, o);
@@ -370,7 +364,7 @@ class Gptq final : public WeightQuantizer {
     if (opt_.act_order) s += ",act_order";
     if (opt_.static_groups) s += ",static_groups";
     if (opt_.group_aware) s += ",group_aware";
-    if (opt_.damp != 0.01) s += ",damp=" + fmt_double(opt_.damp);
+    if (opt_.damp != 0.01) s += ",damp=" + spec_number(opt_.damp);
     if (opt_.block != 128) s += ",block=" + std::to_string(opt_.block);
     return s + ")";
   }

@@ -432,12 +432,6 @@ QuantizedLayer quantease_quantize(const Mat& w, const MatD& h, const QuantEaseOp
 
 namespace {
 
-std::string fmt_num(double v) {
-  char buf[32];
-  auto res = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, res.ptr);
-}
-
 constexpr double kDefaultDamp = 0.01;
 
 class QuantEase final : public WeightQuantizer {
@@ -479,11 +473,11 @@ class QuantEase final : public WeightQuantizer {
     if (o_.init == QuantEaseInit::kRtn) s += ",init=rtn";
     if (o_.init == QuantEaseInit::kGptq) s += ",init=gptq";
     if (!o_.relax) s += ",no_relax";
-    if (o_.outliers > 0) s += ",outliers=" + fmt_num(o_.outliers);
+    if (o_.outliers > 0) s += ",outliers=" + spec_number(o_.outliers);
     if (o_.structured) s += ",structured";
-    if (o_.alpha != 1.0) s += ",alpha=" + fmt_num(o_.alpha);
+    if (o_.alpha != 1.0) s += ",alpha=" + spec_number(o_.alpha);
     if (o_.block != 128) s += ",block=" + std::to_string(o_.block);
-    if (o_.damp != kDefaultDamp) s += ",damp=" + fmt_num(o_.damp);
+    if (o_.damp != kDefaultDamp) s += ",damp=" + spec_number(o_.damp);
     return s + ")";
   }
   const QuantGrid& grid() const override { return o_.grid; }

@@ -23,12 +23,6 @@ namespace {
 
 using gptq_detail::Problem;
 
-std::string fmt_num(double v) {
-  char buf[32];
-  auto res = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, res.ptr);
-}
-
 float to_f16(float v) { return f16_to_f32(f32_to_f16(v)); }
 
 // The reference's first-level quantizer (quant_groups.py, round_zero = False): plain min-max,
@@ -257,7 +251,7 @@ QuantizedLayer spqr_quantize(const Mat& w, const MatD& h, const SpqrOptions& o, 
     const double share = double(s.nnz()) / (double(n) * k);
     if (log)
       log->messages.push_back("spqr " + shape + ": " + std::to_string(s.nnz()) + " outliers, share " +
-                              fmt_num(share) + " (threshold " + fmt_num(threshold) + ")");
+                              spec_number(share) + " (threshold " + spec_number(threshold) + ")");
     if (s.nnz() > 0) out.sparse = std::move(s);
   }
   if (log) log->seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -315,9 +309,9 @@ class Spqr final : public WeightQuantizer {
   std::string spec() const override {
     std::string s = "spqr(w" + std::to_string(o_.bits) + ",g" + std::to_string(o_.group) + ",qq" +
                     std::to_string(o_.qq_bits) + ",qg" + std::to_string(o_.qq_group);
-    if (o_.outlier != 0.2) s += ",outlier=" + fmt_num(o_.outlier);
+    if (o_.outlier != 0.2) s += ",outlier=" + spec_number(o_.outlier);
     if (!o_.act_order) s += ",perm=identity";
-    if (o_.damp != 1.0) s += ",damp=" + fmt_num(o_.damp);
+    if (o_.damp != 1.0) s += ",damp=" + spec_number(o_.damp);
     if (o_.gptq_fit) s += ",gptq_fit";
     if (o_.block != 128) s += ",block=" + std::to_string(o_.block);
     return s + ")";

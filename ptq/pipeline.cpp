@@ -99,7 +99,7 @@ LayerResult quantize_one(const std::string& name, int layer, Linear& lin, const 
   try {
     q = quantizer->quantize(lin.w, quantizer->needs_stats() ? &stats : nullptr, &log);
     for (const auto& refiner : stages.refiners())
-      refiner->refine(lin.w, refiner->needs_stats() ? &stats : nullptr, q, &log);
+      refiner->refine(*quantizer, lin.w, refiner->needs_stats() || quantizer->needs_stats() ? &stats : nullptr, q, &log);
   } catch (const Error& e) {
     throw Error(name + ": " + e.what());  // the quantizer sees a matrix; the user knows the layer
   }

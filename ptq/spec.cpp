@@ -235,4 +235,10 @@ std::string recipe_to_string(const std::vector<Spec>& recipe) {
   return out;
 }
 
+std::string spec_number(double v) {
+  char buf[32];
+  auto res = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, res.ptr);
+}
+
 }  // namespace ptq

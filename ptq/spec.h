@@ -42,5 +42,7 @@ struct Spec {
 Spec parse_spec(const std::string& text);                 // throws Error quoting the text
 std::vector<Spec> parse_recipe(const std::string& text);  // '+'-joined
 std::string recipe_to_string(const std::vector<Spec>& recipe);
+// The shortest text that parses back to `v` (std::to_chars): how specs print numeric arguments.
+std::string spec_number(double v);
 
 }  // namespace ptq

@@ -10,7 +10,7 @@
 // - The quantizer (WeightQuantizer) turns a layer's weights (in the transformed basis) and
 //   statistics into a QuantizedLayer.
 // - A refiner (LayerRefiner) adds to that result: a low-rank fit of the quantization error,
-//   sparse outliers.
+//   sparse outliers; or alternates with the quantizer (LQ-LoRA).
 // Algorithms register each stage by name and role (algorithms/), and the pipeline builds
 // them from spec strings: it names no algorithm. Output formats hand their constraints on the
 // grid (GridConstraints) to the quantizer before any layer is quantized.
@@ -87,8 +87,12 @@ class LayerRefiner {
   virtual ~LayerRefiner() = default;
   virtual std::string spec() const = 0;
   virtual bool needs_stats() const = 0;
-  // `w` is the weight the quantizer saw (same basis as q's stored parts); adds parts to q.
-  virtual void refine(const Mat& w, const InputStats* stats, QuantizedLayer& q, QuantLog* log) const = 0;
+  // `w` is the weight `quantizer` saw (same basis as q's stored parts) and q its result; `stats`
+  // the layer's input statistics when the refiner or the quantizer reads them, else nullptr. Adds
+  // parts to q. A refiner may also replace q by another result of the same quantizer (LQ-LoRA
+  // requantizes W − L1·L2), so every grid still meets the format's constraints.
+  virtual void refine(const WeightQuantizer& quantizer, const Mat& w, const InputStats* stats, QuantizedLayer& q,
+                      QuantLog* log) const = 0;
 };
 
 // One linear group as a transform sees it.

@@ -38,7 +38,7 @@ class TestRank2 final : public LayerRefiner {
  public:
   std::string spec() const override { return "test_rank2"; }
   bool needs_stats() const override { return false; }
-  void refine(const Mat& w, const InputStats*, QuantizedLayer& q, QuantLog* log) const override {
+  void refine(const WeightQuantizer&, const Mat& w, const InputStats*, QuantizedLayer& q, QuantLog* log) const override {
     const Eigen::MatrixXd e = (w - q.stored_weight()).cast<double>();
     Eigen::BDCSVD<Eigen::MatrixXd> svd(e, Eigen::ComputeThinU | Eigen::ComputeThinV);
     const int r = 2;
@@ -60,7 +60,7 @@ class TestOutliers final : public LayerRefiner {
  public:
   std::string spec() const override { return "test_outliers"; }
   bool needs_stats() const override { return false; }
-  void refine(const Mat& w, const InputStats*, QuantizedLayer& q, QuantLog*) const override {
+  void refine(const WeightQuantizer&, const Mat& w, const InputStats*, QuantizedLayer& q, QuantLog*) const override {
     const Mat e = w - q.stored_weight();
     std::vector<float> mags(e.data(), e.data() + e.size());
     for (auto& m : mags) m = std::fabs(m);
@@ -218,6 +218,7 @@ TEST_F(CompositeLayers, RecipesNamingTestStagesParseByRole) {
 TEST_F(CompositeLayers, EachTestStageRoundTripsThroughTheNativeFormatAndTheKernels) {
   for (const auto& [recipe, parts] : std::vector<std::pair<std::string, std::string>>{
            {"gptq(w3,g64)+test_rank2", "grid+low_rank"},
+           {"gptq(w3,g64)+lorc(r8)", "grid+low_rank"},
            {"gptq(w3,g64)+test_outliers", "grid+sparse"},
            {"test_hadamard+gptq(w3,g64)", "grid+input_transform"},
            {"test_hadamard+gptq(w3,g64)+test_rank2+test_outliers", "grid+sparse+low_rank+input_transform"}}) {
@@ -264,6 +265,21 @@ TEST_F(CompositeLayers, RefinersLowerTheLayerErrorAndCountTheirBits) {
   // may rise; on most layers it falls.
   EXPECT_GE(lower_rank2, int(plain.layers.size()) * 3 / 4);
   EXPECT_GE(lower_outliers, int(plain.layers.size()) * 3 / 4);
+}
+
+// LoRC fits its branch to the H-weighted error, which is the output error on the calibration
+// tokens: every layer's falls, and the branch costs exactly 16·r·(N + K) bits.
+TEST_F(CompositeLayers, LorcLowersEveryLayersCalibrationError) {
+  compress("gptq(w3,g64)", "ptq", "lorc_base");
+  const CompressResult plain = last_;
+  compress("gptq(w3,g64)+lorc(r8)", "ptq", "lorc8");
+  ASSERT_EQ(plain.layers.size(), last_.layers.size());
+  for (size_t i = 0; i < plain.layers.size(); ++i) {
+    const auto& p = plain.layers[i];
+    SCOPED_TRACE(p.name);
+    EXPECT_LT(last_.layers[i].rel_error, p.rel_error);
+    EXPECT_NEAR(last_.layers[i].bits_per_weight - p.bits_per_weight, 16.0 * 8 * (p.rows + p.cols) / (double(p.rows) * p.cols), 1e-9);
+  }
 }
 
 TEST_F(CompositeLayers, GptqAndAwqFormatsRefuseWhatTheyCannotCarryNamingTheLayer) {
