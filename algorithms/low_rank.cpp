@@ -182,18 +182,34 @@ LowRankBranch fp16_branch(const LowRankFit& fit) {
   return b;
 }
 
-LowRankOptions low_rank_options(const Spec& spec) {
+namespace {
+const char* weight_flag(LowRankWeight w) {
+  switch (w) {
+    case LowRankWeight::kHessian: return "hessian";
+    case LowRankWeight::kDiagonal: return "diag";
+    case LowRankWeight::kNone: return "plain";
+  }
+  return "";
+}
+}  // namespace
+
+LowRankOptions low_rank_options(const Spec& spec, LowRankWeight default_weight) {
   LowRankOptions o;
   o.rank = spec.int_value("r", 32);
-  const bool diag = spec.flag("diag"), plain = spec.flag("plain");
+  o.weight = default_weight;
+  int weights = 0;
+  for (LowRankWeight w : {LowRankWeight::kHessian, LowRankWeight::kDiagonal, LowRankWeight::kNone})
+    if (spec.flag(weight_flag(w))) {
+      o.weight = w;
+      ++weights;
+    }
   o.damp = spec.double_value("damp", kDefaultLowRankDamp);
   const std::string svd = spec.value("svd").value_or("auto");
   const int seed = spec.int_value("seed", 0);
   const std::string quoted = "spec '" + spec.to_string() + "': ";
-  if (diag && plain) throw Error(quoted + "diag and plain exclude each other");
+  if (weights > 1) throw Error(quoted + "hessian, diag and plain exclude each other");
   if (o.rank < 1 || o.rank > 65535 || !(o.damp >= 0 && o.damp < 10) || seed < 0)
     throw Error(quoted + "need 1 <= r <= 65535, 0 <= damp < 10, seed >= 0");
-  o.weight = diag ? LowRankWeight::kDiagonal : plain ? LowRankWeight::kNone : LowRankWeight::kHessian;
   if (svd == "auto") o.svd = LowRankSvd::kAuto;
   else if (svd == "exact") o.svd = LowRankSvd::kExact;
   else if (svd == "randomized") o.svd = LowRankSvd::kRandomized;
@@ -202,10 +218,9 @@ LowRankOptions low_rank_options(const Spec& spec) {
   return o;
 }
 
-std::string low_rank_spec_args(const LowRankOptions& o) {
+std::string low_rank_spec_args(const LowRankOptions& o, LowRankWeight default_weight) {
   std::string s = "r" + std::to_string(o.rank);
-  if (o.weight == LowRankWeight::kDiagonal) s += ",diag";
-  if (o.weight == LowRankWeight::kNone) s += ",plain";
+  if (o.weight != default_weight) s += std::string(",") + weight_flag(o.weight);
   if (o.damp != kDefaultLowRankDamp) s += ",damp=" + spec_number(o.damp);
   if (o.svd == LowRankSvd::kExact) s += ",svd=exact";
   if (o.svd == LowRankSvd::kRandomized) s += ",svd=randomized";

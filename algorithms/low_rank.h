@@ -71,11 +71,12 @@ LowRankFit fit_low_rank(const MatD& e, const MatD* h, const LowRankOptions& o, Q
 LowRankBranch fp16_branch(const LowRankFit& fit);
 
 // The low-rank arguments shared by the stages that fit a branch (each marks what it reads):
-//   r<rank> (default 32), diag | plain (default: the full H), damp=, svd=auto|exact|randomized, seed=
+//   r<rank> (default 32), hessian | diag | plain (default: `default_weight`), damp=,
+//   svd=auto|exact|randomized, seed=
 // Throws Error quoting the spec on a bad value.
-LowRankOptions low_rank_options(const Spec& spec);
+LowRankOptions low_rank_options(const Spec& spec, LowRankWeight default_weight);
 // Those arguments in canonical form, defaults omitted except the rank: "r32", "r8,diag,svd=exact".
-std::string low_rank_spec_args(const LowRankOptions& o);
+std::string low_rank_spec_args(const LowRankOptions& o, LowRankWeight default_weight);
 
 // tr((E − L) H (E − L)ᵀ) in fp64 (H undamped as given); with h == nullptr ‖E − L‖²_F.
 double weighted_error(const MatD& e, const MatD& l, const MatD* h);

@@ -3,11 +3,13 @@
 // with the recipe's own quantizer:
 //   W ≈ Q(W − L1·L2) + L1·L2,   L ← fit_r(W − Q),   Q ← quantizer(W − L),
 // each fit H-weighted (tr(R H Rᵀ) on the residual R = W − Q − L, the layer's output error) unless
-// `diag`/`plain`. The reference starts from Q = 0 (`init=svd`: L = fit_r(W) first); the default
-// `init=lorc` starts from the quantizer's own result, the LoRC point, so the alternation can
-// only improve on lorc's objective. Stops at the first iterate that does not lower the
-// objective and keeps the best (the reference keeps the worse last one, its own TODO). Spec
-//   lqlora(r32[,iters=10][,init=lorc|svd][,diag|plain][,damp=0.01][,svd=...][,seed=0])
+// `diag`/`plain`. It starts as the reference does, from Q = 0 (`init=svd`: L = fit_r(W) first);
+// `init=lorc` starts from the quantizer's own result, the LoRC point (with the same weighting),
+// so the alternation can only improve on that lorc's objective. The defaults are the
+// combination that measured best (docs/low_rank.md). Stops at the first iterate that does not
+// lower the objective and keeps the best (the reference keeps the worse last one, its own
+// TODO). Spec
+//   lqlora(r32[,iters=10][,init=svd|lorc][,hessian|diag|plain][,damp=0.01][,svd=...][,seed=0])
 // docs/low_rank.md.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wrestrict"  // GCC bug 105329 in std::string concatenation
@@ -21,11 +23,13 @@
 namespace ptq {
 namespace {
 
+constexpr LowRankWeight kDefaultWeight = LowRankWeight::kHessian;
+
 class LqLora final : public LayerRefiner {
  public:
-  explicit LqLora(const Spec& spec) : o_(low_rank_options(spec)) {
+  explicit LqLora(const Spec& spec) : o_(low_rank_options(spec, kDefaultWeight)) {
     iters_ = spec.int_value("iters", 10);
-    const std::string init = spec.value("init").value_or("lorc");
+    const std::string init = spec.value("init").value_or("svd");
     spec.check_all_used();
     if (init != "lorc" && init != "svd")
       throw Error("spec '" + spec.to_string() + "': init must be lorc or svd, got '" + init + "'");
@@ -33,9 +37,9 @@ class LqLora final : public LayerRefiner {
     if (iters_ < 0 || iters_ > 1000) throw Error("spec '" + spec.to_string() + "': need 0 <= iters <= 1000");
   }
   std::string spec() const override {
-    std::string s = "lqlora(" + low_rank_spec_args(o_);
+    std::string s = "lqlora(" + low_rank_spec_args(o_, kDefaultWeight);
     if (iters_ != 10) s += ",iters=" + std::to_string(iters_);
-    if (from_svd_) s += ",init=svd";
+    if (!from_svd_) s += ",init=lorc";
     return s + ")";
   }
   bool needs_stats() const override { return o_.weight != LowRankWeight::kNone; }
@@ -98,7 +102,7 @@ class LqLora final : public LayerRefiner {
 
   LowRankOptions o_;
   int iters_ = 10;
-  bool from_svd_ = false;
+  bool from_svd_ = true;
 };
 
 const RefinerRegistrar kRegister("lqlora", [](const Spec& s) -> std::unique_ptr<LayerRefiner> {

@@ -267,12 +267,12 @@ TEST_F(CompositeLayers, RefinersLowerTheLayerErrorAndCountTheirBits) {
   EXPECT_GE(lower_outliers, int(plain.layers.size()) * 3 / 4);
 }
 
-// LoRC fits its branch to the H-weighted error, which is the output error on the calibration
+// LoRC with `hessian` fits its branch to the H-weighted error, the output error on the calibration
 // tokens: every layer's falls, and the branch costs exactly 16·r·(N + K) bits.
 TEST_F(CompositeLayers, LorcLowersEveryLayersCalibrationError) {
   compress("gptq(w3,g64)", "ptq", "lorc_base");
   const CompressResult plain = last_;
-  compress("gptq(w3,g64)+lorc(r8)", "ptq", "lorc8");
+  compress("gptq(w3,g64)+lorc(r8,hessian)", "ptq", "lorc8");
   ASSERT_EQ(plain.layers.size(), last_.layers.size());
   for (size_t i = 0; i < plain.layers.size(); ++i) {
     const auto& p = plain.layers[i];

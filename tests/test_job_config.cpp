@@ -37,9 +37,9 @@ TEST(JobConfig, ListAndStringRecipesAreTheSame) {
   EXPECT_EQ(recipe_to_string(list), recipe_to_string(text));
   auto flags = recipe_from_yaml_text("- rtn: {bits: 3, group_size: 32, sym: true, mse: false}\n");
   EXPECT_EQ(recipe_to_string(flags), "rtn(w3,g32,sym)");
-  auto refined = recipe_from_yaml_text("- gptq: {bits: 3, group_size: 128}\n- lorc: {r: 8, plain: true}\n");
-  EXPECT_EQ(recipe_to_string(refined), "gptq(w3,g128)+lorc(r8,plain)");
-  EXPECT_EQ(make_refiner(refined[1])->spec(), "lorc(r8,plain)");
+  auto refined = recipe_from_yaml_text("- gptq: {bits: 3, group_size: 128}\n- lorc: {r: 8, hessian: true}\n");
+  EXPECT_EQ(recipe_to_string(refined), "gptq(w3,g128)+lorc(r8,hessian)");
+  EXPECT_EQ(make_refiner(refined[1])->spec(), "lorc(r8,hessian)");
 }
 
 TEST(JobConfig, SpqrStageAndOverrideArgs) {

@@ -211,12 +211,14 @@ std::unique_ptr<LayerRefiner> lorc(const std::string& spec) { return make_refine
 
 TEST(Lorc, SpecRoundTripsAndRejectsBadArguments) {
   EXPECT_EQ(lorc("lorc")->spec(), "lorc(r32)");
-  for (const char* s : {"lorc(r8)", "lorc(r8,diag)", "lorc(r4,plain,damp=0.1)", "lorc(r4,svd=exact)",
+  for (const char* s : {"lorc(r8)", "lorc(r8,diag)", "lorc(r4,hessian,damp=0.1)", "lorc(r4,svd=exact)",
                         "lorc(r4,svd=randomized,seed=3)"})
     EXPECT_EQ(lorc(s)->spec(), s);
-  EXPECT_FALSE(lorc("lorc(r4,plain)")->needs_stats());
+  EXPECT_EQ(lorc("lorc(r4,plain)")->spec(), "lorc(r4)");  // the default weighting
+  EXPECT_FALSE(lorc("lorc(r4)")->needs_stats());
   EXPECT_TRUE(lorc("lorc(r4,diag)")->needs_stats());
-  for (const char* s : {"lorc(r0)", "lorc(r4,diag,plain)", "lorc(r4,bits=8)", "lorc(r4,damp=-1)", "lorc(r4,svd=lanczos)",
+  EXPECT_TRUE(lorc("lorc(r4,hessian)")->needs_stats());
+  for (const char* s : {"lorc(r0)", "lorc(r4,diag,plain)", "lorc(r4,hessian,plain)", "lorc(r4,bits=8)", "lorc(r4,damp=-1)", "lorc(r4,svd=lanczos)",
                         "lorc(r4,seed=-1)"})
     EXPECT_THROW(lorc(s), Error) << s;
   EXPECT_EQ(stage_role("lorc"), StageRole::kRefiner);
@@ -233,7 +235,7 @@ TEST(Lorc, BranchLowersTheOutputErrorAndCountsItsBits) {
   for (int r : {2, 8, 32}) {
     QuantizedLayer q = plain;
     QuantLog log;
-    lorc("lorc(r" + std::to_string(r) + ")")->refine(*rtn, l.w, &l.stats, q, &log);
+    lorc("lorc(r" + std::to_string(r) + ",hessian)")->refine(*rtn, l.w, &l.stats, q, &log);
     ASSERT_TRUE(q.low_rank);
     EXPECT_EQ(q.part_names(), "grid+low_rank");
     EXPECT_NEAR(q.storage_bits() - plain.storage_bits(), 16.0 * r * (64 + 128), 1e-6);
@@ -245,13 +247,13 @@ TEST(Lorc, BranchLowersTheOutputErrorAndCountsItsBits) {
     EXPECT_THROW(lorc("lorc(r2)")->refine(*rtn, l.w, &l.stats, q, nullptr), Error);  // one branch per layer
   }
   QuantizedLayer q = plain;
-  EXPECT_THROW(lorc("lorc(r2)")->refine(*rtn, l.w, nullptr, q, nullptr), Error);  // weighted fit without inputs
-  lorc("lorc(r2,plain)")->refine(*rtn, l.w, nullptr, q, nullptr);
+  EXPECT_THROW(lorc("lorc(r2,hessian)")->refine(*rtn, l.w, nullptr, q, nullptr), Error);  // weighted fit without inputs
+  lorc("lorc(r2)")->refine(*rtn, l.w, nullptr, q, nullptr);
   EXPECT_TRUE(q.low_rank);
 }
 
-// LQ-LoRA alternates with the recipe's quantizer; started from the quantizer's result it can
-// only lower lorc's objective, iters=0 is lorc, and every iterate stays on the quantizer's grid.
+// LQ-LoRA alternates with the recipe's quantizer; started from the quantizer's result
+// (init=lorc) it can only lower that lorc's objective, iters=0 is lorc, and every iterate stays on the quantizer's grid.
 TEST(LqLora, NeverLosesToLorcAndStaysOnTheQuantizersGrid) {
   for (const char* quantizer : {"rtn(w3,g32)", "gptq(w3,g32)"}) {
     SCOPED_TRACE(quantizer);
@@ -264,23 +266,24 @@ TEST(LqLora, NeverLosesToLorcAndStaysOnTheQuantizersGrid) {
       return q;
     };
     auto err = [&](const QuantizedLayer& q) { return relative_output_error(l.w, q.stored_weight(), l.stats.hessian()); };
-    const QuantizedLayer lorc8 = refined("lorc(r8)");
+    const QuantizedLayer lorc8 = refined("lorc(r8,hessian)");
     QuantLog log;
-    const QuantizedLayer lq = refined("lqlora(r8)", &log);
+    const QuantizedLayer lq = refined("lqlora(r8,init=lorc)", &log);
     EXPECT_LE(err(lq), err(lorc8));
-    EXPECT_TRUE(refined("lqlora(r8,iters=0)") == lorc8);
+    EXPECT_TRUE(refined("lqlora(r8,init=lorc,iters=0)") == lorc8);
     EXPECT_EQ(lq.grid.grid.bits, 3);
     EXPECT_EQ(lq.grid.grid.group_size, 32);
     EXPECT_EQ(lq.low_rank->rank(), 8);
     ASSERT_FALSE(log.messages.empty());
     EXPECT_NE(log.messages[0].find("improving iterations"), std::string::npos) << log.messages[0];
-    // The reference's start (Q = 0, L = fit(W)) also runs and beats the quantizer alone.
-    EXPECT_LT(err(refined("lqlora(r8,init=svd)")), err(base));
+    // The default, the reference's start (Q = 0, L = fit(W)), beats the quantizer alone.
+    EXPECT_LT(err(refined("lqlora(r8)")), err(base));
+    EXPECT_EQ(make_refiner(parse_spec("lqlora(r8,init=svd,hessian)"))->spec(), "lqlora(r8)");
   }
 }
 
 TEST(LqLora, SpecRoundTripsAndRejectsBadArguments) {
-  for (const char* s : {"lqlora(r32)", "lqlora(r16,plain,iters=3)", "lqlora(r8,diag,init=svd)"})
+  for (const char* s : {"lqlora(r32)", "lqlora(r16,plain,iters=3)", "lqlora(r8,diag,init=lorc)"})
     EXPECT_EQ(make_refiner(parse_spec(s))->spec(), s);
   for (const char* s : {"lqlora(r8,iters=-1)", "lqlora(r8,init=zero)", "lqlora(r8,alpha=2)"})
     EXPECT_THROW(make_refiner(parse_spec(s)), Error) << s;
