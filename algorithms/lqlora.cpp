@@ -50,6 +50,8 @@ class LqLora final : public LayerRefiner {
     if (q.low_rank) throw Error("lqlora: the layer already has a low-rank branch (" + q.part_names() + ")");
     if (needs_stats() && (!stats || stats->tokens() == 0))
       throw Error("lqlora: the H-weighted fit needs calibration inputs, got none (lqlora(...,plain) needs none)");
+    // Every weighting is scored by the full H (diag included): the output error is what the
+    // alternation is for.
     const MatD* h = needs_stats() ? &stats->hessian() : nullptr;
     const MatD wd = w.cast<double>();
     QuantLog inner;  // the quantizer's and the fits' own messages, summarised below
@@ -58,13 +60,13 @@ class LqLora final : public LayerRefiner {
     };
     auto requantize = [&](const LowRankBranch& l) { return quantizer.quantize(w - l.product(), stats, &inner); };
     auto objective = [&](const QuantizedLayer& quantized, const LowRankBranch& l) {
-      return residual_error(wd - quantized.stored_weight().cast<double>() - l.product().cast<double>(), h);
+      return weighted_error(wd - quantized.stored_weight().cast<double>(), l.product().cast<double>(), h);
     };
 
     QuantizedLayer best_q = from_svd_ ? requantize(fp16_branch(fit_low_rank(wd, h, o_, &inner))) : q;
     LowRankBranch best_l = fit(best_q);
     double best = objective(best_q, best_l);
-    const double start = residual_error(wd - q.stored_weight().cast<double>(), h);
+    const double start = weighted_error(wd - q.stored_weight().cast<double>(), MatD::Zero(w.rows(), w.cols()), h);
     std::string trace = ratio_text(best / start);
     int used = 0;
     for (int it = 0; it < iters_; ++it) {
@@ -91,9 +93,6 @@ class LqLora final : public LayerRefiner {
   }
 
  private:
-  // tr(R H Rᵀ), or ‖R‖² without H (the diagonal weighting is scored by the full H as well:
-  // the output error is what the alternation is for).
-  static double residual_error(const MatD& r, const MatD* h) { return h ? (r * *h).cwiseProduct(r).sum() : r.squaredNorm(); }
   static std::string ratio_text(double v) {
     char buf[16];
     std::snprintf(buf, sizeof buf, "%.4f", v);
