@@ -33,6 +33,8 @@ bool is_query_or_key(const std::string& name) { return ends_with(name, "q_proj")
 
 // Why 1/s cannot be folded into the operation producing the input; "" when it can.
 std::string fold_blocker(const GroupContext& g, int k) {
+  // The producer computes x, the layers read x·T: 1/s cannot go into the producer of x·T.
+  if (g.layers.front()->input_transform) return "the layers apply an online input transform (rot(...,online))";
   if (g.prev_norm) return g.prev_norm->size() == k ? "" : "the RMSNorm gain has the wrong size";
   if (!g.prev_linear) return "no RMSNorm or linear layer produces the input";
   if (g.prev_linear->w.size() == 0) return "the preceding linear layer is packed";

@@ -1,4 +1,5 @@
 #include <cstdio>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -19,7 +20,7 @@ namespace ptq::cli {
 namespace {
 
 struct EvalOptions {
-  std::string model, data, format = "text", tokens_out, logits_out;
+  std::string model, data, format = "text", tokens_out, logits_out, activations;
   int seq_len = 0, max_samples = 0, threads = 0;
   bool json = false, quiet = false, llama_perplexity = false, llama_cpp_activations = false;
   TextInputOptions text;
@@ -45,7 +46,11 @@ void write_npy(const std::string& path, const Mat& m) {
 
 int run_eval(const EvalOptions& o) {
   set_num_threads(o.threads);
-  LoadedModel lm = load_model_for_inference(o.model, o.llama_cpp_activations);
+  std::optional<RuntimeQuant> act;
+  if (!o.activations.empty()) act = parse_runtime_quant(o.activations);
+  LoadedModel lm = load_model_for_inference(o.model, o.llama_cpp_activations, act);
+  if (lm.activations.enabled() && !o.quiet && !o.json)
+    std::fprintf(stderr, "eval: fake-quantized activations / KV cache: %s\n", lm.activations.spec().c_str());
   DataFormat fmt = parse_data_format(o.format);
   std::unique_ptr<Tokenizer> tok;
   // llama-perplexity's protocol needs to know whether the tokenizer adds BOS, pre-tokenized or not.
@@ -82,7 +87,8 @@ int run_eval(const EvalOptions& o) {
                         {"seconds", r.seconds},   {"tokens_per_second", r.tokens_per_second},
                         {"threads", num_threads()},
                         {"llama_perplexity", o.llama_perplexity},
-                        {"llama_cpp_activations", o.llama_cpp_activations}};
+                        {"llama_cpp_activations", o.llama_cpp_activations},
+                        {"activations", lm.activations.spec()}};
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("model      %s\ndata       %s (%s, seq_len %d, %s)\nsequences  %lld\n", o.model.c_str(),
@@ -116,6 +122,10 @@ CommandRegistrar reg("eval", "Perplexity of a model (fp or quantized) on a text 
   sub->add_flag("--llama-cpp-activations", o->llama_cpp_activations,
                 "GGUF files: round each linear layer's input as llama.cpp's CPU backend does for the weight's "
                 "type (8-bit blocks of 32 for Q4_0..Q8_0, fp16/bf16 for F16/BF16), to compute what llama.cpp computes");
+  sub->add_option("--activations", o->activations,
+                  "Fake-quantize every block linear layer's input per token and the KV cache per head: act(...) "
+                  "and kv(...) specs joined by '+' (act(a4,clip=0.9)+kv(b4,hadamard)) or none; default: the act and "
+                  "kv stages of the recipe the checkpoint records");
   sub->add_option("--tokens-out", o->tokens_out,
                   "Write the scored windows, one line of ids each (read back with --tokens FILE "
                   "--data-format tinystories)");

@@ -60,6 +60,9 @@ struct FormatTraits {
   // job's own overrides); std::nullopt when none.
   std::optional<FormatFallback> (*layer_override)(const std::string& layer, const ModelConfig& config, int rows,
                                                   int cols, const QuantGrid& g);
+  // True for the formats `ptq eval` is the engine of (ptq, fake), which apply a recipe's act(...)
+  // stage; the others' engines would run full-precision activations, so they refuse it.
+  bool activation_quant = false;
 };
 
 const std::vector<FormatTraits>& format_table();

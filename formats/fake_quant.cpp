@@ -1,5 +1,8 @@
 #include "formats/fake_quant.h"
 
+#include "ptq/activation_quant.h"
+#include "ptq/error.h"
+
 #include <filesystem>
 #include <map>
 
@@ -17,8 +20,12 @@ namespace fs = std::filesystem;
 
 namespace ptq {
 
+bool untied_by_transform(const Model& model, const std::map<std::string, Mat>& replaced) {
+  return model.config().tie_word_embeddings && replaced.count("lm_head.weight");
+}
+
 std::string output_config_json(const Model& model, const std::string& extra_key,
-                               const std::string& extra_json) {
+                               const std::string& extra_json, bool untied) {
   nlohmann::json cfg;
   fs::path src = fs::path(model.path()) / "config.json";
   if (fs::is_directory(model.path()) && fs::exists(src))
@@ -26,6 +33,7 @@ std::string output_config_json(const Model& model, const std::string& extra_key,
   else
     cfg = model.config().to_json();
   if (!extra_key.empty()) cfg[extra_key] = nlohmann::json::parse(extra_json);
+  if (untied) cfg["tie_word_embeddings"] = false;
   return cfg.dump(2) + "\n";
 }
 
@@ -37,19 +45,24 @@ class FakeQuantWriter final : public CheckpointWriter {
   using CheckpointWriter::CheckpointWriter;
   void replace_tensor(const std::string& name, const Mat& value) override { replaced_[name] = value; }
   void finish(const Model& model, const CheckpointMetadata& meta, const OutputDir& out) override {
+    if (!online_transform_.empty() && recipe_activation_quant(parse_recipe(meta.recipe)).enabled())
+      throw Error(online_transform_ + ": the fake format folds its online input transform into the weight, so the "
+                  "activations its act(...) stage quantizes would not be the transformed ones: use --format ptq");
     SafetensorsWriter writer;
     add_source_and_replaced_tensors(model, replaced_, {}, writer);
     for (const auto& [k, v] : meta.to_strings()) writer.set_metadata(k, v);
     writer.write(out.path_of("model.safetensors"));
-    out.write_text("config.json", output_config_json(model, "", ""));
+    out.write_text("config.json", output_config_json(model, "", "", untied_by_transform(model, replaced_)));
   }
 
  protected:
   void store_layer(const LayerResult& r, const QuantizedLayer* q) override {
     if (q) replaced_[r.name + ".weight"] = q->effective_weight();
+    if (q && q->input_transform && online_transform_.empty()) online_transform_ = r.name;
   }
 
  private:
+  std::string online_transform_;  // the first layer with an input transform, or ""
   // Effective weights of quantized layers (module name + ".weight") and transformed tensors.
   std::map<std::string, Mat> replaced_;
 };
@@ -71,7 +84,8 @@ FormatTraits format_rows::fake() {
           },
           nullptr,
           nullptr,
-          nullptr};
+          nullptr,
+          true};
 }
 
 }  // namespace ptq

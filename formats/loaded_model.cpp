@@ -1,9 +1,12 @@
 #include "formats/loaded_model.h"
 
+#include <filesystem>
 #include <map>
 
 #include "formats/checkpoint_writer.h"
 #include "formats/ggml_blocks.h"
+#include "formats/gguf_file.h"
+#include "formats/safetensors.h"
 #include "formats/kernels/packed_matmul.h"
 #include "ptq/error.h"
 
@@ -14,6 +17,13 @@ namespace {
 std::shared_ptr<const PackedLinear> kernel_for(const QuantizedLayer& q) {
   const bool dense_grid = !q.sparse && !q.low_rank && !q.input_transform;
   return dense_grid ? make_packed_linear(q.grid) : make_composed_linear(q);
+}
+
+void quantize_block_inputs(LlamaModel& forward, const RuntimeQuant& a) {
+  for (BlockWeights& b : forward.blocks()) {
+    b.kv = a.kv;
+    for (Linear* l : {&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down}) l->act = a.act;
+  }
 }
 
 // ggml's vec_dot_type of each weight type, as the rounding it applies to the other operand.
@@ -51,29 +61,71 @@ void round_as_llama_cpp(const Model& model, LlamaModel& forward) {
 
 }  // namespace
 
-LoadedModel load_model_for_inference(const std::string& path, bool llama_cpp_activations) {
+std::string checkpoint_recipe(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (fs::is_directory(path)) {
+    const fs::path st = fs::path(path) / "model.safetensors";
+    if (!fs::exists(st)) return "";
+    const SafetensorsFile file(st.string());
+    auto it = file.metadata().find("ptq.recipe");
+    return it == file.metadata().end() ? "" : it->second;
+  }
+  if (path.ends_with(".gguf")) return GgufFile(path).optional_string("ptq.recipe").value_or("");
+  return "";
+}
+
+LoadedModel load_model_for_inference(const std::string& path, bool llama_cpp_activations,
+                                     const std::optional<RuntimeQuant>& activations) {
   Model model = Model::open(path);
   const FormatTraits* format = detect_format(path);
+  RuntimeQuant act;
+  if (activations) {
+    act = *activations;
+  } else if (const std::string recipe = checkpoint_recipe(path); !recipe.empty()) {
+    try {
+      act = recipe_runtime_quant(parse_recipe(recipe));
+    } catch (const Error& e) {
+      throw Error(path + ": the recipe in its metadata: " + e.what());
+    }
+  }
+  if (act.kv.hadamard && hadamard_factors(model.config().head_dim).empty())
+    throw Error(path + ": kv(...,hadamard) needs a Hadamard matrix of head_dim " +
+                std::to_string(model.config().head_dim) + ", which ptq cannot build");
   if (llama_cpp_activations) {
     auto forward = std::make_shared<LlamaModel>(model);
     round_as_llama_cpp(model, *forward);
-    return LoadedModel{std::move(model), std::move(forward)};
+    quantize_block_inputs(*forward, act);
+    return LoadedModel{std::move(model), std::move(forward), act};
   }
   if (!format || !format->read_layers) {
-    auto forward = std::make_shared<const LlamaModel>(model);
-    return LoadedModel{std::move(model), std::move(forward)};
+    auto forward = std::make_shared<LlamaModel>(model);
+    quantize_block_inputs(*forward, act);
+    return LoadedModel{std::move(model), std::move(forward), act};
   }
   const std::map<std::string, QuantizedLayer> layers = format->read_layers(model);
   std::vector<BlockWeights> blocks;
   // Layers the recipe kept in full precision (and norms, biases) load as usual.
   auto packed_for = [&](const std::string& module) -> std::shared_ptr<const PackedLinear> {
     auto it = layers.find(module);
-    return it == layers.end() ? nullptr : kernel_for(it->second);
+    if (it == layers.end()) return nullptr;
+    if (!act.act.enabled() || !it->second.input_transform) return kernel_for(it->second);
+    QuantizedLayer inner = it->second;
+    inner.input_transform.reset();
+    return kernel_for(inner);
   };
-  for (int l = 0; l < model.config().num_layers; ++l)
+  for (int l = 0; l < model.config().num_layers; ++l) {
     blocks.push_back(BlockWeights::load(model, l, packed_for));
-  auto forward = std::make_shared<const LlamaModel>(model.config(), HeadWeights::load(model), std::move(blocks));
-  return LoadedModel{std::move(model), std::move(forward)};
+    if (!act.act.enabled()) continue;
+    for (int g = 0; g < kNumLinearInputs; ++g)
+      for (const std::string& name : linear_short_names(LinearInput(g))) {
+        auto it = layers.find(layer_prefix(l) + name);
+        if (it != layers.end() && it->second.input_transform)
+          blocks.back().linear(name)->input_transform = std::make_shared<const InputTransform>(*it->second.input_transform);
+      }
+  }
+  auto forward = std::make_shared<LlamaModel>(model.config(), HeadWeights::load(model), std::move(blocks));
+  quantize_block_inputs(*forward, act);
+  return LoadedModel{std::move(model), std::move(forward), act};
 }
 
 }  // namespace ptq

@@ -96,7 +96,8 @@ class PackedCheckpointWriter final : public CheckpointWriter {
     writer.set_metadata("ptq.format", layout_.name());
     writer.set_metadata("ptq.shapes", shapes.dump());
     writer.write(out.path_of("model.safetensors"));
-    out.write_text("config.json", output_config_json(model, "quantization_config", config(meta).dump()));
+    out.write_text("config.json", output_config_json(model, "quantization_config", config(meta).dump(),
+                                                     untied_by_transform(model, replaced_)));
     print_engine_refusals();
     const auto file_bytes = fs::file_size(out.path_of("model.safetensors"));
     std::fprintf(stderr,

@@ -89,7 +89,8 @@ class PtqWriter final : public CheckpointWriter {
                      {"format_version", kFormatVersion},
                      {"recipe", meta.recipe},
                      {"layers", descriptors}};
-    out.write_text("config.json", output_config_json(model, "quantization_config", qc.dump()));
+    out.write_text("config.json",
+                   output_config_json(model, "quantization_config", qc.dump(), untied_by_transform(model, replaced_)));
   }
 
  protected:
@@ -172,7 +173,8 @@ FormatTraits format_rows::ptq_native() {
           },
           [](const json& qc) { return qc.is_object() && qc.value("quant_method", std::string()) == "ptq"; },
           read_ptq_layers,
-          nullptr};
+          nullptr,
+          true};
 }
 
 }  // namespace ptq

@@ -242,13 +242,30 @@ Mat swiglu(const Linear& gate, const Linear& up, const Mat& n) {
   return (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();
 }
 
-Mat attention_context(const ModelConfig& cfg, const RopeTable& rope, const Linear& q_proj, const Linear& k_proj,
-                      const Linear& v_proj, const Mat& n) {
+// R3 and the cache's quantization, on queries and keys after RoPE and on values.
+static void quantize_cached(const ModelConfig& cfg, const KvQuant& kv, Mat& q, Mat& k, Mat& v) {
+  if (!kv.enabled() && !kv.hadamard) return;
+  if (kv.hadamard) {
+    InputTransform t;
+    t.factors = hadamard_factors(cfg.head_dim);
+    PTQ_ASSERT(!t.factors.empty(), "the loader refuses kv(...,hadamard) for head sizes without a Hadamard matrix");
+    t.size = int(q.cols());
+    q = t.apply(q);
+    t.size = int(k.cols());
+    k = t.apply(k);
+  }
+  quantize_kv(k, kv, cfg.head_dim);
+  quantize_kv(v, kv, cfg.head_dim);
+}
+
+Mat attention_context(const ModelConfig& cfg, const RopeTable& rope, const KvQuant& kv, const Linear& q_proj,
+                      const Linear& k_proj, const Linear& v_proj, const Mat& n) {
   Mat q = q_proj.forward(n);
   Mat k = k_proj.forward(n);
   Mat v = v_proj.forward(n);
   rope.apply(q, cfg.num_heads);
   rope.apply(k, cfg.num_kv_heads);
+  quantize_cached(cfg, kv, q, k, v);
   return attention(cfg, q, k, v);
 }
 
@@ -271,7 +288,7 @@ void block_forward(const ModelConfig& cfg, const BlockWeights& w, const RopeTabl
   Mat n;
   rms_norm_rows(x, w.attn_norm, cfg.rms_norm_eps, n);
   if (emit(LinearInput::kQKV, n)) return;
-  Mat a = attention_context(cfg, rope, w.q, w.k, w.v, n);
+  Mat a = attention_context(cfg, rope, w.kv, w.q, w.k, w.v, n);
   if (emit(LinearInput::kO, a)) return;
   x += w.o.forward(a);
   ffn_residual(cfg, w, x, n, emit);
@@ -288,6 +305,7 @@ static void block_forward_cached(const ModelConfig& cfg, const BlockWeights& w, 
   Mat v = w.v.forward(n);
   rope.apply(q, cfg.num_heads, start);
   rope.apply(k, cfg.num_kv_heads, start);
+  quantize_cached(cfg, w.kv, q, k, v);
   k_cache.middleRows(start, k.rows()) = k;
   v_cache.middleRows(start, v.rows()) = v;
   const Eigen::Index seen = start + x.rows();

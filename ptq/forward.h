@@ -30,6 +30,7 @@ std::vector<std::string> linear_consumers(int layer, LinearInput g);
 struct BlockWeights {
   Vec attn_norm, ffn_norm;
   Linear q, k, v, o, gate, up, down;  // q/k/v carry a bias when attention_bias
+  KvQuant kv{};  // fake quantization (and R3) of the keys and values this block's attention computes
   // `packed_for(module)` returns the packed kernel for a module stored packed, else nullptr (the
   // dense `.weight` is loaded).
   using PackedLookup = std::function<std::shared_ptr<const PackedLinear>(const std::string& module)>;
@@ -86,8 +87,8 @@ void block_forward(const ModelConfig& cfg, const BlockWeights& w, const RopeTabl
 // The parts of block_forward a caller swapping weights needs, with its arithmetic: the attention
 // context from the normed input n [T, hidden] of one sequence (o_proj's input), and
 // silu(gate(n)) ⊙ up(n) (down_proj's input).
-Mat attention_context(const ModelConfig& cfg, const RopeTable& rope, const Linear& q_proj, const Linear& k_proj,
-                      const Linear& v_proj, const Mat& n);
+Mat attention_context(const ModelConfig& cfg, const RopeTable& rope, const KvQuant& kv, const Linear& q_proj,
+                      const Linear& k_proj, const Linear& v_proj, const Mat& n);
 Mat swiglu(const Linear& gate, const Linear& up, const Mat& n);
 Mat final_logits(const ModelConfig& cfg, const HeadWeights& head, const Mat& x);  // [T, vocab]
 void rms_norm_rows(const Mat& x, const Vec& gain, double eps, Mat& out);

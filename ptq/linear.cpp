@@ -44,21 +44,23 @@ void round_inputs(Mat& x, InputRounding r) {
 
 Mat Linear::forward(const Mat& x_in) const {
   PTQ_ASSERT(x_in.cols() == cols(), "linear input width does not match the weight");
-  Mat rounded;
-  if (input_rounding != InputRounding::kNone) {
-    rounded = x_in;
-    round_inputs(rounded, input_rounding);
+  const bool rounds = input_rounding != InputRounding::kNone;
+  const bool quantizes = act.enabled();
+  Mat x;
+  if (rounds || input_transform) x = x_in;
+  if (rounds) round_inputs(x, input_rounding);
+  if (input_transform) x = input_transform->apply(x);
+  if (quantizes) {
+    if (!rounds && !input_transform) x = x_in;
+    quantize_activations(x, act);
   }
-  const Mat& x = input_rounding != InputRounding::kNone ? rounded : x_in;
+  const Mat& in = rounds || input_transform || quantizes ? x : x_in;
   Mat y;
-  if (input_transform) {
-    PTQ_ASSERT(!packed);
-    y.noalias() = input_transform->apply(x) * w.transpose();
-  } else if (packed) {
-    y.resize(x.rows(), packed->rows());
-    packed->matmul(x.data(), int(x.rows()), y.data());
+  if (packed) {
+    y.resize(in.rows(), packed->rows());
+    packed->matmul(in.data(), int(in.rows()), y.data());
   } else {
-    y.noalias() = x * w.transpose();
+    y.noalias() = in * w.transpose();
   }
   if (bias.size()) y.rowwise() += bias.transpose();
   return y;

@@ -3,6 +3,7 @@
 // quantized matrix run on the packed kernels (formats/ and kernels/ provide PackedLinear).
 #include <memory>
 
+#include "ptq/activation_quant.h"
 #include "ptq/quantized_layer.h"
 #include "ptq/tensor.h"
 
@@ -36,9 +37,11 @@ struct Linear {
   std::shared_ptr<const PackedLinear> packed;  // set for packed checkpoints
   Vec bias;                                    // empty when the layer has none
   // Applied to x before w while a transform stage's group awaits quantization (w is then in the
-  // transformed basis); packed layers apply their own transform inside `packed`.
+  // transformed basis). Packed layers apply their own transform inside `packed`, unless the
+  // activations are quantized: then the loader keeps it here, so x·T is what gets quantized.
   std::shared_ptr<const InputTransform> input_transform;
   InputRounding input_rounding = InputRounding::kNone;
+  ActivationQuant act{};  // fake per-token quantization of the (transformed) input
 
   Mat forward(const Mat& x) const;
   int rows() const { return packed ? packed->rows() : int(w.rows()); }

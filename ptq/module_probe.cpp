@@ -21,7 +21,7 @@ ModuleProbe::ModuleProbe(const ModelConfig& cfg, const RopeTable& rope, const Bl
 }
 
 Mat ModuleProbe::output(const std::vector<const Linear*>& l, const Mat& x) const {
-  const Mat inner = group_ == LinearInput::kQKV ? attention_context(cfg_, rope_, *l[0], *l[1], *l[2], x)
+  const Mat inner = group_ == LinearInput::kQKV ? attention_context(cfg_, rope_, KvQuant{}, *l[0], *l[1], *l[2], x)
                                                 : swiglu(*l[0], *l[1], x);
   return after_.forward(inner);
 }

@@ -64,6 +64,24 @@ class Stages {
     return n;
   }
   const std::vector<std::unique_ptr<LayerRefiner>>& refiners() const { return refiners_; }
+  bool transforms_read_inputs() const {
+    return std::any_of(transforms_.begin(), transforms_.end(), [](const auto& t) { return t->needs_stats(); });
+  }
+  bool rewrites_model() const {
+    return std::any_of(transforms_.begin(), transforms_.end(), [](const auto& t) { return t->rewrites_model(); });
+  }
+  // The model-level transforms on the head; what they log, each line prefixed "model: ".
+  std::vector<std::string> rewrite_head(const ModelConfig& cfg, HeadWeights& head) const {
+    QuantLog log;
+    for (const auto& t : transforms_)
+      if (t->rewrites_model()) t->rewrite_head(cfg, head, &log);
+    for (auto& m : log.messages) m = "model: " + m;
+    return log.messages;
+  }
+  void rewrite_block(const ModelConfig& cfg, int layer, BlockWeights& w) const {
+    for (const auto& t : transforms_)
+      if (t->rewrites_model()) t->rewrite_block(cfg, layer, w);
+  }
 
  private:
   const PipelineOptions& o_;
@@ -141,6 +159,7 @@ std::map<std::string, std::vector<std::string>> transform_block(int l, BlockWeig
   for (int g = 0; g < kNumLinearInputs; ++g) {
     GroupContext ctx;
     ctx.input_name = layer_prefix(l) + linear_input_name(LinearInput(g));
+    ctx.input = LinearInput(g);
     for (const auto& name : linear_short_names(LinearInput(g))) {
       ctx.names.push_back(layer_prefix(l) + name);
       ctx.layers.push_back(w.linear(name));
@@ -175,7 +194,14 @@ void process_block(int l, BlockWeights& w, const StatsRefresh& refresh, const Pr
   StatsMap stats;
   std::map<std::string, std::vector<std::string>> transform_logs;
   const bool transformed = !stages.transforms().empty();
-  if (transformed) {
+  if (transformed && !stages.transforms_read_inputs()) {
+    // Nothing to fit (a rotation, act(...)): empty statistics of the right widths, which the
+    // stages below recompute from the block as transformed.
+    for (int g = 0; g < kNumLinearInputs; ++g)
+      stats.emplace(g, InputStats(w.linear(linear_short_names(LinearInput(g)).front())->cols()));
+    transform_logs = transform_block(l, w, stats, ModuleProbes{}, stages, tensor_sink);
+    stats.clear();
+  } else if (transformed) {
     refresh(w, {true, true, true, true}, stats);
     // Made before any group is transformed: each module's later layers (o_proj, down_proj) are
     // transformed only after the group feeding them, so the probes see the block as it is.
@@ -209,6 +235,14 @@ void process_block(int l, BlockWeights& w, const StatsRefresh& refresh, const Pr
   }
 }
 
+// The head tensors a model-level transform rewrote, for the output. A tied lm_head that no longer
+// equals the embedding is written as its own tensor (the output formats untie the config).
+void sink_head(const ModelConfig& cfg, const HeadWeights& head, const TensorSink& sink) {
+  sink("model.embed_tokens.weight", head.embed);
+  sink("model.norm.weight", head.final_norm);
+  if (!cfg.tie_word_embeddings || head.lm_head != head.embed) sink("lm_head.weight", head.lm_head);
+}
+
 // The transform a group's layers apply to their input until quantized (shared by the group).
 const InputTransform* group_input_transform(const BlockWeights& w, LinearInput g) {
   return w.linear(linear_short_names(g).front())->input_transform.get();
@@ -238,7 +272,13 @@ std::vector<LayerResult> quantize_sequential(const Model& model, const TokenWind
                                              const TensorSink& tensor_sink) {
   const ModelConfig& cfg = model.config();
   Stages stages(o);
-  BlockActivations acts(cfg, HeadWeights::load(model), windows);
+  HeadWeights head = HeadWeights::load(model);
+  std::vector<std::string> model_log;
+  if (stages.rewrites_model()) {
+    model_log = stages.rewrite_head(cfg, head);
+    if (tensor_sink) sink_head(cfg, head, tensor_sink);
+  }
+  BlockActivations acts(cfg, std::move(head), windows);
   const int widths[kNumLinearInputs] = {cfg.hidden_size, cfg.num_heads * cfg.head_dim,
                                         cfg.hidden_size, cfg.intermediate_size};
   // Inputs come from the block as transformed and quantized so far: they are recaptured, and a
@@ -279,7 +319,13 @@ std::vector<LayerResult> quantize_sequential(const Model& model, const TokenWind
   }
   for (int l = first; l < cfg.num_layers; ++l) {
     BlockWeights w = BlockWeights::load(model, l);
+    stages.rewrite_block(cfg, l, w);
+    const size_t block_start = results.size();
     process_block(l, w, refresh, probes, stages, o, sink, tensor_sink, results);
+    if (l == 0 && results.size() > block_start) {
+      auto& log = results[block_start].log;
+      log.insert(log.begin(), model_log.begin(), model_log.end());
+    }
     acts.run(w, {}, {}, true);
     if (o.hooks.on_block_done) o.hooks.on_block_done(l, w);
     bar.update(size_t(l) + 1);
@@ -293,6 +339,10 @@ std::vector<LayerResult> quantize_independent(const Model& model, const Captured
   const ModelConfig& cfg = model.config();
   inputs.check_fits(cfg);
   Stages stages(o);
+  if (stages.rewrites_model())
+    throw Error("recipe '" + recipe_to_string(o.recipe) + "' rewrites the whole model (a rotation of the residual "
+                "stream), which changes every layer's inputs: it needs the model's own forward (sequential mode "
+                "with --calib-data), not inputs captured from the original model");
   std::vector<LayerResult> results;
   Progress bar("quantize", size_t(cfg.num_layers), o.quiet);
   for (int l = std::min(o.hooks.resume_from, cfg.num_layers); l < cfg.num_layers; ++l) {

@@ -140,7 +140,9 @@ RecipeStages split_recipe(const std::vector<Spec>& recipe) {
 
 bool recipe_needs_stats(const std::vector<Spec>& recipe) {
   const RecipeStages stages = split_recipe(recipe);
-  if (!stages.transforms.empty() || make_quantizer(stages.quantizer)->needs_stats()) return true;
+  if (make_quantizer(stages.quantizer)->needs_stats()) return true;
+  for (const Spec& t : stages.transforms)
+    if (make_transform(t)->needs_stats()) return true;
   for (const Spec& r : stages.refiners)
     if (make_refiner(r)->needs_stats()) return true;
   return false;
@@ -154,7 +156,7 @@ void attach_input_transform(GroupContext& group, const InputTransform& t) {
     layer->w = t.fold_into_weight(layer->w);
     layer->input_transform = shared;
   }
-  group.stats->transform_input(t.matrix().cast<double>());
+  if (group.stats->tokens() > 0) group.stats->transform_input(t.matrix().cast<double>());  // zero stays zero
 }
 
 }  // namespace ptq

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "ptq/forward.h"
 #include "ptq/input_stats.h"
 #include "ptq/linear.h"
 #include "ptq/quantized_layer.h"
@@ -111,6 +112,7 @@ struct GroupContext {
   // own layer (o, down) or no tokens are at hand (inputs read from an activation file).
   std::function<double(const std::vector<const Mat*>& candidate)> module_error;
   int64_t module_tokens = 0;  // tokens module_error sums over
+  LinearInput input = LinearInput::kQKV;  // which of the block's inputs the group reads
 };
 
 class WeightTransform {
@@ -120,6 +122,15 @@ class WeightTransform {
   virtual void apply(GroupContext& group, QuantLog* log) const = 0;
   // Calibration tokens of each group's input that apply() wants module_error to run on (0: none).
   virtual int64_t probe_tokens() const { return 0; }
+  // False when the transform neither reads nor fits anything to calibration inputs (a rotation).
+  virtual bool needs_stats() const { return true; }
+
+  // Model-level rewriting, for what every block shares (a rotation of the residual stream): the
+  // head once before any block runs, then each block as it is loaded, before apply() sees its
+  // groups. Both keep the model's full-precision function. Only called when rewrites_model().
+  virtual bool rewrites_model() const { return false; }
+  virtual void rewrite_head(const ModelConfig&, HeadWeights&, QuantLog*) const {}
+  virtual void rewrite_block(const ModelConfig&, int /*layer*/, BlockWeights&) const {}
 };
 
 // Attaches x → x·T to every layer of `group`, keeping the group equivalent: weights become
@@ -163,7 +174,7 @@ struct RecipeStages {
 RecipeStages split_recipe(const std::vector<Spec>& recipe);
 // Throws Error listing every registered stage by role unless `name` is registered.
 StageRole known_stage_role(const std::string& name);
-// True when any stage reads calibration statistics (transforms always read their group's inputs).
+// True when any stage reads calibration statistics (WeightTransform::needs_stats and the others' needs_stats).
 bool recipe_needs_stats(const std::vector<Spec>& recipe);
 
 }  // namespace ptq

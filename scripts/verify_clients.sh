@@ -129,6 +129,10 @@ add_case smollm2-gptq-w4g64-asym smollm2 'rtn(w4,g64)' gptq transformers reader
 add_case smollm2-gptqv2-w3g64-asym smollm2 'rtn(w3,g64)' gptq_v2 transformers gptqmodel reader
 add_case smollm2-awq-w4g64 smollm2 'rtn(w4,g64)' awq transformers reader
 add_case smollm2-ct-w4g64-sym smollm2 'rtn(w4,g64,sym)' compressed-tensors transformers reader
+# Folded rotations: a plain Llama whose RMSNorm gains are 1; tied embeddings come out untied.
+add_case pydoc-rot-gptq-w4g128-sym pydoc 'rot(hadamard)+gptq(w4,g128,sym)' gptq transformers gptqmodel reader
+add_case stories-rot-gptq-w8g0-sym stories 'rot(hadamard)+gptq(w8,g0,sym)' gptq transformers gptqmodel reader
+add_case smollm2-rot-rtn-w4g64 smollm2 'rot(hadamard)+rtn(w4,g64)' gptq transformers reader
 
 # Checkpoints GPTQModel wrote (its GPTQ with its default group-aware order and fp16 scales; its
 # AWQ with bf16 scales), from the same 16 windows of pydoc4M's calibration text: ptq must read

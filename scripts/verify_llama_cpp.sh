@@ -83,12 +83,12 @@ type_counts() {
 
 for case in "q8_0 rtn(w8,g32,sym)" "q4_0 gptq(w4,g32,sym)" "q4_1 gptq(w4,g64)" "q5_0 gptq(w5,g128,sym,group_aware)" \
             "q5_1 gptq(w5,g32)" "q2_k gptq(w2,g16)" "q3_k_m gptq(w3,g16,sym)" "q4_k_m gptq(w4,g32)" "q5_k rtn(w5,g32)" \
-            "q6_k gptq(w6,g16,sym)"; do
+            "q6_k gptq(w6,g16,sym)" "q4_0 rot(hadamard)+gptq(w4,g32,sym) rot"; do
   set -- $case
-  type=$1 recipe=$2
+  type=$1 recipe=$2 tag=$type${3:+_$3}
   "$PTQ" compress "$MODEL" --recipe "$recipe" --calib-data "$CALIB" --data-format text --samples 128 --seq-len 256 \
-    --quiet --format "gguf($type)" --out $OUT/$type >$OUT/$type.log 2>&1 || { cat $OUT/$type.log; exit 1; }
-  file=$OUT/$type/model.gguf
+    --quiet --format "gguf($type)" --out $OUT/$tag >$OUT/$tag.log 2>&1 || { cat $OUT/$tag.log; exit 1; }
+  file=$OUT/$tag/model.gguf
   if [ ! -f $OUT/ids.txt ]; then
     "$BIN/llama-tokenize" -m $file -f "$EVAL" --ids --log-disable --no-escape --no-parse-special 2>/dev/null |
       tail -1 | tr -d '[],' >$OUT/ids.txt

@@ -20,6 +20,7 @@
 #include "ptq/eval.h"
 #include "ptq/stages.h"
 #include "support/shared_data.h"
+#include "support/text_compress.h"
 
 namespace ptq {
 namespace {
@@ -128,15 +129,7 @@ class CompositeLayers : public ::testing::Test {
   }
 
   std::string compress(const std::string& recipe, const std::string& format, const std::string& name) {
-    CompressJob job;
-    job.model_path = d_.model;
-    job.has_calib_request = true;
-    job.calib_request = {d_.calib, DataFormat::kText, false, 8, 64, 0};
-    job.pipeline.recipe = parse_recipe(recipe);
-    job.pipeline.quiet = true;
-    job.out_dir = test::temp_dir("composite_" + name) + "/out";
-    job.format = format;
-    job.fresh = true;
+    const CompressJob job = test::text_compress_job(d_.model, d_.calib, recipe, format, "composite_" + name);
     last_ = run_compress(job);
     return job.out_dir;
   }

@@ -40,6 +40,8 @@ TEST(JobConfig, ListAndStringRecipesAreTheSame) {
   auto refined = recipe_from_yaml_text("- gptq: {bits: 3, group_size: 128}\n- lorc: {r: 8, hessian: true}\n");
   EXPECT_EQ(recipe_to_string(refined), "gptq(w3,g128)+lorc(r8,hessian)");
   EXPECT_EQ(make_refiner(refined[1])->spec(), "lorc(r8,hessian)");
+  auto rotated = recipe_from_yaml_text("- rot: {hadamard: true, online: true, seed: 3}\n- gptq: {bits: 4, group_size: 64}\n");
+  EXPECT_EQ(make_transform(rotated[0])->spec(), "rot(hadamard,seed=3,online)");
 }
 
 TEST(JobConfig, SpqrStageAndOverrideArgs) {

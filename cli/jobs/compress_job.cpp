@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ptq/activation_quant.h"
 #include "ptq/stages.h"
 #include "calibration/text_data.h"
 #include "calibration/tokenizer.h"
@@ -49,6 +50,10 @@ CalibrationSet load_calibration(const Model& model, const CompressJob& job,
 void validate_layers(const Model& model, const PipelineOptions& o, const FormatTraits& format) {
   const RecipeStages stages = split_recipe(o.recipe);
   for (const Spec& t : stages.transforms) make_transform(t);
+  if (recipe_runtime_quant(o.recipe).enabled() && !format.activation_quant)
+    throw Error(std::string("the ") + format.name + " format cannot carry the recipe's act(...)/kv(...) stages: its "
+                "engines run full-precision activations and caches, and only ptq evaluates the fake quantization "
+                "(use --format ptq or fake)");
   for (const Spec& r : stages.refiners) make_refiner(r);
   for (const auto& name : linear_layer_names(model.config())) {
     auto quantizer = layer_quantizer(name, o);
