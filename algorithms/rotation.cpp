@@ -157,8 +157,8 @@ class Rotate final : public WeightTransform {
     head.final_norm = Vec::Ones(head.final_norm.size());
     if (!log) return;
     const Rotation r2 = per_head(cfg);
-    log->messages.push_back("rot: R1 " + describe(r1.t) + " on the residual stream (" + std::to_string(cfg.hidden_size) +
-                            "), RMSNorm gains fused into the layers after them; R2 " + describe(r2.t) +
+    log->messages.push_back("rot: R1 " + describe(r1.t) + " on the residual stream (" +
+                            std::to_string(cfg.hidden_size) + "), RMSNorm gains fused into the layers after them; R2 " + describe(r2.t) +
                             " per head (" + std::to_string(cfg.head_dim) + ") on v_proj/o_proj" +
                             (o_.online ? "; R4 online on down_proj's input" : ""));
     for (const Rotation* r : {&r1, &r2})

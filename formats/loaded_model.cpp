@@ -119,8 +119,9 @@ LoadedModel load_model_for_inference(const std::string& path, bool llama_cpp_act
     for (int g = 0; g < kNumLinearInputs; ++g)
       for (const std::string& name : linear_short_names(LinearInput(g))) {
         auto it = layers.find(layer_prefix(l) + name);
-        if (it != layers.end() && it->second.input_transform)
-          blocks.back().linear(name)->input_transform = std::make_shared<const InputTransform>(*it->second.input_transform);
+        if (it == layers.end() || !it->second.input_transform) continue;
+        const InputTransform& t = *it->second.input_transform;
+        blocks.back().linear(name)->input_transform = std::make_shared<const InputTransform>(t);
       }
   }
   auto forward = std::make_shared<LlamaModel>(model.config(), HeadWeights::load(model), std::move(blocks));

@@ -97,7 +97,8 @@ TEST(ActivationQuant, SpecsPrintBackAndRefuseNonsense) {
   EXPECT_THROW(parse_runtime_quant("act(a8)+rtn(w4,g32)"), Error);
   for (const char* s : {"kv(b4)", "kv(b8,sym)", "kv(b4,hadamard)"})
     EXPECT_EQ(kv_quant_spec(kv_quant_from_spec(parse_spec(s))), s);
-  for (const char* bad : {"kv", "kv(b1)", "kv(b4,clip=0.9)"}) EXPECT_THROW(kv_quant_from_spec(parse_spec(bad)), Error) << bad;
+  for (const char* bad : {"kv", "kv(b1)", "kv(b4,clip=0.9)"})
+    EXPECT_THROW(kv_quant_from_spec(parse_spec(bad)), Error) << bad;
   EXPECT_THROW(recipe_runtime_quant(parse_recipe("kv(b4)+kv(b8)+rtn(w4,g32)")), Error);
   for (const char* bad : {"act", "act(a1)", "act(a9)", "act(a4,clip=0)", "act(a4,clip=1.5)", "act(a4,sym2)"})
     EXPECT_THROW(activation_quant_from_spec(parse_spec(bad)), Error) << bad;
@@ -174,7 +175,8 @@ class ActivationCheckpoints : public ::testing::Test {
   void SetUp() override {
     model_ = test::shared_path("models/pydoc4M");
     calib_ = test::shared_path("data/pydoc/calib.txt");
-    if (model_.empty() || calib_.empty()) GTEST_SKIP() << "shared data (pydoc4M, pydoc text) not found: set PTQ_SHARED_DIR";
+    if (model_.empty() || calib_.empty())
+      GTEST_SKIP() << "shared data (pydoc4M, pydoc text) not found: set PTQ_SHARED_DIR";
   }
   std::string compress(const std::string& recipe, const std::string& format, const std::string& name) {
     const CompressJob job = test::text_compress_job(model_, calib_, recipe, format, "act_" + name);
