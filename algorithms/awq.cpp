@@ -9,6 +9,7 @@
 #include <chrono>
 
 #include "algorithms/awq_search.h"
+#include "algorithms/channel_fold.h"
 #include "ptq/error.h"
 
 namespace ptq {
@@ -30,32 +31,6 @@ bool ends_with(const std::string& s, const std::string& tail) {
 // llm-awq does not clip q/k: their outputs meet in softmax(q kᵀ), where the linear output
 // error is a poor guide to what a clamp costs.
 bool is_query_or_key(const std::string& name) { return ends_with(name, "q_proj") || ends_with(name, "k_proj"); }
-
-// Why 1/s cannot be folded into the operation producing the input; "" when it can.
-std::string fold_blocker(const GroupContext& g, int k) {
-  // The producer computes x, the layers read x·T: 1/s cannot go into the producer of x·T.
-  if (g.layers.front()->input_transform) return "the layers apply an online input transform (rot(...,online))";
-  if (g.prev_norm) return g.prev_norm->size() == k ? "" : "the RMSNorm gain has the wrong size";
-  if (!g.prev_linear) return "no RMSNorm or linear layer produces the input";
-  if (g.prev_linear->w.size() == 0) return "the preceding linear layer is packed";
-  if (g.prev_linear->rows() != k)
-    // Grouped-query attention: one v_proj row feeds several o_proj columns (AutoAWQ skips too).
-    return "the preceding layer has " + std::to_string(g.prev_linear->rows()) +
-           " outputs for " + std::to_string(k) + " inputs";
-  return "";
-}
-
-// Columns of every layer times s; 1/s into the producer of the input; statistics of x / s.
-void fold_scales(GroupContext& g, const Vec& s) {
-  for (Linear* l : g.layers) l->w.array().rowwise() *= s.transpose().array();
-  if (g.prev_norm) *g.prev_norm = g.prev_norm->cwiseQuotient(s);
-  if (g.prev_linear) {
-    Linear& p = *g.prev_linear;
-    p.w.array().colwise() /= s.array();
-    if (p.bias.size()) p.bias = p.bias.cwiseQuotient(s);
-  }
-  g.stats->scale_channels(s.cast<double>().cwiseInverse());
-}
 
 void check_group(const GroupContext& g) {
   PTQ_ASSERT(g.stats && g.quantizer && !g.layers.empty() && g.layers.size() == g.names.size());

@@ -23,8 +23,11 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <Eigen/QR>
 #include <cmath>
+#include <map>
+#include <mutex>
 #include <numbers>
 #include <random>
+#include <tuple>
 
 #include "ptq/error.h"
 #include "ptq/stages.h"
@@ -150,13 +153,13 @@ class Rotate final : public WeightTransform {
   bool rewrites_model() const override { return true; }
 
   void rewrite_head(const ModelConfig& cfg, HeadWeights& head, QuantLog* log) const override {
-    const Rotation r1 = residual(cfg);
+    const Rotation& r1 = residual(cfg);
     const bool tied_before = cfg.tie_word_embeddings;
     head.embed = rotate_inputs(r1.t, head.embed);
     head.lm_head = rotate_inputs(r1.t, times_gain(head.lm_head, head.final_norm));
     head.final_norm = Vec::Ones(head.final_norm.size());
     if (!log) return;
-    const Rotation r2 = per_head(cfg);
+    const Rotation& r2 = per_head(cfg);
     log->messages.push_back("rot: R1 " + describe(r1.t) + " on the residual stream (" +
                             std::to_string(cfg.hidden_size) + "), RMSNorm gains fused into the layers after them; R2 " + describe(r2.t) +
                             " per head (" + std::to_string(cfg.head_dim) + ") on v_proj/o_proj" +
@@ -173,12 +176,13 @@ class Rotate final : public WeightTransform {
     for (const char* name : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                              "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"})
       require_dense(*w.linear(name), p + name);
-    const Rotation r1 = residual(cfg);
+    const Rotation& r1 = residual(cfg);
     for (Linear* l : {&w.q, &w.k, &w.v}) l->w = rotate_inputs(r1.t, times_gain(l->w, w.attn_norm));
     for (Linear* l : {&w.gate, &w.up}) l->w = rotate_inputs(r1.t, times_gain(l->w, w.ffn_norm));
     w.attn_norm = Vec::Ones(w.attn_norm.size());
     w.ffn_norm = Vec::Ones(w.ffn_norm.size());
-    const Rotation v_rows = per_head(cfg, cfg.num_kv_heads), o_cols = per_head(cfg, cfg.num_heads);
+    const Rotation& v_rows = per_head(cfg, cfg.num_kv_heads);
+    const Rotation& o_cols = per_head(cfg, cfg.num_heads);
     w.v.w = rotate_outputs(v_rows.t, w.v.w);
     if (w.v.bias.size()) w.v.bias = rotate_vector(v_rows.t, w.v.bias);
     w.o.w = rotate_outputs(r1.t, rotate_inputs(o_cols.t, w.o.w));
@@ -188,7 +192,7 @@ class Rotate final : public WeightTransform {
   void apply(GroupContext& group, QuantLog* log) const override {
     if (!o_.online || group.input != LinearInput::kDown) return;
     const int k = group.stats->k();
-    const Rotation r4 = make_rotation(o_, Role::kDownInput, k, k);
+    const Rotation& r4 = rotation(Role::kDownInput, k, k);
     attach_input_transform(group, r4.t);
     if (!log) return;
     log->messages.push_back("rot: R4 " + describe(r4.t) + " online on the input (" + std::to_string(k) + ")");
@@ -196,14 +200,25 @@ class Rotate final : public WeightTransform {
   }
 
  private:
-  Rotation residual(const ModelConfig& cfg) const {
-    return make_rotation(o_, Role::kResidual, cfg.hidden_size, cfg.hidden_size);
+  const Rotation& residual(const ModelConfig& cfg) const {
+    return rotation(Role::kResidual, cfg.hidden_size, cfg.hidden_size);
   }
-  Rotation per_head(const ModelConfig& cfg, int heads = 1) const {
-    return make_rotation(o_, Role::kHead, cfg.head_dim, cfg.head_dim * heads);
+  const Rotation& per_head(const ModelConfig& cfg, int heads = 1) const {
+    return rotation(Role::kHead, cfg.head_dim, cfg.head_dim * heads);
+  }
+  // Built once per shape, not per block: rot(random)'s QR is O(d³), and every block needs the
+  // same matrices (each depends only on the seed, its role and its size).
+  const Rotation& rotation(Role role, int block, int size) const {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    const auto key = std::make_tuple(role, block, size);
+    auto it = cache_.find(key);
+    if (it == cache_.end()) it = cache_.emplace(key, make_rotation(o_, role, block, size)).first;
+    return it->second;
   }
 
   RotationOptions o_;
+  mutable std::mutex mutex_;
+  mutable std::map<std::tuple<Role, int, int>, Rotation> cache_;
 };
 
 RotationOptions rotation_options(const Spec& spec) {

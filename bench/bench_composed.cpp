@@ -15,6 +15,9 @@
 //   low_rank    the rank-r branch (x·L2ᵀ)·L1ᵀ
 //   composed    the whole composed matmul (grid + rank-r branch, or with all=1 also the Hadamard
 //               transform and the 1% CSR) vs the grid-only linear: the ratio is the overhead
+// BM_GridActVsDense: the same grid-only linear's matmul_quantized (W4A8 / W4A4: per-token
+// activations on an abits grid, symmetric or asym, multiplied as integers on the int8 kernels)
+// vs its matmul (W4A16: the default int8x3 arithmetic), same loop, same counters; x uniform.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -250,6 +253,38 @@ void part_args(benchmark::internal::Benchmark* b) {
     }
 }
 
+// Args: K (N = K), tokens, threads, abits, asym.
+void BM_GridActVsDense(benchmark::State& state) {
+  const int k = int(state.range(0)), n = k, tokens = int(state.range(1)), threads = int(state.range(2));
+  const ActivationQuant a{int(state.range(3)), state.range(4) != 0, 1.0};
+  set_num_threads(threads);
+  const auto& dense = dense_of(k);
+  const std::vector<float> x = random_floats(size_t(tokens) * k, 2);
+  std::vector<float> y(size_t(tokens) * n), out(size_t(tokens) * n);
+  side_by_side(
+      state,
+      [&] {
+        dense->matmul(x.data(), tokens, y.data());
+        benchmark::DoNotOptimize(y.data());
+      },
+      [&] {
+        dense->matmul_quantized(x.data(), tokens, a, out.data());
+        benchmark::DoNotOptimize(out.data());
+      });
+  state.counters["threads"] = threads;
+}
+
+void grid_act_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"K", "tokens", "threads", "abits", "asym"});
+  for (int threads : {1, 2})
+    for (int tokens : {1, 16, 64}) {
+      b->Args({4096, tokens, threads, 8, 0});
+      b->Args({4096, tokens, threads, 8, 1});
+      b->Args({4096, tokens, threads, 4, 0});
+    }
+}
+
+BENCHMARK(BM_GridActVsDense)->Apply(grid_act_args)->Apply(with_min)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_PartVsDense)->Apply(part_args)->Apply(with_min)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace

@@ -45,9 +45,13 @@ class FakeQuantWriter final : public CheckpointWriter {
   using CheckpointWriter::CheckpointWriter;
   void replace_tensor(const std::string& name, const Mat& value) override { replaced_[name] = value; }
   void finish(const Model& model, const CheckpointMetadata& meta, const OutputDir& out) override {
-    if (!online_transform_.empty() && recipe_activation_quant(parse_recipe(meta.recipe)).enabled())
+    const bool act = recipe_activation_quant(parse_recipe(meta.recipe)).enabled();
+    if (act && !online_transform_.empty())
       throw Error(online_transform_ + ": the fake format folds its online input transform into the weight, so the "
                   "activations its act(...) stage quantizes would not be the transformed ones: use --format ptq");
+    if (act && !low_rank_.empty())
+      throw Error(low_rank_ + ": the fake format folds its low-rank branch into the weight, so act(...) would quantize "
+                  "the branch's input too (ptq runs the branch on unquantized activations): use --format ptq");
     SafetensorsWriter writer;
     add_source_and_replaced_tensors(model, replaced_, {}, writer);
     for (const auto& [k, v] : meta.to_strings()) writer.set_metadata(k, v);
@@ -59,10 +63,12 @@ class FakeQuantWriter final : public CheckpointWriter {
   void store_layer(const LayerResult& r, const QuantizedLayer* q) override {
     if (q) replaced_[r.name + ".weight"] = q->effective_weight();
     if (q && q->input_transform && online_transform_.empty()) online_transform_ = r.name;
+    if (q && q->low_rank && low_rank_.empty()) low_rank_ = r.name;
   }
 
  private:
   std::string online_transform_;  // the first layer with an input transform, or ""
+  std::string low_rank_;          // the first layer with a low-rank branch, or ""
   // Effective weights of quantized layers (module name + ".weight") and transformed tensors.
   std::map<std::string, Mat> replaced_;
 };

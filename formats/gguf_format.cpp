@@ -49,6 +49,7 @@
 #include <utility>
 
 #include "formats/checkpoint_writer.h"
+#include "formats/fake_quant.h"
 #include "formats/format_rows.h"
 #include "formats/gguf_names.h"
 #include "formats/gguf_writer.h"
@@ -507,7 +508,7 @@ class GgufExportWriter final : public CheckpointWriter {
   void write_tensors(const Model& model, GgufWriter& w) {
     const ModelConfig& c = model.config();
     std::vector<std::pair<std::string, std::vector<int64_t>>> names = model.required_tensors();
-    if (replaced_.count("lm_head.weight") && c.tie_word_embeddings)  // a transform untied it
+    if (untied_by_transform(model, replaced_))
       names.push_back({"lm_head.weight", {c.vocab_size, c.hidden_size}});
     for (const auto& [hf, shape] : names) {
       const std::optional<std::string> gguf = gguf_tensor_name(hf);

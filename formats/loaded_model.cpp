@@ -107,23 +107,9 @@ LoadedModel load_model_for_inference(const std::string& path, bool llama_cpp_act
   // Layers the recipe kept in full precision (and norms, biases) load as usual.
   auto packed_for = [&](const std::string& module) -> std::shared_ptr<const PackedLinear> {
     auto it = layers.find(module);
-    if (it == layers.end()) return nullptr;
-    if (!act.act.enabled() || !it->second.input_transform) return kernel_for(it->second);
-    QuantizedLayer inner = it->second;
-    inner.input_transform.reset();
-    return kernel_for(inner);
+    return it == layers.end() ? nullptr : kernel_for(it->second);
   };
-  for (int l = 0; l < model.config().num_layers; ++l) {
-    blocks.push_back(BlockWeights::load(model, l, packed_for));
-    if (!act.act.enabled()) continue;
-    for (int g = 0; g < kNumLinearInputs; ++g)
-      for (const std::string& name : linear_short_names(LinearInput(g))) {
-        auto it = layers.find(layer_prefix(l) + name);
-        if (it == layers.end() || !it->second.input_transform) continue;
-        const InputTransform& t = *it->second.input_transform;
-        blocks.back().linear(name)->input_transform = std::make_shared<const InputTransform>(t);
-      }
-  }
+  for (int l = 0; l < model.config().num_layers; ++l) blocks.push_back(BlockWeights::load(model, l, packed_for));
   auto forward = std::make_shared<LlamaModel>(model.config(), HeadWeights::load(model), std::move(blocks));
   quantize_block_inputs(*forward, act);
   return LoadedModel{std::move(model), std::move(forward), act};

@@ -26,9 +26,9 @@ struct LoadedModel {
 //
 // Activation and KV-cache quantization (ptq/activation_quant.h): `activations` when given, else
 // the act(...) and kv(...) stages of the recipe the checkpoint's metadata records (none for a
-// checkpoint ptq did not write), set on every block and its linear layers. A packed layer with an
-// online input transform then keeps the transform outside its kernel, so the transformed input is
-// what gets quantized.
+// checkpoint ptq did not write), set on every block and its linear layers. Packed layers then run
+// PackedLinear::matmul_quantized: their online input transform first, so the transformed input is
+// what gets quantized, then the dense tiles on the integer grid (W4A8 on the int8 kernels).
 LoadedModel load_model_for_inference(const std::string& path, bool llama_cpp_activations = false,
                                      const std::optional<RuntimeQuant>& activations = std::nullopt);
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "ptq/error.h"
 #include "ptq/stages.h"
@@ -11,16 +12,24 @@
 namespace ptq {
 namespace {
 
-void quantize_row_sym(float* p, int n, int bits, float clip) {
+bool row_finite(const float* p, int n) {
+  for (int j = 0; j < n; ++j)
+    if (!std::isfinite(p[j])) return false;
+  return true;
+}
+
+RowGrid quantize_row_sym(const float* p, int n, int bits, float clip, int16_t* q) {
   float m = 0;
   for (int j = 0; j < n; ++j) m = std::max(m, std::fabs(p[j]));
   m *= clip;
-  if (m == 0) return;
+  std::fill(q, q + n, int16_t(0));
+  if (m == 0) return {};
   const float maxq = float((1 << (bits - 1)) - 1), s = m / maxq;
-  for (int j = 0; j < n; ++j) p[j] = s * std::clamp(std::nearbyint(p[j] / s), -maxq - 1, maxq);
+  for (int j = 0; j < n; ++j) q[j] = int16_t(std::clamp(std::nearbyint(p[j] / s), -maxq - 1, maxq));
+  return {s, 0};
 }
 
-void quantize_row_asym(float* p, int n, int bits, float clip) {
+RowGrid quantize_row_asym(const float* p, int n, int bits, float clip, int16_t* q) {
   float lo = 0, hi = 0;
   for (int j = 0; j < n; ++j) {
     lo = std::min(lo, p[j]);
@@ -28,9 +37,11 @@ void quantize_row_asym(float* p, int n, int bits, float clip) {
   }
   lo *= clip;
   hi *= clip;
-  if (hi == lo) return;
+  std::fill(q, q + n, int16_t(0));
+  if (hi == lo) return {};
   const float maxq = float((1 << bits) - 1), s = (hi - lo) / maxq, z = std::nearbyint(-lo / s);
-  for (int j = 0; j < n; ++j) p[j] = s * (std::clamp(std::nearbyint(p[j] / s) + z, 0.0f, maxq) - z);
+  for (int j = 0; j < n; ++j) q[j] = int16_t(std::clamp(std::nearbyint(p[j] / s) + z, 0.0f, maxq));
+  return {s, int(z)};
 }
 
 // The stages themselves only mark the recipe; ptq eval and the loader read them back from there.
@@ -54,13 +65,31 @@ const TransformRegistrar kKv("kv", [](const Spec& s) -> std::unique_ptr<WeightTr
 
 }  // namespace
 
+RowGrid quantize_row_codes(const float* x, int n, const ActivationQuant& a, int16_t* q) {
+  PTQ_ASSERT(a.enabled() && a.bits <= 8, "activation bits in 1..8");
+  if (!row_finite(x, n)) {
+    std::fill(q, q + n, int16_t(0));
+    return {std::numeric_limits<float>::quiet_NaN(), 0};
+  }
+  return a.asym ? quantize_row_asym(x, n, a.bits, float(a.clip), q) : quantize_row_sym(x, n, a.bits, float(a.clip), q);
+}
+
+namespace {
+
+void fake_quantize_row(float* p, int n, const ActivationQuant& a, int16_t* q) {
+  const RowGrid g = quantize_row_codes(p, n, a, q);
+  for (int j = 0; j < n; ++j) p[j] = g.scale * float(q[j] - g.zero);
+}
+
+}  // namespace
+
 void quantize_activations(Mat& x, const ActivationQuant& a) {
   if (!a.enabled()) return;
   const int n = int(x.cols());
+  std::vector<int16_t> q(static_cast<size_t>(n));
   for (Eigen::Index r = 0; r < x.rows(); ++r) {
     float* p = x.data() + r * n;
-    if (a.asym) quantize_row_asym(p, n, a.bits, float(a.clip));
-    else quantize_row_sym(p, n, a.bits, float(a.clip));
+    fake_quantize_row(p, n, a, q.data());
   }
 }
 
@@ -102,12 +131,13 @@ ActivationQuant recipe_activation_quant(const std::vector<Spec>& recipe) { retur
 void quantize_kv(Mat& x, const KvQuant& kv, int head_dim) {
   if (kv.bits == 0) return;
   PTQ_ASSERT(x.cols() % head_dim == 0);
+  const ActivationQuant per_head{kv.bits, !kv.sym, 1.0};
+  std::vector<int16_t> q(static_cast<size_t>(head_dim));
   const Eigen::Index n = x.cols();
   for (Eigen::Index r = 0; r < x.rows(); ++r)
     for (Eigen::Index h = 0; h < n; h += head_dim) {
       float* p = x.data() + r * n + h;
-      if (kv.sym) quantize_row_sym(p, head_dim, kv.bits, 1.0f);
-      else quantize_row_asym(p, head_dim, kv.bits, 1.0f);
+      fake_quantize_row(p, head_dim, per_head, q.data());
     }
 }
 

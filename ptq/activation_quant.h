@@ -20,6 +20,7 @@
 // unless `sym`. `hadamard` is QuaRot's R3: queries and keys both times a Hadamard of head_dim
 // after RoPE, which leaves q·kᵀ unchanged and spreads the keys' outlier channels before they are
 // quantized.
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -36,7 +37,16 @@ struct ActivationQuant {
   bool operator==(const ActivationQuant&) const = default;
 };
 
-// Each row of x rounded as above, in place. Deterministic: one pass per row, fp32 arithmetic.
+// One row's integer form: x̂_j = scale·(q_j − zero), q_j in −2^(b−1)..2^(b−1)−1 (symmetric, zero
+// 0) or 0..2^b−1 (asym). A row of zeros has scale 0 and every q_j = zero = 0; a row holding an
+// inf or NaN has scale NaN (and q = 0), so everything computed from it is NaN, as x·Wᵀ would be.
+// The packed kernels multiply these integers directly (W4A8: PackedLinear::matmul_quantized).
+struct RowGrid {
+  float scale = 0;
+  int zero = 0;
+};
+RowGrid quantize_row_codes(const float* x, int n, const ActivationQuant& a, int16_t* q);
+// Each row of x replaced by scale·(q − zero), in place. Deterministic: fp32 arithmetic.
 void quantize_activations(Mat& x, const ActivationQuant& a);
 
 // From an `act(...)` spec; throws Error naming the spec for bits outside 2..8, clip outside (0, 1].

@@ -49,7 +49,7 @@ void zero_in_parallel(M& m) {
 }
 }  // namespace
 
-InputStats::InputStats(int k) : k_(k), abs_sum_(VecD::Zero(k)) {
+InputStats::InputStats(int k) : k_(k), abs_sum_(VecD::Zero(k)), abs_max_(VecD::Zero(k)) {
   PTQ_ASSERT(k > 0);
   resize_for_bulk(xtx_, k, k);
   zero_in_parallel(xtx_);
@@ -76,6 +76,7 @@ void InputStats::add_batch(const Mat& x) {
   // Row by row (a column-wise sum would stride through X), in token order; threads take
   // fixed column slices, so every column's sum runs in the same order at any thread count.
   double* abs_sum = abs_sum_.data();
+  double* abs_max = abs_max_.data();
   constexpr int kSlice = 256;
 #pragma omp parallel for schedule(static)
   for (int c0 = 0; c0 < k_; c0 += kSlice) {
@@ -83,7 +84,11 @@ void InputStats::add_batch(const Mat& x) {
     for (Eigen::Index r = 0; r < x.rows(); ++r) {
       const float* row = &x(r, 0);
 #pragma omp simd
-      for (int c = c0; c < c1; ++c) abs_sum[c] += static_cast<double>(std::fabs(row[c]));
+      for (int c = c0; c < c1; ++c) {
+        const double a = static_cast<double>(std::fabs(row[c]));
+        abs_sum[c] += a;
+        abs_max[c] = std::max(abs_max[c], a);
+      }
     }
   }
   n_ += x.rows();
@@ -126,6 +131,11 @@ VecD InputStats::mean_abs() const {
   return n_ > 0 ? VecD(abs_sum_ / static_cast<double>(n_)) : VecD::Zero(k_);
 }
 
+VecD InputStats::max_abs() const {
+  PTQ_ASSERT(abs_sum_valid_, "InputStats: max |x| of a rotated input is not tracked");
+  return abs_max_;
+}
+
 MatD InputStats::hessian_block(int begin, int size) const {
   PTQ_ASSERT(begin >= 0 && size > 0 && begin + size <= k_);
   if (finalized_) return xtx_.block(begin, begin, size, size);
@@ -146,6 +156,7 @@ void InputStats::scale_channels(const VecD& d) {
       for (int j = i; j < k_; ++j) xtx_(i, j) *= d[i] * d[j];
   }
   abs_sum_ = abs_sum_.cwiseProduct(d.cwiseAbs());
+  abs_max_ = abs_max_.cwiseProduct(d.cwiseAbs());
 }
 
 void InputStats::transform_input(const MatD& t) {

@@ -1,7 +1,7 @@
 #pragma once
 // Second-moment statistics of a linear layer's inputs, accumulated streaming and shared by the
 // layers that read the same input (q/k/v, gate/up): H = 2/n Σ x xᵀ with fp64 accumulation, and
-// the mean |x| per channel (AWQ-style methods).
+// the mean and max |x| per channel (AWQ- and SmoothQuant-style methods).
 //
 // Life cycle: add_batch() while calibration windows stream through; the first hessian() call
 // finalizes — the pending fp32 chunk is folded and the accumulator becomes the full symmetric H
@@ -23,15 +23,17 @@ class InputStats {
   // call; later calls return the same matrix. Not for concurrent first calls.
   const MatD& hessian() const;
   VecD mean_abs() const;
+  VecD max_abs() const;  // max |x| per channel over every token seen (0 before any)
   // Rows and columns [begin, begin+size) of hessian() without forming the whole [K, K] matrix
   // (AWQ's searches only need the diagonal blocks of the quantization groups).
   MatD hessian_block(int begin, int size) const;
   // Re-describes the statistics for the input x ⊙ d (channel c multiplied by d[c]), as after a
   // transform folds a per-channel scale into the operation producing x: Σ x xᵀ → D (Σ x xᵀ) D,
-  // Σ|x| → Σ|x| ⊙ |d|. Exact, so a quantizer running afterwards sees the transformed input.
+  // Σ|x| → Σ|x| ⊙ |d|, max|x| → max|x| ⊙ |d|. Exact, so a quantizer running afterwards sees the transformed input.
   void scale_channels(const VecD& d);
-  // Re-describes the statistics for the input x·T (an input transform): H → Tᵀ H T. The mean |x|
-  // of a rotated input is not derivable from H and is marked unavailable (mean_abs() aborts).
+  // Re-describes the statistics for the input x·T (an input transform): H → Tᵀ H T. The mean and
+  // max |x| of a rotated input are not derivable from H and are marked unavailable (mean_abs()
+  // and max_abs() abort).
   void transform_input(const MatD& t);
   bool has_mean_abs() const { return abs_sum_valid_; }
 
@@ -53,7 +55,8 @@ class InputStats {
   mutable Mat partial_;
   mutable int pending_ = 0;  // tokens in partial_ not yet folded
   VecD abs_sum_;
-  bool abs_sum_valid_ = true;
+  VecD abs_max_;
+  bool abs_sum_valid_ = true;  // both abs_sum_ and abs_max_
 };
 
 // ||X Wᵀ − X Ŵᵀ||² / ||X Wᵀ||² computed from H (∝ XᵀX) as tr(ΔW H ΔWᵀ) / tr(W H Wᵀ).

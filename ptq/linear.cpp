@@ -42,6 +42,12 @@ void round_inputs(Mat& x, InputRounding r) {
   }
 }
 
+void PackedLinear::matmul_quantized(const float* x, int tokens, const ActivationQuant& a, float* y) const {
+  Mat xq = Eigen::Map<const Mat>(x, tokens, cols());
+  quantize_activations(xq, a);
+  matmul(xq.data(), tokens, y);
+}
+
 Mat Linear::forward(const Mat& x_in) const {
   PTQ_ASSERT(x_in.cols() == cols(), "linear input width does not match the weight");
   const bool rounds = input_rounding != InputRounding::kNone;
@@ -50,17 +56,22 @@ Mat Linear::forward(const Mat& x_in) const {
   if (rounds || input_transform) x = x_in;
   if (rounds) round_inputs(x, input_rounding);
   if (input_transform) x = input_transform->apply(x);
-  if (quantizes) {
-    if (!rounds && !input_transform) x = x_in;
-    quantize_activations(x, act);
-  }
-  const Mat& in = rounds || input_transform || quantizes ? x : x_in;
+  const Mat& in = rounds || input_transform ? x : x_in;
   Mat y;
   if (packed) {
     y.resize(in.rows(), packed->rows());
-    packed->matmul(in.data(), int(in.rows()), y.data());
+    if (quantizes) packed->matmul_quantized(in.data(), int(in.rows()), act, y.data());
+    else packed->matmul(in.data(), int(in.rows()), y.data());
+  } else if (quantizes) {
+    Mat xq = in;
+    quantize_activations(xq, act);
+    y.noalias() = xq * w.transpose();
   } else {
     y.noalias() = in * w.transpose();
+  }
+  if (branch) {
+    const Mat u = in * branch->l2.transpose();
+    y.noalias() += u * branch->l1.transpose();
   }
   if (bias.size()) y.rowwise() += bias.transpose();
   return y;

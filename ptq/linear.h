@@ -29,6 +29,10 @@ class PackedLinear {
   virtual int cols() const = 0;  // in features
   // y [tokens, rows] = x [tokens, cols] · Wᵀ, both row-major.
   virtual void matmul(const float* x, int tokens, float* y) const = 0;
+  // y = x̂·Wᵀ, x̂ = x with each token quantized as `a` says (quantize_activations). This default
+  // fake-quantizes a copy and calls matmul; the packed kernels multiply the integer grid itself
+  // (formats/kernels: W4A8 / W4A4 on the int8 dot-product path).
+  virtual void matmul_quantized(const float* x, int tokens, const ActivationQuant& a, float* y) const;
   virtual Mat dequantize() const = 0;  // [rows, cols]
 };
 
@@ -37,11 +41,14 @@ struct Linear {
   std::shared_ptr<const PackedLinear> packed;  // set for packed checkpoints
   Vec bias;                                    // empty when the layer has none
   // Applied to x before w while a transform stage's group awaits quantization (w is then in the
-  // transformed basis). Packed layers apply their own transform inside `packed`, unless the
-  // activations are quantized: then the loader keeps it here, so x·T is what gets quantized.
+  // transformed basis). Packed layers apply their own transform inside `packed`, before they
+  // quantize the activations (matmul_quantized), so x·T is what gets quantized either way.
   std::shared_ptr<const InputTransform> input_transform;
   InputRounding input_rounding = InputRounding::kNone;
   ActivationQuant act{};  // fake per-token quantization of the (transformed) input
+  // A transform stage's low-rank branch (svdquant), added to x·wᵀ while the group awaits
+  // quantization: w then holds only the residual that the quantizer will see.
+  std::shared_ptr<const LowRankBranch> branch{};
 
   Mat forward(const Mat& x) const;
   int rows() const { return packed ? packed->rows() : int(w.rows()); }

@@ -35,6 +35,7 @@ double ModuleProbe::error(const std::vector<const Mat*>& candidate) const {
     swapped[i].w = *candidate[i];
     swapped[i].bias = layers_[i].bias;
     swapped[i].input_transform = layers_[i].input_transform;
+    swapped[i].branch = layers_[i].branch;
     ptrs.push_back(&swapped[i]);
   }
   std::vector<double> per_window(inputs_.size());

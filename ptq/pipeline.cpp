@@ -91,6 +91,21 @@ class Stages {
   std::map<std::string, std::unique_ptr<WeightQuantizer>> cache_;
 };
 
+// b beside q's own branch, if any: [L1 B1]·[L2; B2] = L1·L2 + B1·B2, one branch of both ranks.
+void attach_branch(QuantizedLayer& q, const LowRankBranch& b) {
+  if (!q.low_rank) {
+    q.low_rank = b;
+    return;
+  }
+  LowRankBranch& l = *q.low_rank;
+  PTQ_ASSERT(l.bits == b.bits, "both branches fp16");
+  Mat l1(l.l1.rows(), l.rank() + b.rank()), l2(l.rank() + b.rank(), l.l2.cols());
+  l1 << l.l1, b.l1;
+  l2 << l.l2, b.l2;
+  l.l1 = std::move(l1);
+  l.l2 = std::move(l2);
+}
+
 LayerResult quantize_one(const std::string& name, int layer, Linear& lin, const InputStats& stats,
                          Stages& stages, const LayerSink& sink) {
   LayerResult r;
@@ -128,9 +143,17 @@ LayerResult quantize_one(const std::string& name, int layer, Linear& lin, const 
                 std::to_string(lin.w.cwiseAbs().maxCoeff()) + ") overflows float32");
   r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   if (lin.input_transform) q.input_transform = *lin.input_transform;
+  // A transform's branch (svdquant): the quantizer saw the residual lin.w; the layer is both.
+  Mat target;
+  if (lin.branch) {
+    attach_branch(q, *lin.branch);
+    target = lin.w + lin.branch->product();
+    lin.branch.reset();
+  }
+  const Mat& original = target.size() ? target : lin.w;
   Mat stored = q.stored_weight();
   // In the basis the quantizer saw: lin.w and the statistics both describe T(x).
-  r.rel_error = relative_output_error(lin.w, stored, stats.hessian());
+  r.rel_error = relative_output_error(original, stored, stats.hessian());
   r.bits_per_weight = q.bits_per_weight();
   r.parts = q.part_names();
   if (q.sparse) r.sparse_share = double(q.sparse->nnz()) / (double(r.rows) * double(r.cols));
@@ -226,6 +249,10 @@ void process_block(int l, BlockWeights& w, const StatsRefresh& refresh, const Pr
         // A skipped layer stays in full precision, but a transform may have changed it (v_proj
         // rows by the o_proj group's scales, a group's input transform): the output keeps its
         // weight for untransformed inputs.
+        if (lin.branch) {
+          lin.w += lin.branch->product();
+          lin.branch.reset();
+        }
         if (lin.input_transform) {
           lin.w = lin.input_transform->unfold_from_weight(lin.w);
           lin.input_transform.reset();

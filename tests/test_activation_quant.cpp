@@ -31,12 +31,6 @@ Mat heavy_tailed(int rows, int cols, uint64_t seed) {
   return m;
 }
 
-std::vector<int32_t> ids(int n) {
-  std::vector<int32_t> v;
-  for (int i = 0; i < n; ++i) v.push_back(int32_t((i * 37 + 5) % 2048));
-  return v;
-}
-
 // QuaRot's ActQuantizer for one token, element by element.
 std::vector<float> textbook_row(const float* x, int n, int bits, bool asym, double clip) {
   std::vector<float> out(x, x + n);
@@ -144,7 +138,7 @@ TEST(KvQuant, EachTokenAndHeadOnItsOwnAsymmetricGrid) {
 TEST(KvQuant, HadamardKeepsTheLogitsAndTheCachedPathAgrees) {
   PTQ_REQUIRE_SHARED("models/pydoc4M", path);
   const LlamaModel fp{Model::open(path)};
-  const std::vector<int32_t> x = ids(48);
+  const std::vector<int32_t> x = test::spread_ids(48);
   const Mat want = fp.logits(x);
   auto with = [&](const KvQuant& kv) {
     LlamaModel m = fp;
@@ -170,24 +164,13 @@ TEST(KvQuant, HadamardKeepsTheLogitsAndTheCachedPathAgrees) {
   EXPECT_LT(cached, 0.1 * double((want.bottomRows(18) - full).norm() / full.norm()));
 }
 
-class ActivationCheckpoints : public ::testing::Test {
+class ActivationCheckpoints : public test::PydocCompressTest {
  protected:
-  void SetUp() override {
-    model_ = test::shared_path("models/pydoc4M");
-    calib_ = test::shared_path("data/pydoc/calib.txt");
-    if (model_.empty() || calib_.empty())
-      GTEST_SKIP() << "shared data (pydoc4M, pydoc text) not found: set PTQ_SHARED_DIR";
-  }
-  std::string compress(const std::string& recipe, const std::string& format, const std::string& name) {
-    const CompressJob job = test::text_compress_job(model_, calib_, recipe, format, "act_" + name);
-    run_compress(job);
-    return job.out_dir;
-  }
-  std::string model_, calib_;
+  ActivationCheckpoints() { prefix_ = "act_"; }
 };
 
-// The packed checkpoint records act(a4); loading sets it on every block layer and moves each
-// down_proj's online Hadamard out of its kernel, so x·H is what gets quantized.
+// The packed checkpoint records act(a4); loading sets it on every block layer, whose composed
+// kernel applies down_proj's online Hadamard before it quantizes, so x·H is what gets quantized.
 TEST_F(ActivationCheckpoints, ThePackedCheckpointIsEvaluatedWithItsActivationQuantization) {
   const std::string out = compress("rot(hadamard,online)+act(a4)+gptq(w4,g64)", "ptq", "packed");
   EXPECT_EQ(checkpoint_recipe(out), "rot(hadamard,online)+act(a4)+gptq(w4,g64)");
@@ -203,24 +186,24 @@ TEST_F(ActivationCheckpoints, ThePackedCheckpointIsEvaluatedWithItsActivationQua
     for (LlamaModel* m : {&by_hand, &dense}) {
       Linear* lin = m->blocks()[size_t(l)].linear(short_name);
       lin->act = ActivationQuant{4, false, 1.0};
-      if (layer.input_transform) lin->input_transform = std::make_shared<const InputTransform>(*layer.input_transform);
       if (m == &dense) {
         lin->packed.reset();
         lin->w = layer.stored_weight();
-      } else if (layer.input_transform) {
-        lin->packed = make_packed_linear(layer.grid);  // the dense-grid kernel, transform outside
+        if (layer.input_transform) lin->input_transform = std::make_shared<const InputTransform>(*layer.input_transform);
+      } else {
+        lin->packed = make_composed_linear(layer);  // T inside, then the integer grid (matmul_quantized)
       }
     }
     transformed += layer.input_transform.has_value();
   }
   EXPECT_EQ(transformed, 4);
-  const Mat a = loaded.forward->logits(ids(40));
-  EXPECT_EQ(a, by_hand.logits(ids(40)));
+  const Mat a = loaded.forward->logits(test::spread_ids(40));
+  EXPECT_EQ(a, by_hand.logits(test::spread_ids(40)));
   // Against dense products the kernels' last-bit differences move a few 4-bit activation codes
   // (each by a whole step of its token's grid): measured 3.0e-2 here; 1e-6 with activations off.
-  const Mat d = dense.logits(ids(40));
+  const Mat d = dense.logits(test::spread_ids(40));
   EXPECT_LT(double((a - d).norm() / d.norm()), 6e-2);
-  const Mat w = weight_only.forward->logits(ids(40));
+  const Mat w = weight_only.forward->logits(test::spread_ids(40));
   EXPECT_GT(double((a - w).norm() / w.norm()), 0.1) << "4-bit activations changed little";
 }
 

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <iostream>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <string>
@@ -16,6 +17,7 @@
 #include "formats/kernels/composed_kernels.h"
 #include "formats/kernels/kernels.h"
 #include "formats/kernels/packed_matmul.h"
+#include "ptq/activation_quant.h"
 #include "ptq/error.h"
 #include "ptq/parallel.h"
 
@@ -423,6 +425,102 @@ TEST(ComposedKernels, AllPartsInt8AndDequantize) {
   const Expected e = expected_product(l, expected, Mat::Identity(c.cols, c.cols), kComposedTolerance);
   for (int r = 0; r < c.rows; ++r)
     for (int k = 0; k < c.cols; ++k) ASSERT_LE(std::fabs(w(r, k) - expected(r, k)), e.bound(k, r)) << r << ", " << k;
+}
+
+// ---- activations on a recipe's per-token grid (act(...): matmul_quantized) ----
+
+Mat run_layer_quantized(const QuantizedLayer& l, KernelPath path, const ActivationQuant& a, const Mat& x) {
+  force_kernel_path(path);
+  const auto linear = make_composed_linear(l);
+  force_kernel_path(std::nullopt);
+  Mat y(x.rows(), l.rows());
+  linear->matmul_quantized(x.data(), int(x.rows()), a, y.data());
+  return y;
+}
+
+// x̂: the layer's transform as the kernels compute it, then the core's fake quantization.
+Mat quantized_input(const QuantizedLayer& l, KernelPath path, const ActivationQuant& a, const Mat& x) {
+  Mat xt = l.input_transform ? run_transform(pack_transform("test", *l.input_transform, l.cols()), path, x) : x;
+  quantize_activations(xt, a);
+  return xt;
+}
+
+std::vector<ActivationQuant> grid_cases() {
+  return {{8, false, 1.0}, {8, true, 1.0}, {4, false, 1.0}, {4, true, 1.0}, {8, false, 0.9}, {3, true, 0.8}};
+}
+
+// x̂·(D + S)ᵀ + x̃·(L1·L2)ᵀ in double, x̃ = T(x) and x̂ its quantization: the branch takes the
+// unquantized input. Bound: tolerance·(|x̂|·|D + S|ᵀ + |x̃|·(|L1|·|L2|)ᵀ).
+Expected expected_quantized(const QuantizedLayer& untransformed, const Mat& x_tilde, const Mat& x_hat, double tolerance) {
+  QuantizedLayer dense = untransformed;
+  dense.low_rank.reset();
+  Expected e = expected_product(dense, dense.effective_weight(), x_hat, tolerance);
+  if (const auto& l = untransformed.low_rank) {
+    e.y += x_tilde.cast<double>() * l->product().cast<double>().transpose();
+    e.bound += tolerance * x_tilde.cast<double>().cwiseAbs() *
+               (l->l1.cast<double>().cwiseAbs() * l->l2.cast<double>().cwiseAbs()).transpose();
+  }
+  return e;
+}
+
+// Every part and both statistics kinds, symmetric and asymmetric grids of 3, 4 and 8 bits (asym
+// 8-bit takes the offset term; clip < 1 reaches code −128): the integer path equals
+// x̂·(D + S)ᵀ + x̃·(L1·L2)ᵀ in double within kComposedTolerance of its magnitude — the dense and
+// sparse parts on the quantized input as the fake-quantized forward takes them, the branch on the
+// unquantized one — and every SIMD path is bit-identical to the reference.
+TEST(ComposedKernels, GridActivationsEqualTheFakeQuantizedProduct) {
+  for (const LayerCase& c : layer_cases())
+    for (int parts : {0, kTransform | kSparse | kLowRank})
+      for (bool additive : {false, true}) {
+        if (parts == 0 && c.transform.kind != InputTransform::Kind::kHadamard) continue;
+        const QuantizedLayer l = make_layer(c, parts, additive);
+        QuantizedLayer untransformed = l;
+        untransformed.input_transform.reset();
+        for (int tokens : {1, 7, 70}) {
+          const Mat x = Eigen::Map<const Mat>(gaussian(size_t(tokens) * c.cols, uint64_t(tokens) + 5).data(), tokens, c.cols);
+          for (const ActivationQuant& a : grid_cases()) {
+            const std::string what = c.name + " " + parts_name(parts) + (additive ? " additive " : " integer zeros ") +
+                                     activation_quant_spec(a) + " tokens " + std::to_string(tokens);
+            const Mat ref = run_layer_quantized(l, KernelPath::ref, a, x);
+            const Mat x_tilde = quantized_input(l, KernelPath::ref, ActivationQuant{}, x);
+            const Mat x_hat = quantized_input(l, KernelPath::ref, a, x);
+            expect_within(ref, expected_quantized(untransformed, x_tilde, x_hat, kComposedTolerance), what + " ref");
+            if (HasFatalFailure()) return;
+            for (KernelPath path : simd_paths()) {
+              if (!cpu_supports(path)) continue;
+              ASSERT_TRUE(same_bits(ref, run_layer_quantized(l, path, a, x))) << what << " " << path_name(path);
+            }
+          }
+        }
+      }
+}
+
+// A row of zeros gives zeros, a row holding inf or NaN gives NaN in every output, and the other
+// tokens are unaffected; 1 and 2 threads bit-identical at a size that runs in parallel.
+TEST(ComposedKernels, GridActivationsEdgeRowsAndThreads) {
+  const int rows = 512, cols = 4096, tokens = 64;
+  const QuantizedLayer l = QuantizedLayer::from_grid(random_grid(rows, cols, false, 31));
+  Mat x = Eigen::Map<const Mat>(gaussian(size_t(tokens) * cols, 32).data(), tokens, cols);
+  x.row(3).setZero();
+  x(5, 17) = std::numeric_limits<float>::infinity();
+  x(6, 100) = std::numeric_limits<float>::quiet_NaN();
+  for (const ActivationQuant& a : {ActivationQuant{8, false, 1.0}, ActivationQuant{8, true, 1.0}}) {
+    const auto linear = make_composed_linear(l);
+    Mat y1(tokens, rows), y2(tokens, rows);
+    set_num_threads(1);
+    linear->matmul_quantized(x.data(), tokens, a, y1.data());
+    set_num_threads(2);
+    linear->matmul_quantized(x.data(), tokens, a, y2.data());
+    EXPECT_TRUE(same_bits(y1, y2)) << activation_quant_spec(a) << " 1 vs 2 threads";
+    EXPECT_TRUE(y1.row(3).isZero()) << activation_quant_spec(a);
+    for (int t : {5, 6})
+      for (int r = 0; r < rows; ++r) ASSERT_TRUE(std::isnan(y1(t, r))) << activation_quant_spec(a) << " token " << t;
+    EXPECT_TRUE(y1.row(7).allFinite());
+    Mat clean = x.bottomRows(tokens - 8);
+    Mat y3(clean.rows(), rows);
+    linear->matmul_quantized(clean.data(), int(clean.rows()), a, y3.data());
+    EXPECT_TRUE(same_bits(y3, y1.bottomRows(tokens - 8))) << "tokens are independent";
+  }
 }
 
 // Factors that are not fp16-exact (against the core's promise) are kept as float, not rounded.

@@ -1,4 +1,5 @@
-// Activations for the int8 arithmetic (kernels.h) and the block gather all three share.
+// Activations for the int8 arithmetic (kernels.h), per block or on a recipe's per-token grid,
+// and the block gather all three arithmetics share.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -55,6 +56,52 @@ ActivationBlocks quantize_activations(const PackedMatrix& m, const float* x, int
     quantize_token(m, x + size_t(t) * m.cols, a.q.data() + size_t(t) * m.blocks * kBlockCols,
                    a.scale.data() + size_t(t) * m.blocks, a.group_sum.data() + size_t(t) * m.groups);
   return a;
+}
+
+namespace {
+
+// One token of GridActivations: its grid codes, then v gathered into the packed order.
+float grid_token(const PackedMatrix& m, const float* x, const ActivationQuant& a, int16_t* codes, int8_t* q,
+                 float* scale, float* group_sum, float* x_hat) {
+  const RowGrid grid = quantize_row_codes(x, m.cols, a, codes);
+  const bool shifted = a.asym && a.bits == 8;
+  const int shift = shifted ? 128 : grid.zero;
+  if (x_hat)
+    for (int c = 0; c < m.cols; ++c) x_hat[c] = grid.scale * float(codes[c] - grid.zero);
+  for (int g = 0; g < m.groups; ++g) {
+    float gsum = 0.0f;
+    for (int b = m.group_first_block[g]; b < m.group_first_block[g + 1]; ++b) {
+      int isum = 0;
+      for (int i = 0; i < kBlockCols; ++i) {
+        const int c = m.source_col[size_t(b) * kBlockCols + i];
+        const int v = c < 0 ? 0 : codes[c] - shift;
+        q[size_t(b) * kBlockCols + i] = int8_t(v);
+        isum += v;
+      }
+      scale[b] = grid.scale;
+      gsum = std::fma(grid.scale, float(isum), gsum);
+    }
+    group_sum[g] = gsum;
+  }
+  return shifted ? grid.scale * float(shift - grid.zero) : 0.0f;
+}
+
+}  // namespace
+
+GridActivations grid_activations(const PackedMatrix& m, const float* x, int tokens, const ActivationQuant& a,
+                                 bool keep_x_hat) {
+  PTQ_ASSERT(tokens >= 0 && a.enabled() && a.bits <= 8);
+  GridActivations out{ActivationBlocks(m, tokens), std::vector<float>(size_t(tokens), 0.0f),
+                      std::vector<float>(keep_x_hat ? size_t(tokens) * m.cols : 0, 0.0f)};
+  ActivationBlocks& blocks = out.blocks;
+  std::vector<int16_t> codes(static_cast<size_t>(m.cols));
+  for (int t = 0; t < tokens; ++t)
+    out.offset[t] = grid_token(m, x + size_t(t) * m.cols, a, codes.data(),
+                               blocks.q.data() + size_t(t) * m.blocks * kBlockCols,
+                               blocks.scale.data() + size_t(t) * m.blocks,
+                               blocks.group_sum.data() + size_t(t) * m.groups,
+                               keep_x_hat ? out.x_hat.data() + size_t(t) * m.cols : nullptr);
+  return out;
 }
 
 std::vector<float> dequantize_activations(const PackedMatrix& m, const ActivationBlocks& a) {

@@ -54,6 +54,7 @@
 #include <vector>
 
 #include "formats/kernels/packed_layout.h"
+#include "ptq/activation_quant.h"
 
 namespace ptq::kernels {
 
@@ -81,6 +82,21 @@ struct ActivationBlocks : ActivationShape {
   const float* token_group_sum(int t) const { return group_sum.data() + size_t(t) * groups; }
 };
 ActivationBlocks quantize_activations(const PackedMatrix& m, const float* x, int tokens);
+
+// Activations a recipe quantizes per token (act(...), ptq/activation_quant.h: x̂ = s_t·(q − z_t))
+// laid out for the same int8 kernels, every block of token t scaled by d_b = s_t, so the
+// integer dot products run on the grid itself (W4A8, and W4A4 in int8 lanes):
+//   v = q − z_t, which fits int8 for symmetric grids and asymmetric ones up to 7 bits;
+//   asym 8-bit (q − z spans ±255): v = q − 128 and the token's offset o_t = s_t·(128 − z_t),
+//   x̂ = s_t·v + o_t, so y_r gains o_t·Σ_c W[r, c] (packed_matmul_grid adds it).
+// |v| ≤ 128 keeps the AVX2 int16 accumulation in bounds (8·2·15·128 < 2^15).
+struct GridActivations {
+  ActivationBlocks blocks;
+  std::vector<float> offset;  // [tokens] o_t (all 0 unless asym 8-bit)
+  std::vector<float> x_hat;   // [tokens, cols] x̂ in the original order, when asked for
+};
+GridActivations grid_activations(const PackedMatrix& m, const float* x, int tokens, const ActivationQuant& a,
+                                 bool keep_x_hat);
 // d·x̂ in the original column order [tokens, cols]: what the kernels multiply W by.
 std::vector<float> dequantize_activations(const PackedMatrix& m, const ActivationBlocks& a);
 
@@ -193,6 +209,14 @@ struct DenseKernels {
 // chunks (each output row is computed by one thread in a fixed order: bit-identical at any
 // thread count).
 void packed_matmul(const PackedMatrix& m, const float* x, int tokens, float* y, const DenseKernels& k);
+// y = x̂·Wᵀ with x̂ = x quantized per token as `a` says, on the int8 tile kernel (GridActivations):
+// Σ scale·(code − zero)·s_t·v up to fp32 rounding, i.e. the fake-quantized forward's product.
+// row_sums[r] = Σ_c W[r, c] (row_sums()), read only for asymmetric 8-bit grids. x_hat, unless
+// null, receives x̂ [tokens, cols] for the layer's sparse and low-rank parts.
+void packed_matmul_grid(const PackedMatrix& m, const float* x, int tokens, const ActivationQuant& a,
+                        const TileKernels& k, const std::vector<float>& row_sums, float* y, float* x_hat);
+// Σ_c W[r, c] per row, on the fp32 arithmetic.
+std::vector<float> row_sums(const PackedMatrix& m, const TileKernels& k);
 // The same on `path` with `arithmetic` (resolves the kernels first; tests and benchmarks).
 void packed_matmul(const PackedMatrix& m, const float* x, int tokens, float* y, KernelPath path,
                    ActivationArithmetic arithmetic = ActivationArithmetic::int8x3);

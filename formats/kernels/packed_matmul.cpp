@@ -1,11 +1,13 @@
 #include "formats/kernels/packed_matmul.h"
 
 #include <algorithm>
+#include <cmath>
 #include <optional>
 #include <string>
 
 #include "formats/kernels/composed_kernels.h"
 #include "formats/kernels/kernels.h"
+#include "ptq/error.h"
 
 namespace ptq {
 namespace kernels {
@@ -44,6 +46,30 @@ void packed_matmul(const PackedMatrix& m, const float* x, int tokens, float* y, 
   }
 }
 
+void packed_matmul_grid(const PackedMatrix& m, const float* x, int tokens, const ActivationQuant& a,
+                        const TileKernels& k, const std::vector<float>& row_sums, float* y, float* x_hat) {
+  for (int t0 = 0; t0 < tokens; t0 += kMaxGemmTokens) {
+    const int n = std::min(kMaxGemmTokens, tokens - t0);
+    const GridActivations g = grid_activations(m, x + size_t(t0) * m.cols, n, a, x_hat != nullptr);
+    float* yt = y + size_t(t0) * m.rows;
+    run_tiles(k.int8, m, g.blocks, yt);
+    for (int t = 0; t < n; ++t) {
+      if (g.offset[t] == 0.0f) continue;
+      PTQ_ASSERT(row_sums.size() == size_t(m.rows), "row sums for an asymmetric 8-bit activation grid");
+      float* yr = yt + size_t(t) * m.rows;
+      for (int r = 0; r < m.rows; ++r) yr[r] = std::fma(g.offset[t], row_sums[r], yr[r]);
+    }
+    if (x_hat) std::copy(g.x_hat.begin(), g.x_hat.end(), x_hat + size_t(t0) * m.cols);
+  }
+}
+
+std::vector<float> row_sums(const PackedMatrix& m, const TileKernels& k) {
+  const std::vector<float> ones(size_t(m.cols), 1.0f);
+  std::vector<float> sums(size_t(m.rows));
+  packed_matmul(m, ones.data(), 1, sums.data(), DenseKernels{k, ActivationArithmetic::fp32});
+  return sums;
+}
+
 void packed_matmul(const PackedMatrix& m, const float* x, int tokens, float* y, KernelPath path,
                    ActivationArithmetic arithmetic) {
   packed_matmul(m, x, tokens, y, DenseKernels{tile_kernels(path, m), arithmetic});
@@ -63,11 +89,29 @@ class ComposedPackedLinear final : public PackedLinear {
     const kernels::KernelPath path = kernels::active_kernel_path();
     dense_ = {kernels::tile_kernels(path, m_), kernels::active_activation_arithmetic()};
     composed_ = kernels::composed_kernels(path);
+    row_sums_ = kernels::row_sums(m_, dense_.tiles);
   }
   int rows() const override { return m_.rows; }
   int cols() const override { return m_.cols; }
 
   void matmul(const float* x, int tokens, float* y) const override { run(x, tokens, y, dense_); }
+
+  // T first (x·T is what gets quantized), then the dense tiles on the grid's integers, the
+  // sparse part on x̂ and the low-rank branch on the unquantized x·T (SVDQuant runs its branch
+  // on 16-bit activations: only D + S is the low-precision product).
+  void matmul_quantized(const float* x, int tokens, const ActivationQuant& a, float* y) const override {
+    std::vector<float> transformed;
+    if (transform_) {
+      transformed.resize(size_t(tokens) * m_.cols);
+      kernels::transform_input(*transform_, composed_, x, tokens, transformed.data());
+      x = transformed.data();
+    }
+    std::vector<float> x_hat(sparse_ ? size_t(tokens) * m_.cols : 0);
+    float* x_hat_out = x_hat.empty() ? nullptr : x_hat.data();
+    kernels::packed_matmul_grid(m_, x, tokens, a, dense_.tiles, row_sums_, y, x_hat_out);
+    if (sparse_) kernels::sparse_add(*sparse_, composed_, x_hat.data(), tokens, y);
+    if (low_rank_) kernels::low_rank_add(*low_rank_, composed_, x, tokens, y);
+  }
 
   Mat dequantize() const override {
     if (!transform_ && !sparse_ && !low_rank_) return kernels::dequantize(m_);
@@ -97,6 +141,7 @@ class ComposedPackedLinear final : public PackedLinear {
   std::optional<kernels::PackedLowRank> low_rank_;
   kernels::DenseKernels dense_;
   kernels::ComposedKernels composed_;
+  std::vector<float> row_sums_;  // Σ_c W[r, c]: asymmetric 8-bit activation grids' offset term
 };
 
 }  // namespace
